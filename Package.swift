@@ -1,0 +1,100 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// One settings list for every target, as grpc-swift-2 does: Swift 6 mode and the upcoming
+/// features that keep imports and existentials explicit.
+let strictSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let grpcCore = Target.Dependency.product(name: "GRPCCore", package: "grpc-swift-2")
+let grpcProtobuf = Target.Dependency.product(name: "GRPCProtobuf", package: "grpc-swift-protobuf")
+let grpcHTTP2 = Target.Dependency.product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport")
+let swiftProtobuf = Target.Dependency.product(name: "SwiftProtobuf", package: "swift-protobuf")
+let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
+let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
+let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+let serviceLifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+
+let package = Package(
+    name: "swift-etcd",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "etcd", targets: ["EtcdMain"]),
+        .library(name: "EtcdServer", targets: ["EtcdServer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // Identifiers and etcd's error catalog, shared by every layer above.
+        .target(name: "EtcdCommon", dependencies: [grpcCore], swiftSettings: strictSettings),
+        // Generated from Protos/ by scripts/generate-protos.sh; committed, never generated in CI.
+        .target(
+            name: "EtcdAPI",
+            dependencies: [grpcCore, grpcProtobuf, swiftProtobuf],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        // The system SQLite (libsqlite3-dev).
+        .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
+        .target(name: "EtcdBackend", dependencies: ["CSQLite"], swiftSettings: strictSettings),
+        .target(
+            name: "EtcdMVCC",
+            dependencies: ["EtcdBackend", .product(name: "Collections", package: "swift-collections")],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "EtcdReplica",
+            dependencies: ["EtcdCommon", "EtcdAPI", "EtcdMVCC", "EtcdBackend", logging, swiftProtobuf],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "EtcdServer",
+            dependencies: [
+                "EtcdCommon", "EtcdAPI", "EtcdReplica", "EtcdMVCC", "EtcdBackend",
+                grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, logging, nioCore, nioPosix, serviceLifecycle,
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "EtcdMain",
+            dependencies: ["EtcdServer", argumentParser, logging],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "EtcdTestSupport",
+            dependencies: ["EtcdAPI", grpcCore, grpcHTTP2],
+            path: "Tests/EtcdTestSupport",
+            swiftSettings: strictSettings
+        ),
+        .testTarget(name: "EtcdBackendTests", dependencies: ["EtcdBackend"], swiftSettings: strictSettings),
+        .testTarget(name: "EtcdMVCCTests", dependencies: ["EtcdMVCC", "EtcdBackend"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "EtcdReplicaTests",
+            dependencies: ["EtcdReplica", "EtcdAPI", "EtcdCommon", "EtcdMVCC", "EtcdBackend"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "EtcdServerTests",
+            dependencies: ["EtcdServer", "EtcdAPI", "EtcdCommon", "EtcdTestSupport", grpcCore, grpcHTTP2],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "CompatibilityTests",
+            dependencies: ["EtcdTestSupport"],
+            swiftSettings: strictSettings
+        ),
+    ]
+)
