@@ -1,0 +1,169 @@
+internal import CSQLite
+
+/// One SQLite database: etcd's bbolt backend, reimplemented on SQLite.
+///
+/// The backend is deliberately small. It opens the file in WAL mode with `synchronous=FULL`, so
+/// every ``commit()`` is durable on return; the server makes that affordable by applying many
+/// requests per transaction (etcd's batched backend commits). Layers above own their tables and
+/// their SQL and use ``withStatement(_:_:)`` and ``execute(_:)``.
+///
+/// A `Backend` is not `Sendable`: SQLite is opened without its own mutex, and exactly one owner
+/// (the server's apply path, behind a lock) uses it at a time.
+public final class Backend {
+    /// The database file, or `nil` for a private in-memory database.
+    public let path: String?
+    let connection: OpaquePointer
+    private var statements: [String: Statement] = [:]
+    // Whether the statement cache is currently lent out, to catch reentrant use of one statement.
+    private var borrowed: Set<String> = []
+
+    /// The file name used inside `<data-dir>/member/`.
+    public static let fileName = "db.sqlite"
+
+    /// The database path for an etcd data directory: `<dataDirectory>/member/db.sqlite`.
+    public static func databasePath(dataDirectory: String) -> String {
+        let base = dataDirectory.hasSuffix("/") ? String(dataDirectory.dropLast()) : dataDirectory
+        return "\(base)/member/\(fileName)"
+    }
+
+    /// Opens (creating if needed) `<dataDirectory>/member/db.sqlite`, creating the directories.
+    public convenience init(dataDirectory: String) throws(BackendError) {
+        let base = dataDirectory.hasSuffix("/") ? String(dataDirectory.dropLast()) : dataDirectory
+        try FileSystem.createDirectories("\(base)/member")
+        try self.init(path: Backend.databasePath(dataDirectory: dataDirectory))
+    }
+
+    /// Opens the database at `path`, creating it if missing; `nil` opens a fresh in-memory database.
+    ///
+    /// Fails with a ``BackendError`` (never a trap) when the file cannot be opened or is not a
+    /// SQLite database, e.g. after a torn copy.
+    public init(path: String?) throws(BackendError) {
+        self.path = path
+        var handle: OpaquePointer?
+        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
+        let result = sqlite3_open_v2(path ?? ":memory:", &handle, flags, nil)
+        guard result == SQLITE_OK, let handle else {
+            let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(result))
+            sqlite3_close_v2(handle)
+            throw BackendError(code: result, message: message, operation: "open \(path ?? ":memory:")")
+        }
+        self.connection = handle
+        sqlite3_extended_result_codes(handle, 1)
+        do {
+            // Reading the journal mode and the schema touches page 1, so a file that is not a
+            // database (or has a damaged header) fails here, at open, with SQLITE_NOTADB.
+            try execute("PRAGMA journal_mode=WAL")
+            try execute("PRAGMA synchronous=FULL")
+            try execute("SELECT count(*) FROM sqlite_master")
+        } catch {
+            // The initializer has not finished, so deinit will not run: release the connection here.
+            sqlite3_close_v2(handle)
+            throw BackendError(code: error.code, message: error.message, operation: "open \(path ?? ":memory:"): \(error.operation)")
+        }
+    }
+
+    deinit {
+        for statement in statements.values {
+            sqlite3_finalize(statement.handle)
+        }
+        sqlite3_close_v2(connection)
+    }
+
+    /// Runs one or more SQL statements that return nothing of interest (DDL, pragmas).
+    public func execute(_ sql: String) throws(BackendError) {
+        var message: UnsafeMutablePointer<CChar>?
+        let result = sqlite3_exec(connection, sql, nil, nil, &message)
+        guard result == SQLITE_OK else {
+            let text = message.map { String(cString: $0) } ?? String(cString: sqlite3_errmsg(connection))
+            sqlite3_free(message)
+            throw BackendError(code: result, message: text, operation: sql)
+        }
+    }
+
+    /// Lends the cached prepared statement for `sql` to `body`, preparing it on first use.
+    ///
+    /// The statement is reset and its bindings cleared afterwards, whatever `body` does. Nesting
+    /// the same SQL inside its own `body` is a programming error and traps.
+    public func withStatement<Result>(
+        _ sql: String,
+        _ body: (Statement) throws(BackendError) -> Result
+    ) throws(BackendError) -> Result {
+        let statement = try prepared(sql)
+        precondition(borrowed.insert(sql).inserted, "statement already in use (reentrant withStatement): \(sql)")
+        defer {
+            statement.reset()
+            borrowed.remove(sql)
+        }
+        return try body(statement)
+    }
+
+    private func prepared(_ sql: String) throws(BackendError) -> Statement {
+        if let cached = statements[sql] { return cached }
+        var handle: OpaquePointer?
+        let result = sqlite3_prepare_v3(connection, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &handle, nil)
+        guard result == SQLITE_OK, let handle else {
+            sqlite3_finalize(handle)
+            throw error(result, "prepare \(sql)")
+        }
+        let statement = Statement(handle: handle, sql: sql, backend: self)
+        statements[sql] = statement
+        return statement
+    }
+
+    // MARK: Transactions
+
+    /// True between ``begin()`` and ``commit()``/``rollback()``.
+    public var isInTransaction: Bool {
+        sqlite3_get_autocommit(connection) == 0
+    }
+
+    /// Starts a write transaction, taking SQLite's write lock now rather than at the first write.
+    public func begin() throws(BackendError) {
+        precondition(!isInTransaction, "begin: a backend transaction is already open")
+        try execute("BEGIN IMMEDIATE")
+    }
+
+    /// Commits the open transaction; with `synchronous=FULL` the data is on disk when this returns.
+    public func commit() throws(BackendError) {
+        precondition(isInTransaction, "commit: no backend transaction is open")
+        try execute("COMMIT")
+    }
+
+    /// Discards the open transaction. Rolling back when none is open (SQLite may already have
+    /// rolled back after an I/O error) is harmless.
+    public func rollback() {
+        guard isInTransaction else { return }
+        // A failed ROLLBACK leaves nothing for the caller to do: SQLite rolls the transaction back
+        // itself when the connection closes, and hot journals are replayed on the next open.
+        _ = sqlite3_exec(connection, "ROLLBACK", nil, nil, nil)
+    }
+
+    // MARK: Size, for etcd's Status RPC
+
+    /// Bytes the database occupies (`page_count * page_size`): etcd's `dbSize`.
+    public var sizeBytes: Int64 {
+        get throws(BackendError) {
+            try pragmaInt("page_count") * pragmaInt("page_size")
+        }
+    }
+
+    /// Bytes holding live data (`(page_count - freelist_count) * page_size`): etcd's `dbSizeInUse`.
+    public var sizeInUseBytes: Int64 {
+        get throws(BackendError) {
+            try (pragmaInt("page_count") - pragmaInt("freelist_count")) * pragmaInt("page_size")
+        }
+    }
+
+    private func pragmaInt(_ name: String) throws(BackendError) -> Int64 {
+        try withStatement("PRAGMA \(name)") { statement throws(BackendError) in
+            guard try statement.step() else {
+                throw BackendError(code: SQLITE_ERROR, message: "pragma returned no row", operation: "PRAGMA \(name)")
+            }
+            return statement.int64(at: 0)
+        }
+    }
+
+    func error(_ result: Int32, _ operation: String) -> BackendError {
+        BackendError(code: result, message: String(cString: sqlite3_errmsg(connection)), operation: operation)
+    }
+}

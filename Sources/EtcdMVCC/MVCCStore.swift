@@ -1,0 +1,250 @@
+public import EtcdBackend
+
+/// etcd's multi-version key-value store: every change gets a revision, reads can go back to any
+/// revision not yet compacted, and compaction forgets history below a revision.
+///
+/// Revisions and the key index live in memory; values live in the ``Backend`` (SQLite), one row
+/// per revision, so the data may exceed RAM. Writes happen inside a *batch*, one backend
+/// transaction that the server fills with many requests before a single durable commit (etcd's
+/// batched bbolt commits). If a batch fails or is aborted the in-memory state is rebuilt from
+/// disk, so memory never runs ahead of what a restart would see.
+///
+/// Not `Sendable`: one owner drives it (the server keeps it behind a lock for a whole batch).
+public final class MVCCStore {
+    /// The storage holding every revision's row and the meta values.
+    public let backend: Backend
+    let table: KVTable
+    var index = RevisionIndex()
+
+    /// The revision of the last committed-or-applied write transaction. A new store is at 1, as
+    /// in etcd, so the first put gets `mod_revision` 2.
+    public internal(set) var currentRevision: Int64 = 1
+
+    /// etcd starts this at -1 ("never compacted"), which lets a first compaction at 0 succeed and
+    /// a later one at 0 fail as `.compacted`, exactly as etcd answers.
+    private(set) var compactMainRevision: Int64 = -1
+
+    /// The revision of the last compaction, 0 if the store was never compacted.
+    public var compactedRevision: Int64 { max(compactMainRevision, 0) }
+
+    /// Meta name under which the compaction revision is persisted (etcd's `finishedCompactRev`).
+    /// ``setMeta(_:_:)`` refuses it: only ``compact(_:)`` may move it.
+    public static let compactedRevisionMetaName = "finished_compact_revision"
+
+    private(set) var inBatch = false
+    var writeOpen = false
+    /// A backend failure inside the current batch: the batch can only be rolled back now.
+    private var batchFailure: BackendError?
+
+    /// Opens the store on `backend`: creates the tables if missing, then rebuilds the key index,
+    /// the current revision and the compacted revision from the rows on disk.
+    public init(backend: Backend) throws(MVCCError) {
+        precondition(!backend.isInTransaction, "MVCCStore.init: the backend has an open transaction")
+        self.backend = backend
+        self.table = KVTable(backend: backend)
+        do {
+            try table.createSchema()
+            try rebuild()
+        } catch {
+            throw .backend(error)
+        }
+    }
+
+    // MARK: Reading
+
+    /// Reads `range` as of `options.revision` (0 = now). Keys ascend bytewise; `count` ignores the
+    /// limit. Throws `.futureRevision` past the current revision and `.compacted` below the
+    /// compacted revision (reading exactly at it is allowed, as in etcd).
+    public func range(_ range: KeyRange, options: RangeOptions) throws(MVCCError) -> RangeResult {
+        try read(range, options, current: currentRevision)
+    }
+
+    /// Shared by the store and write transactions; `current` is the revision the reader is at.
+    func read(_ range: KeyRange, _ options: RangeOptions, current: Int64) throws(MVCCError) -> RangeResult {
+        // etcd checks the future first, then resolves 0 to "now", then checks compaction.
+        if options.revision > current { throw .futureRevision }
+        let atRevision = options.revision <= 0 ? current : options.revision
+        if atRevision < compactMainRevision { throw .compacted }
+
+        let limit = options.limit > 0 ? Int(options.limit) : Int.max
+        var revisions: [Revision] = []
+        var count = 0
+        index.visit(range, at: atRevision) { _, revision in
+            count += 1
+            if !options.countOnly, revisions.count < limit {
+                revisions.append(revision)
+            }
+            return true
+        }
+        var kvs: [KeyValue] = []
+        kvs.reserveCapacity(revisions.count)
+        for revision in revisions {
+            let stored: KeyValue?
+            do {
+                stored = try table.read(revision)
+            } catch {
+                throw .backend(error)
+            }
+            guard let kv = stored else {
+                preconditionFailure(
+                    "mvcc: index names revision \(revision) (read at \(atRevision), current \(current)) but the backend has no row"
+                )
+            }
+            kvs.append(kv)
+        }
+        return RangeResult(kvs: kvs, revision: current, count: count)
+    }
+
+    /// The changes with main revision in `[startRevision, endRevision]` (default: up to the
+    /// current revision), in revision order, at most `limit`: what a watcher catching up reads.
+    /// Throws `.compacted` when `startRevision` is below the compacted revision, as etcd's watch.
+    public func events(
+        from startRevision: Int64,
+        through endRevision: Int64? = nil,
+        limit: Int = Int.max
+    ) throws(MVCCError) -> [MVCCEvent] {
+        precondition(limit > 0, "events: limit must be positive, got \(limit)")
+        if startRevision < compactMainRevision { throw .compacted }
+        do {
+            return try table.events(from: startRevision, through: endRevision ?? currentRevision, limit: limit)
+        } catch {
+            throw .backend(error)
+        }
+    }
+
+    /// A meta value (e.g. `consistent_index`), or nil if never set. Sees the open batch's writes.
+    public func meta(_ name: String) throws(MVCCError) -> Int64? {
+        do {
+            return try table.meta(name)
+        } catch {
+            throw .backend(error)
+        }
+    }
+
+    // MARK: Batches
+
+    /// Opens the backend transaction that the following writes join.
+    public func beginBatch() throws(MVCCError) {
+        precondition(!inBatch, "beginBatch: a batch is already open (current revision \(currentRevision))")
+        do {
+            try backend.begin()
+        } catch {
+            throw .backend(error)
+        }
+        inBatch = true
+        batchFailure = nil
+    }
+
+    /// Makes the batch durable. If that fails (or a write in the batch failed), the batch is
+    /// rolled back, memory is rebuilt from disk, and the error is thrown.
+    public func commitBatch() throws(MVCCError) {
+        precondition(inBatch, "commitBatch: no batch is open (current revision \(currentRevision))")
+        precondition(!writeOpen, "commitBatch: a write transaction at revision \(currentRevision) was not ended")
+        inBatch = false
+        if let failure = batchFailure {
+            batchFailure = nil
+            rollbackAndRebuild()
+            throw .backend(failure)
+        }
+        do {
+            try backend.commit()
+        } catch {
+            rollbackAndRebuild()
+            throw .backend(error)
+        }
+    }
+
+    /// Discards the batch: rolls the backend back and rebuilds memory from disk.
+    public func abortBatch() {
+        precondition(inBatch, "abortBatch: no batch is open (current revision \(currentRevision))")
+        precondition(!writeOpen, "abortBatch: a write transaction at revision \(currentRevision) was not ended")
+        inBatch = false
+        batchFailure = nil
+        rollbackAndRebuild()
+    }
+
+    /// Starts a write transaction; its changes get main revision `currentRevision + 1`.
+    public func beginWrite() -> WriteTransaction {
+        precondition(inBatch, "beginWrite outside a batch (current revision \(currentRevision))")
+        precondition(!writeOpen, "beginWrite: the write transaction at revision \(currentRevision + 1) was not ended")
+        writeOpen = true
+        return WriteTransaction(store: self, beginRevision: currentRevision)
+    }
+
+    /// Forgets history at or below `revision` (etcd's compaction), in the open batch: for each key
+    /// only its newest revision at or below `revision` survives, and only if it is not a tombstone.
+    /// The current revision does not change.
+    public func compact(_ revision: Int64) throws(MVCCError) {
+        precondition(inBatch, "compact(\(revision)) outside a batch")
+        precondition(!writeOpen, "compact(\(revision)) while a write transaction is open")
+        try checkBatchHealthy()
+        if revision <= compactMainRevision { throw .compacted }
+        if revision > currentRevision { throw .futureRevision }
+        let removed = index.compact(at: revision)
+        try write { () throws(BackendError) in
+            for gone in removed {
+                let existed = try table.delete(gone)
+                precondition(existed, "compact(\(revision)): index had revision \(gone) but the backend has no row")
+            }
+            try table.setMeta(Self.compactedRevisionMetaName, revision)
+        }
+        compactMainRevision = revision
+    }
+
+    /// Stores a meta value (e.g. `consistent_index`, `term`) in the open batch.
+    public func setMeta(_ name: String, _ value: Int64) throws(MVCCError) {
+        precondition(inBatch, "setMeta(\(name)) outside a batch")
+        precondition(name != Self.compactedRevisionMetaName, "setMeta: \(name) is owned by compact()")
+        try checkBatchHealthy()
+        try write { () throws(BackendError) in try table.setMeta(name, value) }
+    }
+
+    // MARK: Internals
+
+    /// Runs a backend write of the open batch; a failure poisons the batch (memory may already
+    /// hold changes the backend lacks), so only a rollback can follow.
+    func write(_ body: () throws(BackendError) -> Void) throws(MVCCError) {
+        do {
+            try body()
+        } catch {
+            batchFailure = error
+            throw .backend(error)
+        }
+    }
+
+    func checkBatchHealthy() throws(MVCCError) {
+        if let failure = batchFailure { throw .backend(failure) }
+    }
+
+    private func rollbackAndRebuild() {
+        backend.rollback()
+        do {
+            try rebuild()
+        } catch {
+            // Memory must never describe data the disk lacks; if the committed state cannot even
+            // be read back, stopping is the only safe answer (etcd panics in the same spot).
+            preconditionFailure("mvcc: cannot rebuild the index from the backend after a rollback: \(error)")
+        }
+    }
+
+    /// Loads the index, current and compacted revisions from the committed rows, as etcd's
+    /// `restore`: rows are replayed in revision order; the first row seen for a key carries its
+    /// creation revision and version, so compacted history is not needed.
+    private func rebuild() throws(BackendError) {
+        index.removeAll()
+        compactMainRevision = try table.meta(Self.compactedRevisionMetaName) ?? -1
+        var latest: Int64 = 1
+        try table.forEachIndexRow { row in
+            latest = row.revision.main
+            if row.tombstone {
+                // A tombstone for a key with no live generation carries nothing to restore.
+                _ = index.tombstone(row.key, row.revision)
+            } else {
+                index.restore(row.key, created: row.createRevision, modified: row.revision, version: row.version)
+            }
+        }
+        // Compaction may have removed every row of the newest revisions (a put then a delete,
+        // both compacted), and the store never goes back below its compaction point.
+        currentRevision = max(latest, compactMainRevision, 1)
+    }
+}
