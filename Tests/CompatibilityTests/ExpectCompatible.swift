@@ -1,0 +1,35 @@
+import EtcdTestSupport
+import Testing
+
+/// Runs `body` on a fresh real etcd and a fresh swift-etcd and records a test issue for every step
+/// whose exit status, normalized output or normalized error output differs.
+///
+/// - Parameters:
+///   - referenceMentions: texts that real etcd must print somewhere in the scenario; a scenario
+///     that expects an error checks here that the reference really produced it, so that a typo in
+///     a scenario cannot pass unnoticed on both sides.
+func expectCompatible(
+    _ name: String,
+    options: EtcdOptions = EtcdOptions(),
+    referenceMentions: [String] = [],
+    sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: @escaping @Sendable (CompatibilitySession) async throws -> Void
+) async throws {
+    let report = try await SideBySide.run(name, options: options, body)
+    for text in referenceMentions {
+        #expect(
+            report.referenceMentions(text),
+            "real etcd never printed \(text.debugDescription), so the scenario does not test what it claims",
+            sourceLocation: sourceLocation
+        )
+    }
+    #expect(report.matches, "\(report)", sourceLocation: sourceLocation)
+}
+
+extension CompatibilitySession {
+    /// Records the current revision as etcdctl reports it for a read of a key nobody writes, which
+    /// shows whether the previous step moved the revision.
+    func recordRevision() async throws {
+        try await etcdctl("get", "revision-probe", "-w", "json")
+    }
+}
