@@ -1,0 +1,211 @@
+import EtcdBackend
+import Foundation
+import Testing
+
+private func withTemporaryDirectory<Result>(_ body: (String) throws -> Result) throws -> Result {
+    let path = NSTemporaryDirectory() + "swift-etcd-backend-" + UUID().uuidString
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    return try body(path)
+}
+
+private func pragma(_ backend: Backend, _ name: String) throws -> String {
+    try backend.withStatement("PRAGMA \(name)") { statement throws(BackendError) in
+        _ = try statement.step()
+        return statement.text(at: 0)
+    }
+}
+
+private func count(_ backend: Backend, _ table: String) throws -> Int64 {
+    try backend.withStatement("SELECT count(*) FROM \(table)") { statement throws(BackendError) in
+        _ = try statement.step()
+        return statement.int64(at: 0)
+    }
+}
+
+private func insert(_ backend: Backend, _ id: Int64, _ data: [UInt8]) throws {
+    try backend.withStatement("INSERT INTO t (id, data) VALUES (?1, ?2)") { statement throws(BackendError) in
+        try statement.bind(id, at: 1)
+        try statement.bind(data, at: 2)
+        try statement.run()
+    }
+}
+
+@Suite("Backend: SQLite wrapper")
+struct BackendTests {
+    @Test("statements bind and read integers, blobs (empty too), text and NULL")
+    func roundTrip() throws {
+        let backend = try Backend(path: nil)
+        try backend.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB, label TEXT)")
+        try backend.withStatement("INSERT INTO t (id, data, label) VALUES (?1, ?2, ?3)") { statement throws(BackendError) in
+            try statement.bind(Int64.max, at: 1)
+            try statement.bind([0, 1, 0xff], at: 2)
+            try statement.bind("héllo", at: 3)
+            try statement.run()
+            #expect(statement.changes == 1)
+        }
+        try insert(backend, Int64.min, [])
+        try backend.withStatement("SELECT id, data, label, typeof(data) FROM t ORDER BY id") { statement throws(BackendError) in
+            #expect(try statement.step())
+            #expect(statement.int64(at: 0) == Int64.min)
+            #expect(statement.bytes(at: 1) == [])
+            #expect(statement.text(at: 3) == "blob")  // empty bytes are an empty blob, not NULL
+            #expect(statement.isNull(at: 2))
+            #expect(try statement.step())
+            #expect(statement.int64(at: 0) == Int64.max)
+            #expect(statement.bytes(at: 1) == [0, 1, 0xff])
+            #expect(statement.text(at: 2) == "héllo")
+            #expect(try !statement.step())
+        }
+    }
+
+    @Test("cached statements are reset between uses")
+    func statementReuse() throws {
+        let backend = try Backend(path: nil)
+        try backend.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)")
+        for id in 0..<10 {
+            try insert(backend, Int64(id), [UInt8(id)])
+        }
+        for id in 0..<10 {
+            // Stop after the first row on purpose: the next use must start over.
+            let first = try backend.withStatement("SELECT id FROM t WHERE id >= ?1 ORDER BY id") { statement throws(BackendError) in
+                try statement.bind(Int64(id), at: 1)
+                _ = try statement.step()
+                return statement.int64(at: 0)
+            }
+            #expect(first == Int64(id))
+        }
+    }
+
+    @Test("rollback discards, commit keeps")
+    func transactions() throws {
+        let backend = try Backend(path: nil)
+        try backend.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)")
+        #expect(!backend.isInTransaction)
+        try backend.begin()
+        #expect(backend.isInTransaction)
+        try insert(backend, 1, [1])
+        backend.rollback()
+        #expect(!backend.isInTransaction)
+        #expect(try count(backend, "t") == 0)
+        try backend.begin()
+        try insert(backend, 2, [2])
+        try backend.commit()
+        #expect(try count(backend, "t") == 1)
+        backend.rollback()  // nothing open: harmless
+    }
+
+    @Test("SQL errors carry SQLite's code, message and the statement")
+    func sqlErrors() throws {
+        let backend = try Backend(path: nil)
+        let error = try #require(throws: BackendError.self) { try backend.execute("SELEC nonsense") }
+        #expect(error.message.contains("syntax error"))
+        #expect(error.operation.contains("SELEC"))
+        #expect(!error.isCorruption)
+        try backend.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)")
+        try insert(backend, 1, [])
+        let duplicate = try #require(throws: BackendError.self) { try insert(backend, 1, []) }
+        #expect(duplicate.code & 0xff == 19)  // SQLITE_CONSTRAINT
+        #expect(duplicate.description.contains("UNIQUE"))
+    }
+
+    @Test("a data directory gets member/db.sqlite in WAL mode with synchronous=FULL, and data persists")
+    func dataDirectory() throws {
+        try withTemporaryDirectory { root in
+            let directory = root + "/not/yet/there"
+            do {
+                let backend = try Backend(dataDirectory: directory)
+                #expect(backend.path == directory + "/member/db.sqlite")
+                #expect(try pragma(backend, "journal_mode") == "wal")
+                #expect(try pragma(backend, "synchronous") == "2")
+                try backend.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)")
+                try backend.begin()
+                try insert(backend, 1, [9])
+                try backend.commit()
+            }
+            var isDirectory: ObjCBool = false
+            #expect(FileManager.default.fileExists(atPath: directory + "/member", isDirectory: &isDirectory))
+            #expect(isDirectory.boolValue)
+            let reopened = try Backend(dataDirectory: directory)
+            #expect(try count(reopened, "t") == 1)
+        }
+    }
+
+    @Test("a data directory that is a file is a clear error")
+    func dataDirectoryIsAFile() throws {
+        try withTemporaryDirectory { root in
+            let file = root + "/file"
+            _ = FileManager.default.createFile(atPath: file, contents: Data([1]))
+            let error = try #require(throws: BackendError.self) { _ = try Backend(dataDirectory: file) }
+            #expect(error.operation.contains("mkdir"))
+        }
+    }
+
+    @Test("sizes follow page counts; deleting rows frees pages that stay in the file")
+    func sizes() throws {
+        try withTemporaryDirectory { directory in
+            let backend = try Backend(dataDirectory: directory)
+            try backend.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)")
+            let empty = try backend.sizeBytes
+            #expect(empty > 0)
+            try backend.begin()
+            for id in 0..<200 {
+                try insert(backend, Int64(id), [UInt8](repeating: 7, count: 4096))
+            }
+            try backend.commit()
+            let full = try backend.sizeBytes
+            #expect(full > empty + 200 * 4096)
+            #expect(try backend.sizeInUseBytes == full)
+            try backend.begin()
+            try backend.execute("DELETE FROM t")
+            try backend.commit()
+            #expect(try backend.sizeBytes == full)
+            #expect(try backend.sizeInUseBytes < full / 2)
+        }
+    }
+
+    @Test("a garbage file is reported as corruption at open, not a crash")
+    func garbage() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory + "/member/db.sqlite"
+            try FileManager.default.createDirectory(atPath: directory + "/member", withIntermediateDirectories: true)
+            _ = FileManager.default.createFile(atPath: path, contents: Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 131) }))
+            let error = try #require(throws: BackendError.self) { _ = try Backend(dataDirectory: directory) }
+            #expect(error.isCorruption)
+            #expect(error.code == 26)  // SQLITE_NOTADB
+            #expect(error.operation.contains(path))
+        }
+    }
+
+    @Test("a database torn after its header fails with a backend error when read")
+    func torn() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory + "/member/db.sqlite"
+            do {
+                let backend = try Backend(dataDirectory: directory)
+                try backend.execute("PRAGMA journal_mode=DELETE")  // everything in the main file
+                try backend.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)")
+                try backend.begin()
+                for id in 0..<100 {
+                    try insert(backend, Int64(id), [UInt8](repeating: 1, count: 2000))
+                }
+                try backend.commit()
+            }
+            // Keep the header page and scribble over the rest, as a torn copy would.
+            var contents = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+            for index in 4096..<contents.count {
+                contents[index] = UInt8(truncatingIfNeeded: index &* 17)
+            }
+            try Data(contents).write(to: URL(fileURLWithPath: path))
+            let result = Result { () throws -> Int64 in
+                let backend = try Backend(dataDirectory: directory)
+                return try backend.withStatement("SELECT sum(length(data)) FROM t") { statement throws(BackendError) in
+                    _ = try statement.step()
+                    return statement.int64(at: 0)
+                }
+            }
+            let error = try #require(throws: BackendError.self) { try result.get() }
+            #expect(error.isCorruption, "\(error)")
+        }
+    }
+}
