@@ -138,6 +138,30 @@ struct KVTable {
         }
     }
 
+    /// Every row with main revision at or below `end`, in revision order, as hashed by
+    /// ``MVCCStore/hashKV(revision:)``.
+    func forEachRow(through end: Int64, _ body: (Revision, KeyValue, _ tombstone: Bool) -> Void) throws(BackendError) {
+        let sql = """
+            SELECT main, sub, key, value, create_revision, version, lease, tombstone
+            FROM kv WHERE main <= ?1 ORDER BY main, sub
+            """
+        try backend.withStatement(sql) { statement throws(BackendError) in
+            try statement.bind(end, at: 1)
+            while try statement.step() {
+                let revision = Revision(main: statement.int64(at: 0), sub: statement.int64(at: 1))
+                let kv = KeyValue(
+                    key: statement.bytes(at: 2),
+                    createRevision: statement.int64(at: 4),
+                    modRevision: revision.main,
+                    version: statement.int64(at: 5),
+                    value: statement.bytes(at: 3),
+                    lease: statement.int64(at: 6)
+                )
+                body(revision, kv, statement.int64(at: 7) != 0)
+            }
+        }
+    }
+
     func setMeta(_ name: String, _ value: Int64) throws(BackendError) {
         try backend.withStatement("INSERT OR REPLACE INTO meta (name, value) VALUES (?1, ?2)") {
             statement throws(BackendError) in

@@ -135,3 +135,18 @@ struct KeyIndex: Hashable, Sendable {
         }
     }
 }
+
+extension KeyIndex {
+    /// The revision a compaction at `atRevision` would keep for this key, if any (etcd's `keep`):
+    /// the newest revision at or below it in the generation alive then. Used to hash the store
+    /// as it would look compacted, so members at different compaction points can agree.
+    func keptRevision(at atRevision: Int64) -> Revision? {
+        var generation = 0
+        while generation < generations.count - 1, let tombstone = generations[generation].revisions.last,
+            tombstone.main <= atRevision
+        {
+            generation += 1
+        }
+        return generations[generation].revisions.last(where: { $0.main <= atRevision })
+    }
+}

@@ -79,3 +79,20 @@ public struct MVCCEvent: Hashable, Sendable {
         self.kv = kv
     }
 }
+
+/// The answer of ``MVCCStore/hashKV(revision:)`` (etcd's HashKV response fields).
+public struct KVHash: Hashable, Sendable {
+    /// CRC-32C of the hashed rows.
+    public var hash: UInt32
+    /// The store's current revision when hashed (the response header's revision).
+    public var revision: Int64
+    /// The compacted revision when hashed (-1 if never compacted, as etcd reports it).
+    public var compactRevision: Int64
+
+    /// Creates a hash result.
+    public init(hash: UInt32, revision: Int64, compactRevision: Int64) {
+        self.hash = hash
+        self.revision = revision
+        self.compactRevision = compactRevision
+    }
+}

@@ -70,6 +70,18 @@ struct RevisionIndex {
         return removed
     }
 
+    /// The revisions a compaction at `atRevision` would keep, one per key at most (etcd's `Keep`).
+    func keep(at atRevision: Int64) -> Set<Revision> {
+        var kept: Set<Revision> = []
+        keys.forEach(from: []) { _, index in
+            if let revision = index.keptRevision(at: atRevision) {
+                kept.insert(revision)
+            }
+            return true
+        }
+        return kept
+    }
+
     mutating func removeAll() {
         keys.removeAll()
     }

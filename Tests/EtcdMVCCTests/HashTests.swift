@@ -1,0 +1,62 @@
+import Testing
+
+@testable import EtcdMVCC
+
+private func history(_ store: MVCCStore, lastValue: String = "3") throws {
+    try put(store, "a", "1")  // 2
+    try put(store, "b", "2")  // 3
+    try delete(store, .key(bytes("a")))  // 4
+    try put(store, "b", lastValue)  // 5
+}
+
+@Suite("hashKV: a checksum members compare")
+struct HashTests {
+    @Test("CRC-32C matches the standard check value")
+    func crcCheckValue() {
+        var crc = CRC32C()
+        crc.update(bytes("123456789"))
+        #expect(crc.value == 0xE306_9283)
+    }
+
+    @Test("the same history hashes the same; a different value does not")
+    func deterministic() throws {
+        let first = try memoryStore()
+        let second = try memoryStore()
+        let third = try memoryStore()
+        try history(first)
+        try history(second)
+        try history(third, lastValue: "other")
+        #expect(try first.hashKV(revision: 0) == second.hashKV(revision: 0))
+        #expect(try first.hashKV(revision: 0).hash != third.hashKV(revision: 0).hash)
+        #expect(try first.hashKV(revision: 4) == third.hashKV(revision: 4))
+        #expect(try first.hashKV(revision: 0).compactRevision == -1)
+        #expect(try first.hashKV(revision: 0).revision == 5)
+    }
+
+    @Test("a hash at a revision ignores later writes and survives a restart")
+    func stable() throws {
+        try withTemporaryDirectory { directory in
+            let store = try openStore(directory)
+            try history(store)
+            let before = try store.hashKV(revision: 4).hash
+            try put(store, "c", "later")
+            #expect(try store.hashKV(revision: 4).hash == before)
+            let reopened = try openStore(directory)
+            #expect(try reopened.hashKV(revision: 4).hash == before)
+        }
+    }
+
+    @Test("members compacted at the same revision agree, and compacted or future revisions fail")
+    func compaction() throws {
+        let first = try memoryStore()
+        let second = try memoryStore()
+        try history(first)
+        try history(second)
+        try compact(first, 4)
+        try compact(second, 4)
+        #expect(try first.hashKV(revision: 5) == second.hashKV(revision: 5))
+        #expect(try first.hashKV(revision: 5).compactRevision == 4)
+        #expect(throws: MVCCError.compacted) { try first.hashKV(revision: 4) }
+        #expect(throws: MVCCError.futureRevision) { try first.hashKV(revision: 6) }
+    }
+}
