@@ -16,6 +16,11 @@ public struct ProcessExit: Sendable, Hashable, CustomStringConvertible {
     /// Whether a signal ended the process.
     public var signaled: Bool
 
+    public init(status: Int32, signaled: Bool) {
+        self.status = status
+        self.signaled = signaled
+    }
+
     public var description: String { signaled ? "killed by signal \(status)" : "exit code \(status)" }
 }
 

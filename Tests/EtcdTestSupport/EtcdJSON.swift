@@ -137,9 +137,20 @@ public enum EtcdJSON {
 
     /// A one-line rendering of a value, for difference lists.
     static func summary(_ value: JSONValue, field: String?) -> String {
-        var output = ""
-        render(value, field: field, indent: "", into: &output)
-        return output.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "  ", with: " ")
+        switch value {
+        case .array(let elements):
+            return "[" + elements.map { summary($0, field: field) }.joined(separator: ", ") + "]"
+        case .object(let members):
+            if members.isEmpty { return "{}" }
+            let rendered = members.keys.sorted().map { key in
+                quoted(key) + ": " + summary(members[key] ?? .null, field: key)
+            }
+            return "{ " + rendered.joined(separator: ", ") + " }"
+        default:
+            var output = ""
+            render(value, field: field, indent: "", into: &output)
+            return output
+        }
     }
 
     /// The text of a base64 field, escaped when it is not printable UTF-8; `nil` if not base64.

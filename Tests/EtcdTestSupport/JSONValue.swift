@@ -39,9 +39,15 @@ public enum JSONValue: Hashable, Sendable {
         return nil
     }
 
-    /// The number as an integer, or `nil` if this is not an integral number.
+    /// The number as an integer, or `nil` if this is not an integral number that fits in `Int64`.
     public var integerValue: Int64? {
         if case .number(let text) = self { return Int64(text) }
+        return nil
+    }
+
+    /// The number as an unsigned integer (etcd's IDs are `uint64`), or `nil`.
+    public var unsignedValue: UInt64? {
+        if case .number(let text) = self { return UInt64(text) }
         return nil
     }
 }

@@ -29,9 +29,21 @@ public struct TranscriptEntry: Hashable, Sendable {
 }
 
 /// The steps of one scenario on one server.
-public struct Transcript: Sendable {
+public struct Transcript: Sendable, CustomStringConvertible {
     public var flavor: ServerFlavor
     public var entries: [TranscriptEntry]
+
+    public init(flavor: ServerFlavor, entries: [TranscriptEntry]) {
+        self.flavor = flavor
+        self.entries = entries
+    }
+
+    /// Every step with its exit, output and error output, for reading a scenario's behaviour.
+    public var description: String {
+        entries.enumerated().map { index, entry in
+            "step \(index + 1): \(entry.label)\n" + SideBySideReport.render(entry, indent: "    ")
+        }.joined(separator: "\n")
+    }
 }
 
 /// The handle a scenario uses on one side: it runs steps against that side's server and records
@@ -62,7 +74,11 @@ public final class CompatibilitySession: Sendable {
         let result = try await server.etcdctl.run(arguments, standardInput: standardInput)
         if record {
             var label = "etcdctl " + arguments.map(Self.shellQuoted).joined(separator: " ")
-            if let standardInput { label += " <<< " + standardInput.debugDescription }
+            if let standardInput {
+                let shown = standardInput.utf8.count > 400
+                    ? "\(standardInput.prefix(300))…(\(standardInput.utf8.count) bytes)" : standardInput
+                label += " <<< " + shown.debugDescription
+            }
             self.record(
                 TranscriptEntry(
                     label: label,
@@ -132,11 +148,13 @@ public final class CompatibilitySession: Sendable {
     }
 
     static func shellQuoted(_ argument: String) -> String {
+        // Long arguments (big values) are shortened; the label is for people, and both sides
+        // shorten them the same way.
+        if argument.utf8.count > 60 { return "'\(argument.prefix(20))…(\(argument.utf8.count) bytes)'" }
         let plain = argument.unicodeScalars.allSatisfy {
             CharacterSet.alphanumerics.contains($0) || "-_=./:,+%@".unicodeScalars.contains($0)
         }
         if plain && !argument.isEmpty { return argument }
-        if argument.count > 60 { return "'\(argument.prefix(20))…(\(argument.utf8.count) bytes)'" }
         return "'" + argument.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
 }
@@ -189,6 +207,12 @@ public struct SideBySideReport: Sendable, CustomStringConvertible {
     public var name: String
     public var reference: Transcript
     public var candidate: Transcript
+
+    public init(name: String, reference: Transcript, candidate: Transcript) {
+        self.name = name
+        self.reference = reference
+        self.candidate = candidate
+    }
 
     /// Human-readable descriptions of each step that differs; empty when the servers agree.
     public var differences: [String] {

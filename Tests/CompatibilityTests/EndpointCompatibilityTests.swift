@@ -1,0 +1,95 @@
+import EtcdTestSupport
+import Foundation
+import Testing
+
+/// `etcdctl endpoint status` and `endpoint health`, compared with real etcd on what must match.
+@Suite("Endpoint compatibility with real etcd")
+struct EndpointCompatibilityTests {
+    /// The parts of `endpoint status -w json` that two servers must agree on: its shape, the
+    /// header revision, a non-empty database, and the presence (not the values) of the raft
+    /// fields. Versions, sizes, IDs and indexes legitimately differ.
+    static func comparableStatus(_ output: String) -> Observation {
+        guard let parsed = try? JSONValue(parsing: output), let status = parsed[0]?["Status"] else {
+            return .text("unparsable: \(output)")
+        }
+        func present(_ field: String) -> JSONValue { .bool(status[field]?.unsignedValue != nil) }
+        let version = status["version"]?.stringValue ?? ""
+        let versionShape = version.split(separator: ".").count == 3
+            && version.split(separator: ".").allSatisfy { part in part.allSatisfy(\.isNumber) }
+        return .json(
+            .object([
+                "entries": .number(String(parsed.arrayCount)),
+                "endpoint": parsed[0]?["Endpoint"] ?? .null,
+                "header.revision": status["header"]?["revision"] ?? .null,
+                "header.cluster_id present": .bool(status["header"]?["cluster_id"]?.unsignedValue != nil),
+                "version is x.y.z": .bool(versionShape),
+                "dbSize > 0": .bool((status["dbSize"]?.integerValue ?? 0) > 0),
+                "raftIndex present": present("raftIndex"),
+                "raftTerm present": present("raftTerm"),
+                "leader present": present("leader"),
+            ])
+        )
+    }
+
+    @Test("endpoint status reports the same revision, a non-empty database and raft progress")
+    func status() async throws {
+        try await expectCompatible("endpoint status") { side in
+            for command in [["put", "a", "1"], ["put", "b", "2"], ["del", "a"]] {
+                try await side.etcdctl(command)
+                let result = try await side.etcdctl(["endpoint", "status", "-w", "json"], record: false)
+                side.record("etcdctl endpoint status -w json (exit)", .text(result.exit.description))
+                side.record(
+                    "etcdctl endpoint status -w json (comparable fields)",
+                    Self.comparableStatus(result.standardOutput.replacingEndpoint(side.server.clientEndpoint))
+                )
+            }
+        }
+    }
+
+    @Test("endpoint health reports healthy in the simple and JSON formats")
+    func health() async throws {
+        try await expectCompatible("endpoint health", referenceMentions: ["is healthy"]) { side in
+            let simple = try await side.etcdctl(["endpoint", "health"], record: false)
+            side.record(
+                "etcdctl endpoint health",
+                .text(
+                    "\(simple.exit)\n"
+                        + (simple.standardOutput + simple.standardError)
+                        .replacingEndpoint(side.server.clientEndpoint).replacingDuration()
+                ),
+                errorOutput: ""
+            )
+            let json = try await side.etcdctl(["endpoint", "health", "-w", "json"], record: false)
+            var fields: [String: JSONValue] = ["exit": .string(json.exit.description)]
+            if let parsed = try? JSONValue(parsing: json.standardOutput), let first = parsed[0] {
+                fields["health"] = first["health"] ?? .null
+                fields["error"] = first["error"] ?? .null
+                fields["took present"] = .bool(first["took"]?.stringValue != nil)
+            } else {
+                fields["unparsable"] = .string(json.standardOutput)
+            }
+            side.record("etcdctl endpoint health -w json (comparable fields)", .json(.object(fields)))
+        }
+    }
+}
+
+extension JSONValue {
+    fileprivate var arrayCount: Int {
+        if case .array(let elements) = self { return elements.count }
+        return 0
+    }
+}
+
+extension String {
+    fileprivate func replacingEndpoint(_ endpoint: String) -> String {
+        replacingOccurrences(of: endpoint, with: "<endpoint>")
+    }
+
+    /// Replaces `took = 1.2ms` by `took = <duration>`.
+    fileprivate func replacingDuration() -> String {
+        guard let range = range(of: "took = ") else { return self }
+        let rest = self[range.upperBound...]
+        let end = rest.firstIndex(where: { $0 == "\n" }) ?? rest.endIndex
+        return String(self[..<range.upperBound]) + "<duration>" + String(rest[end...])
+    }
+}

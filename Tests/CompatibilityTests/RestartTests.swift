@@ -1,0 +1,85 @@
+import EtcdTestSupport
+import Testing
+
+/// swift-etcd keeps every key, revision and version across a graceful restart on the same data
+/// directory. (Env `COMPAT_BOTH_REAL=1` runs it on real etcd, to check the test itself.)
+@Suite("Restart of swift-etcd on the same data directory")
+struct RestartTests {
+    /// Reads that must answer the same before and after the restart: the whole keyspace now, a few
+    /// historical revisions, and a prefix range. Headers keep `cluster_id` and `member_id`, which a
+    /// restart must not change; only `raft_term` may move.
+    static func observe(_ etcdctl: Etcdctl, historicalRevisions: [Int]) async throws -> [String: JSONValue] {
+        var observed: [String: JSONValue] = [:]
+        var reads = [["get", "", "--prefix", "-w", "json"], ["get", "key1", "--prefix", "-w", "json"]]
+        reads += historicalRevisions.map { ["get", "", "--prefix", "--rev=\($0)", "-w", "json"] }
+        for read in reads {
+            let result = try await etcdctl.run(read)
+            try #require(result.succeeded, "\(result)")
+            observed[read.joined(separator: " ")] = withoutRaftTerm(try JSONValue(parsing: result.standardOutput))
+        }
+        return observed
+    }
+
+    static func mustSucceed(_ result: EtcdctlResult, server: EtcdProcess) throws {
+        try #require(result.succeeded, "\(result)\nserver log:\n\(server.logTail())")
+    }
+
+    static func withoutRaftTerm(_ value: JSONValue) -> JSONValue {
+        guard case .object(var members) = value, case .object(var header)? = members["header"] else { return value }
+        header["raft_term"] = nil
+        members["header"] = .object(header)
+        return .object(members)
+    }
+
+    @Test("keys, revisions, create and mod revisions and versions survive SIGTERM and a restart")
+    func restartKeepsEverything() async throws {
+        try await withEtcd(.candidate) { server in
+            let etcdctl = server.etcdctl
+            func run(_ arguments: [String], standardInput: String? = nil) async throws {
+                try await Self.mustSucceed(etcdctl.run(arguments, standardInput: standardInput), server: server)
+            }
+            for index in 0..<60 {
+                try await run(["put", "key\(index)", "value-\(index)"])
+            }
+            for index in stride(from: 0, to: 60, by: 3) {
+                try await run(["put", "key\(index)", "overwritten-\(index)"])
+                try await run(["put", "key\(index)", "overwritten-again-\(index)"])
+            }
+            for index in stride(from: 0, to: 60, by: 5) {
+                try await run(["del", "key\(index)"])
+            }
+            try await run(["del", "key5", "--prefix"])
+            try await run(["txn"], standardInput: "\nput txn-a 1\nput txn-b 2\ndel key7\n\n\n")
+            try await run(["put", "key0", "recreated"])
+
+            let before = try await Self.observe(etcdctl, historicalRevisions: [1, 30, 61, 90])
+            let revision = try #require(before["get  --prefix -w json"]?["header"]?["revision"]?.integerValue)
+
+            let exit = await server.stop()
+            #expect(
+                exit != ProcessExit(status: 9, signaled: true),
+                "the server needed SIGKILL: it did not exit within \(server.options.stopGracePeriod) of SIGTERM"
+            )
+            try await server.start()
+
+            let after = try await Self.observe(etcdctl, historicalRevisions: [1, 30, 61, 90])
+            for (read, value) in before.sorted(by: { $0.key < $1.key }) {
+                let differences = EtcdJSON.differences(
+                    reference: value,
+                    candidate: after[read] ?? .null,
+                    referenceName: "before restart",
+                    candidateName: "after restart"
+                )
+                #expect(differences.isEmpty, "etcdctl \(read) changed:\n\(differences.joined(separator: "\n"))")
+            }
+
+            let put = try await etcdctl.run("put", "next", "v", "-w", "json")
+            try #require(put.succeeded, "\(put)\nserver log:\n\(server.logTail())")
+            let next = try JSONValue(parsing: put.standardOutput)["header"]?["revision"]?.integerValue
+            #expect(next == revision + 1, "the first put after the restart got revision \(next.map(String.init) ?? "none")")
+            let read = try await etcdctl.run("get", "next", "-w", "json")
+            let created = try JSONValue(parsing: read.standardOutput)["kvs"]?[0]?["create_revision"]?.integerValue
+            #expect(created == revision + 1)
+        }
+    }
+}
