@@ -1,0 +1,48 @@
+import Foundation
+import Synchronization
+
+/// etcd's `ETCD_*` environment variables: each flag `--some-flag` may also come from
+/// `ETCD_SOME_FLAG`; the command line wins, and variables that name no flag are reported.
+enum EnvironmentFlags {
+    private static let collectedWarnings = Mutex<[String]>([])
+
+    static var warnings: [String] { collectedWarnings.withLock { $0 } }
+
+    static func environmentName(of flag: String) -> String {
+        "ETCD_" + flag.uppercased().replacingOccurrences(of: "-", with: "_")
+    }
+
+    static func merge(arguments: [String], environment: [String: String], knownFlags: [String]) -> [String] {
+        var merged = arguments
+        var warnings: [String] = []
+        let given = Set(arguments.compactMap(flagName(of:)))
+        for flag in knownFlags {
+            let variable = environmentName(of: flag)
+            guard let value = environment[variable] else { continue }
+            if given.contains(flag) {
+                warnings.append("flag --\(flag) is set on the command line; ignoring environment variable \(variable)")
+                continue
+            }
+            if flag == "version" {
+                if value == "true" || value == "1" { merged.append("--version") }
+            } else {
+                merged.append("--\(flag)=\(value)")
+            }
+        }
+        let known = Set(knownFlags.map(environmentName(of:)))
+        for variable in environment.keys.sorted() where variable.hasPrefix("ETCD_") && !known.contains(variable) {
+            // etcdctl's variables share the prefix in some setups; etcd warns about them too.
+            if variable.hasPrefix("ETCDCTL_") { continue }
+            warnings.append("unrecognized environment variable \(variable)")
+        }
+        collectedWarnings.withLock { $0 = warnings }
+        return merged
+    }
+
+    /// `--name=x`, `--name`, `-name=x` and `-name` all name the flag `name`.
+    private static func flagName(of argument: String) -> String? {
+        guard argument.hasPrefix("-") else { return nil }
+        let trimmed = argument.drop(while: { $0 == "-" })
+        return String(trimmed.split(separator: "=", maxSplits: 1).first ?? "")
+    }
+}

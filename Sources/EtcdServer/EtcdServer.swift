@@ -1,0 +1,182 @@
+public import Logging
+public import ServiceLifecycle
+import EtcdAPI
+import EtcdBackend
+import EtcdCommon
+import EtcdMVCC
+import EtcdReplica
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import NIOCore
+import NIOHTTP2
+import NIOPosix
+import Synchronization
+
+/// One etcd member: the store, the apply loop and the client-facing gRPC services.
+///
+/// Run it as a `Service` (the `etcd` executable puts it in a `ServiceGroup` that turns SIGINT and
+/// SIGTERM into a graceful shutdown) or call ``run()`` in a task and cancel the task to stop it.
+/// Shutdown stops accepting connections, lets in-flight requests finish (their writes included),
+/// drains the apply loop and closes the backend.
+public final class EtcdServer: Service, Sendable {
+    public let configuration: ServerConfiguration
+    private let logger: Logger
+    private let boundAddresses = Mutex<[SocketAddressDescription]?>(nil)
+    private let addressesReady = AsyncStream<Void>.makeStream()
+
+    public init(configuration: ServerConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// The addresses the client listeners bound (useful with port 0), once they are listening.
+    public func clientAddresses() async -> [SocketAddressDescription] {
+        for await _ in addressesReady.stream { break }
+        return boundAddresses.withLock { $0 } ?? []
+    }
+
+    public func run() async throws {
+        let identity = try MemberIdentity.resolve(configuration)
+        let dataDirectory = configuration.effectiveDataDirectory
+        logger.info(
+            "opening backend",
+            metadata: ["data_dir": "\(dataDirectory)", "name": "\(configuration.name)"]
+        )
+        let replica = try Self.openReplica(dataDirectory: dataDirectory, identity: identity, logger: logger)
+        let persisted = try replica.resolveIdentity(identity)
+        let header = ResponseHeaderSource(clusterID: persisted.cluster, memberID: persisted.member)
+        logger.info(
+            "member ready",
+            metadata: [
+                "member_id": "\(persisted.member)", "cluster_id": "\(persisted.cluster)",
+                "applied_index": "\(replica.appliedIndex)", "revision": "\(replica.store.currentRevision)",
+            ]
+        )
+        let term = replica.term
+        let handle = ReplicaHandle(replica)
+        let queue = ProposalQueue(capacity: configuration.maxPendingProposals)
+        defer { queue.close() }
+        let proposer = RequestProposer(
+            queue: queue,
+            maxRequestBytes: configuration.maxRequestBytes,
+            memberID: persisted.member,
+            term: term
+        )
+        let applyLoop = ApplyLoop(queue: queue, replica: handle, maxBatch: configuration.maxApplyBatch, logger: logger)
+
+        var member = Etcdserverpb_Member()
+        member.id = persisted.member.rawValue
+        member.name = configuration.name
+        member.peerUrls = configuration.initialAdvertisePeerURLs.map(\.description)
+        member.clientUrls = configuration.advertiseClientURLs.map(\.description)
+        let services: [any RegistrableRPCService] = [
+            KVService(writer: proposer, replica: handle, header: header, maxTxnOperations: configuration.maxTxnOperations),
+            MaintenanceService(replica: handle, header: header),
+            ClusterService(replica: handle, header: header, member: member),
+        ]
+        let servers = try configuration.listenClientURLs.map { url in
+            GRPCServer(transport: try makeTransport(for: url), services: services)
+        }
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await applyLoop.run() }
+            try await withTaskCancellationOrGracefulShutdownHandler {
+                try await withThrowingDiscardingTaskGroup { listeners in
+                    for server in servers {
+                        listeners.addTask { try await server.serve() }
+                    }
+                    listeners.addTask { try await self.announce(servers) }
+                }
+            } onCancelOrGracefulShutdown: {
+                for server in servers { server.beginGracefulShutdown() }
+            }
+            // Every RPC has finished, so nothing more will be proposed.
+            queue.close()
+            try await group.waitForAll()
+        }
+        logger.info("stopped serving client traffic", metadata: ["name": "\(configuration.name)"])
+    }
+
+    private static func openReplica(dataDirectory: String, identity: MemberIdentity.Resolved, logger: Logger)
+        throws -> Replica
+    {
+        let backend = try Backend(dataDirectory: dataDirectory)
+        let store = try MVCCStore(backend: backend)
+        return try Replica(store: store, logger: logger)
+    }
+
+    private func announce(_ servers: [GRPCServer<HTTP2ServerTransport.Posix>]) async throws {
+        var addresses: [SocketAddressDescription] = []
+        for server in servers {
+            let address = try await server.transport.listeningAddress
+            addresses.append(SocketAddressDescription(address))
+            logger.info(
+                "serving client traffic insecurely; this is strongly discouraged!",
+                metadata: ["address": "\(address)"]
+            )
+        }
+        boundAddresses.withLock { $0 = addresses }
+        addressesReady.continuation.yield()
+        addressesReady.continuation.finish()
+        logger.info("ready to serve client requests")
+    }
+
+    private func makeTransport(for url: EndpointURL) throws(ConfigurationError) -> HTTP2ServerTransport.Posix {
+        guard url.scheme == "http" else {
+            throw .unsupported("listening on \(url) needs TLS or unix sockets, which are not supported yet")
+        }
+        let address: GRPCNIOTransportCore.SocketAddress
+        if url.host == "localhost" {
+            address = .ipv4(host: "127.0.0.1", port: url.port)
+        } else if url.host.contains(":") {
+            address = .ipv6(host: url.host, port: url.port)
+        } else if url.host.split(separator: ".").count == 4 && url.host.allSatisfy({ $0.isNumber || $0 == "." }) {
+            address = .ipv4(host: url.host, port: url.port)
+        } else {
+            // etcd binds only to IP addresses (and localhost).
+            throw .invalidURL(url.description, "expected IP in URL for binding")
+        }
+        let config = HTTP2ServerTransport.Posix.Config.defaults { config in
+            // Room for a request up to --max-request-bytes plus gRPC's margin, as etcd allows.
+            config.rpc.maxRequestPayloadSize = configuration.maxRequestBytes + ServerConfiguration.grpcOverheadBytes
+            // etcd lets clients ping every 5 s (--grpc-keepalive-min-time) even with no call open.
+            config.connection.keepalive.clientBehavior = .init(
+                minPingIntervalWithoutCalls: .seconds(5),
+                allowWithoutCalls: true
+            )
+            // etcd's server keepalive: ping an idle client every 2 h, give up after 20 s.
+            config.connection.keepalive.time = .seconds(7_200)
+            config.connection.keepalive.timeout = .seconds(20)
+            config.connection.maxIdleTime = nil
+            config.http2.targetWindowSize = 1 << 20
+            config.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let http2 = try channel.pipeline.syncOperations.handler(type: NIOHTTP2Handler.self)
+                    try channel.pipeline.syncOperations.addHandler(ClientPingResponder(), position: .before(http2))
+                }
+            }
+        }
+        return HTTP2ServerTransport.Posix(address: address, transportSecurity: .plaintext, config: config)
+    }
+}
+
+/// Where a listener ended up, for logs and tests.
+public struct SocketAddressDescription: Sendable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    init(_ address: GRPCNIOTransportCore.SocketAddress) {
+        if let ipv4 = address.ipv4 {
+            host = ipv4.host
+            port = ipv4.port
+        } else if let ipv6 = address.ipv6 {
+            host = ipv6.host
+            port = ipv6.port
+        } else {
+            host = "\(address)"
+            port = 0
+        }
+    }
+
+    public var description: String { "\(host):\(port)" }
+}

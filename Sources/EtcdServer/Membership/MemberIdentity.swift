@@ -1,0 +1,73 @@
+import Crypto
+import EtcdCommon
+
+/// How etcd names members and clusters, so that a member started with the same flags as an etcd
+/// member gets the same IDs (a default single member is 8e9e05c52164694d in cluster
+/// cdf818194e3a8c32, on both).
+enum MemberIdentity {
+    /// SHA-1 over the member's sorted peer URLs and the cluster token; the first 8 bytes, big-endian.
+    static func memberID(peerURLs: [String], clusterToken: String) -> MemberID {
+        var bytes: [UInt8] = []
+        for url in peerURLs.sorted() { bytes += Array(url.utf8) }
+        bytes += Array(clusterToken.utf8)
+        return MemberID(firstWord(of: bytes))
+    }
+
+    /// SHA-1 over every member ID in ascending order, 8 bytes big-endian each.
+    static func clusterID(members: [MemberID]) -> ClusterID {
+        var bytes: [UInt8] = []
+        for member in members.sorted() {
+            withUnsafeBytes(of: member.rawValue.bigEndian) { bytes += $0 }
+        }
+        return ClusterID(firstWord(of: bytes))
+    }
+
+    private static func firstWord(of bytes: [UInt8]) -> UInt64 {
+        let digest = Array(Insecure.SHA1.hash(data: bytes))
+        return digest.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
+    /// Parses `--initial-cluster` (`name=url,name=url`) into each member's peer URLs, in order of
+    /// first appearance.
+    static func parseInitialCluster(_ text: String) throws(ConfigurationError) -> [(name: String, peerURLs: [String])] {
+        var members: [(name: String, peerURLs: [String])] = []
+        for entry in text.split(separator: ",") {
+            let parts = entry.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, !parts[0].isEmpty else {
+                throw .invalidValue(flag: "initial-cluster", value: text, reason: "expected name=URL entries")
+            }
+            let url = try EndpointURL(parsing: String(parts[1])).description
+            if let index = members.firstIndex(where: { $0.name == parts[0] }) {
+                members[index].peerURLs.append(url)
+            } else {
+                members.append((String(parts[0]), [url]))
+            }
+        }
+        return members
+    }
+}
+
+extension MemberIdentity {
+    struct Resolved: Sendable {
+        var member: MemberID
+        var cluster: ClusterID
+    }
+
+    /// The IDs this member would have in the cluster the flags describe. Only a cluster of one is
+    /// possible until Raft exists.
+    static func resolve(_ configuration: ServerConfiguration) throws(ConfigurationError) -> Resolved {
+        let members = try parseInitialCluster(configuration.effectiveInitialCluster)
+        guard members.count == 1 else {
+            throw .unsupported("--initial-cluster names \(members.count) members; only single-member clusters are supported yet")
+        }
+        guard members[0].name == configuration.name else {
+            throw .invalidValue(
+                flag: "initial-cluster",
+                value: configuration.effectiveInitialCluster,
+                reason: "couldn't find local name \"\(configuration.name)\" in the initial cluster configuration"
+            )
+        }
+        let member = memberID(peerURLs: members[0].peerURLs, clusterToken: configuration.initialClusterToken)
+        return Resolved(member: member, cluster: clusterID(members: [member]))
+    }
+}
