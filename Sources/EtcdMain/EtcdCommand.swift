@@ -67,7 +67,7 @@ struct EtcdCommand: AsyncParsableCommand {
         let level = try Self.parseLogLevel(logLevel)
         var logger = Logger(label: "etcd.server") { StreamLogHandler.standardError(label: $0) }
         logger.logLevel = level
-        for warning in EnvironmentFlags.warnings { logger.warning("\(warning)") }
+        for warning in Self.mergeEnvironment().warnings { logger.warning("\(warning)") }
 
         let configuration = try makeConfiguration()
         let server = EtcdServer(configuration: configuration, logger: logger)
@@ -126,13 +126,8 @@ struct EtcdCommand: AsyncParsableCommand {
 
     /// etcd reads every flag also from `ETCD_<FLAG>`; a flag given on the command line wins.
     static func main() async {
-        let arguments = EnvironmentFlags.merge(
-            arguments: Array(CommandLine.arguments.dropFirst()),
-            environment: ProcessInfo.processInfo.environment,
-            knownFlags: Self.flagNames
-        )
         do {
-            var command = try parseAsRoot(arguments)
+            var command = try parseAsRoot(mergeEnvironment().arguments)
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
@@ -141,6 +136,14 @@ struct EtcdCommand: AsyncParsableCommand {
         } catch {
             exit(withError: error)
         }
+    }
+
+    static func mergeEnvironment() -> EnvironmentFlags.Merged {
+        EnvironmentFlags.merge(
+            arguments: Array(CommandLine.arguments.dropFirst()),
+            environment: ProcessInfo.processInfo.environment,
+            knownFlags: flagNames
+        )
     }
 
     static let flagNames = [

@@ -1,18 +1,19 @@
 import Foundation
-import Synchronization
 
 /// etcd's `ETCD_*` environment variables: each flag `--some-flag` may also come from
 /// `ETCD_SOME_FLAG`; the command line wins, and variables that name no flag are reported.
-enum EnvironmentFlags {
-    private static let collectedWarnings = Mutex<[String]>([])
+public enum EnvironmentFlags {
+    /// The merged command line, and what deserves a warning in the log once logging is set up.
+    public struct Merged: Sendable, Equatable {
+        public var arguments: [String]
+        public var warnings: [String]
+    }
 
-    static var warnings: [String] { collectedWarnings.withLock { $0 } }
-
-    static func environmentName(of flag: String) -> String {
+    public static func environmentName(of flag: String) -> String {
         "ETCD_" + flag.uppercased().replacingOccurrences(of: "-", with: "_")
     }
 
-    static func merge(arguments: [String], environment: [String: String], knownFlags: [String]) -> [String] {
+    public static func merge(arguments: [String], environment: [String: String], knownFlags: [String]) -> Merged {
         var merged = arguments
         var warnings: [String] = []
         let given = Set(arguments.compactMap(flagName(of:)))
@@ -35,8 +36,7 @@ enum EnvironmentFlags {
             if variable.hasPrefix("ETCDCTL_") { continue }
             warnings.append("unrecognized environment variable \(variable)")
         }
-        collectedWarnings.withLock { $0 = warnings }
-        return merged
+        return Merged(arguments: merged, warnings: warnings)
     }
 
     /// `--name=x`, `--name`, `-name=x` and `-name` all name the flag `name`.
