@@ -93,6 +93,12 @@ public final class EtcdProcess: Sendable {
         in directory: TemporaryDirectory
     ) async throws -> EtcdProcess {
         let executable = try flavor.executable()
+        let startupKey = StartupFailures.Key(flavor: flavor, arguments: options.extraArguments)
+        if let earlier = StartupFailures.shared.failure(for: startupKey) {
+            throw EtcdTestSupportError.serverDidNotStart(
+                "not starting \(flavor) again: it failed to start earlier in this run with the same flags\n\(earlier)"
+            )
+        }
         var attempt = 0
         while true {
             attempt += 1
@@ -118,7 +124,10 @@ public final class EtcdProcess: Sendable {
                 )
             } catch let error as EtcdTestSupportError {
                 let log = Self.readLog(Self.logFile(in: directory, launch: attempt))
-                guard attempt < 3, log.contains("address already in use") else { throw error }
+                guard attempt < 3, log.contains("address already in use") else {
+                    StartupFailures.shared.record(error.description, for: startupKey)
+                    throw error
+                }
                 try? FileManager.default.removeItem(at: directory.appending("data"))
             }
         }
@@ -279,5 +288,31 @@ public func withEtcd<Result: Sendable>(
         }
         await server.stop()
         return try outcome.get()
+    }
+}
+
+/// Servers that failed to start in this test run, by flavor and flags.
+///
+/// A server that does not come up usually fails the same way every time; without this, every
+/// test would wait out the full start timeout again and a broken build would take many minutes
+/// to report. Later starts with the same flavor and flags fail at once with the first message.
+final class StartupFailures: Sendable {
+    struct Key: Hashable {
+        var flavor: ServerFlavor
+        var arguments: [String]
+    }
+
+    static let shared = StartupFailures()
+
+    private let failures = Mutex<[Key: String]>([:])
+
+    func failure(for key: Key) -> String? {
+        failures.withLock { $0[key] }
+    }
+
+    func record(_ message: String, for key: Key) {
+        failures.withLock { failures in
+            if failures[key] == nil { failures[key] = message }
+        }
     }
 }
