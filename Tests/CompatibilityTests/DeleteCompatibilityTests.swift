@@ -43,6 +43,7 @@ struct DeleteCompatibilityTests {
             try await side.etcdctl("del", "", "--prefix")
             try await side.etcdctl("get", "", "--prefix", "-w", "json")
             try await side.etcdctl("del", "nothing", "--prefix", "-w", "json")
+            try await side.etcdctl("del", "d", "b", "-w", "json")
             try await side.etcdctl("del", "a", "--prefix", "--from-key")
             try await side.etcdctl("del", "")
         }

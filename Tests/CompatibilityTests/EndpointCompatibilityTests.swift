@@ -46,6 +46,29 @@ struct EndpointCompatibilityTests {
         }
     }
 
+    @Test("endpoint hashkv gives the same hash of the MVCC history at every revision, before and after compaction")
+    func hashKV() async throws {
+        try await expectCompatible("endpoint hashkv") { side in
+            try await side.etcdctl("endpoint", "hashkv", "-w", "json")
+            for (key, value) in [("a", "1"), ("b", "2"), ("a", "3"), ("c", "4"), ("ab", "5")] {
+                try await side.etcdctl("put", key, value)
+            }
+            try await side.etcdctl("del", "b")
+            try await side.etcdctl("del", "a", "--prefix")
+            try await side.etcdctl("put", "a", "again")
+            for revision in 0...10 {
+                try await side.etcdctl("endpoint", "hashkv", "--rev=\(revision)", "-w", "json")
+            }
+            try await side.etcdctl("endpoint", "hashkv")
+            try await side.etcdctl("compact", "5")
+            for revision in [0, 4, 5, 6, 9] {
+                try await side.etcdctl("endpoint", "hashkv", "--rev=\(revision)", "-w", "json")
+            }
+            try await side.etcdctl("compact", "9", "--physical")
+            try await side.etcdctl("endpoint", "hashkv", "-w", "json")
+        }
+    }
+
     @Test("endpoint health reports healthy in the simple and JSON formats")
     func health() async throws {
         try await expectCompatible("endpoint health", referenceMentions: ["is healthy"]) { side in

@@ -1,5 +1,6 @@
 import EtcdAPI
 import EtcdTestSupport
+import Foundation
 import Testing
 
 /// KV requests that etcdctl cannot express, sent as raw gRPC to real etcd and swift-etcd and
@@ -260,6 +261,53 @@ struct GRPCKVCompatibilityTests {
                     try await etcd.kv.range($0)
                 }
                 await side.grpc("KV.Range", KVRequest.range("a") { $0.limit = -5 }) { try await etcd.kv.range($0) }
+            }
+        }
+    }
+}
+
+/// Keys that are not valid UTF-8 or contain bytes above 0x7f sort as unsigned bytes in etcd.
+@Suite("Raw gRPC binary keys compatibility with real etcd")
+struct GRPCBinaryKeyCompatibilityTests {
+    @Test("binary keys sort bytewise, and prefix ranges ending in 0xff work")
+    func binaryKeys() async throws {
+        try await expectCompatible("grpc binary keys") { side in
+            try await side.server.withGRPCClient { etcd in
+                let keys: [[UInt8]] = [[0x61], [0x61, 0xff], [0x61, 0xff, 0x00], [0x62], [0x7f], [0x80], [0xff], [0xff, 0xff], [0x00, 0x01]]
+                for key in keys {
+                    await side.grpc("KV.Put", KVRequest.put("", "v") { $0.key = Data(key) }) { try await etcd.kv.put($0) }
+                }
+                let ranges: [([UInt8], [UInt8])] = [
+                    ([0x00], [0x00]),
+                    ([0x61, 0xff], [0x62]),
+                    ([0x7f], [0x81]),
+                    ([0xff], [0x00]),
+                    ([0xff, 0xff], [0x00]),
+                    ([0x80], [0xff]),
+                ]
+                for (key, end) in ranges {
+                    let request = KVRequest.range("") {
+                        $0.key = Data(key)
+                        $0.rangeEnd = Data(end)
+                        $0.keysOnly = true
+                    }
+                    await side.grpc("KV.Range", request) { try await etcd.kv.range($0) }
+                }
+                let descending = KVRequest.range("\0", end: "\0") {
+                    $0.sortTarget = .key
+                    $0.sortOrder = .descend
+                    $0.keysOnly = true
+                }
+                await side.grpc("KV.Range", descending) { try await etcd.kv.range($0) }
+                let delete = KVRequest.delete("") {
+                    $0.key = Data([0xff])
+                    $0.rangeEnd = Data([0x00])
+                    $0.prevKv = true
+                }
+                await side.grpc("KV.DeleteRange", delete) { try await etcd.kv.deleteRange($0) }
+                await side.grpc("KV.Range", KVRequest.range("\0", end: "\0") { $0.countOnly = true }) {
+                    try await etcd.kv.range($0)
+                }
             }
         }
     }

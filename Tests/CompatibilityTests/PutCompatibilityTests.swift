@@ -24,6 +24,23 @@ struct PutCompatibilityTests {
         }
     }
 
+    @Test("values over the default request limit are rejected by etcd's check or by gRPC's message limit")
+    func largeValues() async throws {
+        try await expectCompatible(
+            "put large values",
+            referenceMentions: ["etcdserver: request is too large"]
+        ) { side in
+            // Arguments are limited to 128 KiB by the kernel, so big values go through stdin.
+            try await side.etcdctl(["put", "ok"], standardInput: String(repeating: "o", count: 1_000_000))
+            try await side.etcdctl("get", "ok", "--keys-only", "-w", "json")
+            // Over --max-request-bytes (1.5 MiB by default) but under gRPC's receive limit (2 MiB).
+            try await side.etcdctl(["put", "big"], standardInput: String(repeating: "b", count: 1_600_000))
+            // Over gRPC's receive limit as well.
+            try await side.etcdctl(["put", "huge"], standardInput: String(repeating: "h", count: 2_200_000))
+            try await side.recordRevision()
+        }
+    }
+
     @Test("put --prev-kv returns nothing for a new key and the previous key-value for an existing one")
     func putPrevKV() async throws {
         try await expectCompatible("put --prev-kv") { side in

@@ -116,7 +116,18 @@ public final class CompatibilitySession: Sendable {
         if trimmed.hasPrefix("{") || trimmed.hasPrefix("["), let value = try? JSONValue(parsing: trimmed) {
             return .json(EtcdJSON.normalize(replacingEndpoint(in: value, endpoint: endpoint)))
         }
-        return .text(output.replacingOccurrences(of: endpoint, with: "<endpoint>"))
+        return .text(normalizeFieldsFormat(output).replacingOccurrences(of: endpoint, with: "<endpoint>"))
+    }
+
+    /// `-w fields` prints the header as lines such as `"ClusterID" : 14841639068965178418`; the
+    /// same server-identity fields as in JSON are replaced by `<normalized>`.
+    public static func normalizeFieldsFormat(_ output: String) -> String {
+        let identityLabels = ["\"ClusterID\" : ", "\"MemberID\" : ", "\"RaftTerm\" : "]
+        let lines = output.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+            guard let label = identityLabels.first(where: { line.hasPrefix($0) }) else { return String(line) }
+            return label + "<normalized>"
+        }
+        return lines.joined(separator: "\n")
     }
 
     /// etcdctl's standard error with what varies from run to run taken out.
