@@ -8,11 +8,18 @@ struct EndpointCompatibilityTests {
     /// The parts of `endpoint status -w json` that two servers must agree on: its shape, the
     /// header revision, a non-empty database, and the presence (not the values) of the raft
     /// fields. Versions, sizes, IDs and indexes legitimately differ.
-    static func comparableStatus(_ output: String) -> Observation {
+    static func comparableStatus(_ output: String, previous: JSONValue?) -> Observation {
         guard let parsed = try? JSONValue(parsing: output), let status = parsed[0]?["Status"] else {
             return .text("unparsable: \(output)")
         }
         func present(_ field: String) -> JSONValue { .bool(status[field]?.unsignedValue != nil) }
+        // A write is one raft entry in etcd, so the raft index moves by one per write; the
+        // starting index differs (etcd's first entries are its own membership bookkeeping).
+        func delta(_ field: String) -> JSONValue {
+            guard let now = status[field]?.integerValue, let before = previous?[0]?["Status"]?[field]?.integerValue
+            else { return .null }
+            return .number(String(now - before))
+        }
         let version = status["version"]?.stringValue ?? ""
         let versionShape = version.split(separator: ".").count == 3
             && version.split(separator: ".").allSatisfy { part in part.allSatisfy(\.isNumber) }
@@ -27,6 +34,15 @@ struct EndpointCompatibilityTests {
                 "raftIndex present": present("raftIndex"),
                 "raftTerm present": present("raftTerm"),
                 "leader present": present("leader"),
+                "leader is the answering member": .bool(
+                    status["leader"] != nil && status["leader"] == status["header"]?["member_id"]
+                ),
+                "raftAppliedIndex present": present("raftAppliedIndex"),
+                "raftAppliedIndex == raftIndex": .bool(status["raftAppliedIndex"] == status["raftIndex"]),
+                "dbSizeInUse present": present("dbSizeInUse"),
+                "raftIndex moved by": delta("raftIndex"),
+                "errors": status["errors"] ?? .null,
+                "isLearner": status["isLearner"] ?? .null,
             ])
         )
     }
@@ -34,15 +50,58 @@ struct EndpointCompatibilityTests {
     @Test("endpoint status reports the same revision, a non-empty database and raft progress")
     func status() async throws {
         try await expectCompatible("endpoint status") { side in
-            for command in [["put", "a", "1"], ["put", "b", "2"], ["del", "a"]] {
+            var previous: JSONValue?
+            for command in [["put", "a", "1"], ["put", "b", "2"], ["del", "a"], ["get", "b"], ["del", "missing"]] {
                 try await side.etcdctl(command)
                 let result = try await side.etcdctl(["endpoint", "status", "-w", "json"], record: false)
+                let output = result.standardOutput.replacingEndpoint(side.server.clientEndpoint)
                 side.record("etcdctl endpoint status -w json (exit)", .text(result.exit.description))
                 side.record(
                     "etcdctl endpoint status -w json (comparable fields)",
-                    Self.comparableStatus(result.standardOutput.replacingEndpoint(side.server.clientEndpoint))
+                    Self.comparableStatus(output, previous: previous)
                 )
+                previous = try? JSONValue(parsing: output)
             }
+        }
+    }
+
+    @Test("member list shows the one member with its name and URLs, its ID being the header's member ID")
+    func memberList() async throws {
+        try await expectCompatible("member list") { side in
+            let result = try await side.etcdctl(["member", "list", "-w", "json"], record: false)
+            side.record("etcdctl member list -w json (exit)", .text(result.exit.description))
+            guard let parsed = try? JSONValue(parsing: result.standardOutput),
+                case .array(let members)? = parsed["members"]
+            else {
+                side.record("etcdctl member list -w json", .text("unparsable: \(result.standardOutput)"))
+                return
+            }
+            let memberID = parsed["header"]?["member_id"]
+            let server = side.server
+            let comparable = members.map { member -> JSONValue in
+                guard case .object(var fields) = member else { return member }
+                fields["ID"] = .bool(fields["ID"] != nil && fields["ID"] == memberID)
+                for urls in ["peerURLs", "clientURLs"] {
+                    if case .array(let list)? = fields[urls] {
+                        fields[urls] = .array(
+                            list.map {
+                                .string(
+                                    ($0.stringValue ?? "")
+                                        .replacingOccurrences(of: String(server.clientPort), with: "<client port>")
+                                        .replacingOccurrences(of: String(server.peerPort), with: "<peer port>")
+                                )
+                            }
+                        )
+                    }
+                }
+                return .object(fields)
+            }
+            side.record(
+                "etcdctl member list -w json (members, ID replaced by whether it equals header.member_id)",
+                .json(.object(["header": EtcdJSON.normalize(parsed)["header"] ?? .null, "members": .array(comparable)]))
+            )
+            let simple = try await side.etcdctl(["member", "list"], record: false)
+            side.record("etcdctl member list (exit)", .text(simple.exit.description))
         }
     }
 

@@ -1,8 +1,8 @@
 import EtcdTestSupport
 import Testing
 
-/// swift-etcd keeps every key, revision and version across a graceful restart on the same data
-/// directory. (Env `COMPAT_BOTH_REAL=1` runs it on real etcd, to check the test itself.)
+/// swift-etcd keeps every key, revision and version across a graceful restart, and every
+/// acknowledged write across a crash, on the same data directory. (Env `COMPAT_BOTH_REAL=1` runs it on real etcd, to check the test itself.)
 @Suite("Restart of swift-etcd on the same data directory")
 struct RestartTests {
     /// Reads that must answer the same before and after the restart: the whole keyspace now, a few
@@ -80,6 +80,37 @@ struct RestartTests {
             let read = try await etcdctl.run("get", "next", "-w", "json")
             let created = try JSONValue(parsing: read.standardOutput)["kvs"]?[0]?["create_revision"]?.integerValue
             #expect(created == revision + 1)
+        }
+    }
+
+    @Test("every acknowledged write survives SIGKILL, and the revision sequence continues after it")
+    func acknowledgedWritesSurviveKill() async throws {
+        try await withEtcd(.candidate) { server in
+            let etcdctl = server.etcdctl
+            for index in 0..<40 {
+                try await Self.mustSucceed(etcdctl.run("put", "crash\(index % 25)", "value-\(index)"), server: server)
+            }
+            try await Self.mustSucceed(etcdctl.run("del", "crash1", "--prefix"), server: server)
+            let before = try await Self.observe(etcdctl, historicalRevisions: [20, 41])
+            let revision = try #require(before["get  --prefix -w json"]?["header"]?["revision"]?.integerValue)
+
+            await server.kill()
+            try await server.start()
+
+            let after = try await Self.observe(etcdctl, historicalRevisions: [20, 41])
+            for (read, value) in before.sorted(by: { $0.key < $1.key }) {
+                let differences = EtcdJSON.differences(
+                    reference: value,
+                    candidate: after[read] ?? .null,
+                    referenceName: "before SIGKILL",
+                    candidateName: "after restart"
+                )
+                #expect(differences.isEmpty, "etcdctl \(read) changed:\n\(differences.joined(separator: "\n"))")
+            }
+            let put = try await etcdctl.run("put", "next", "v", "-w", "json")
+            try Self.mustSucceed(put, server: server)
+            let next = try JSONValue(parsing: put.standardOutput)["header"]?["revision"]?.integerValue
+            #expect(next == revision + 1, "the first put after the restart got revision \(next.map(String.init) ?? "none")")
         }
     }
 }
