@@ -97,7 +97,10 @@ let package = Package(
         ),
         .testTarget(
             name: "EtcdServerTests",
-            dependencies: ["EtcdServer", "EtcdAPI", "EtcdCommon", "EtcdTestSupport", grpcCore, grpcHTTP2],
+            dependencies: [
+                "EtcdServer", "EtcdAPI", "EtcdCommon", "EtcdTestSupport", grpcCore, grpcHTTP2, nioCore, nioPosix,
+                .product(name: "NIOEmbedded", package: "swift-nio"), logging,
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -22,7 +22,9 @@ public final class MVCCStore {
 
     /// etcd starts this at -1 ("never compacted"), which lets a first compaction at 0 succeed and
     /// a later one at 0 fail as `.compacted`, exactly as etcd answers.
-    private(set) var compactMainRevision: Int64 = -1
+    /// etcd's `compactMainRev`: -1 until the first compaction. Txn range checks compare against
+    /// this raw value (etcd's `FirstRev()`), so a range at -1 on a never-compacted store is valid.
+    package private(set) var compactMainRevision: Int64 = -1
 
     /// The revision of the last compaction, 0 if the store was never compacted.
     public var compactedRevision: Int64 { max(compactMainRevision, 0) }

@@ -150,7 +150,8 @@ extension KVApplier {
                 try checkRanges(inner, plan: innerPlan)
             case .requestRange(let range) where range.revision != 0:
                 if range.revision > store.currentRevision { throw .request(.futureRevision) }
-                if range.revision < store.compactedRevision { throw .request(.compacted) }
+                // etcd compares with the raw compaction revision, -1 before any compaction.
+                if range.revision < store.compactMainRevision { throw .request(.compacted) }
             default:
                 break
             }

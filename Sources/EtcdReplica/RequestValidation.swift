@@ -29,16 +29,16 @@ package enum RequestValidation {
 
     /// Sizes, keys and the kind of every operation, nested transactions included.
     private static func checkShape(_ request: Etcdserverpb_TxnRequest, maxOperations: Int) throws(EtcdError) {
-        if max(request.compare.count, request.success.count, request.failure.count) > maxOperations {
-            throw .tooManyOperations
-        }
+        let operations = max(request.compare.count, request.success.count, request.failure.count)
+        if operations > maxOperations { throw .tooManyOperations }
         for compare in request.compare where compare.key.isEmpty { throw .emptyKey }
         for op in request.success + request.failure {
             switch op.request {
             case .requestRange(let range): try check(range)
             case .requestPut(let put): try check(put)
             case .requestDeleteRange(let delete): try check(delete)
-            case .requestTxn(let inner): try checkShape(inner, maxOperations: maxOperations)
+            // A nested txn gets only what its parent leaves of the budget, as in etcd.
+            case .requestTxn(let inner): try checkShape(inner, maxOperations: maxOperations - operations)
             // An operation with nothing in it is what etcd calls a missing key.
             case nil: throw .keyNotFound
             }

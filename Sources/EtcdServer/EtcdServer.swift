@@ -36,6 +36,8 @@ public final class EtcdServer: Service, Sendable {
     }
 
     public func run() async throws {
+        // Whoever waits for the addresses is released even if the server never gets to listen.
+        defer { addressesReady.continuation.finish() }
         let identity = try MemberIdentity.resolve(configuration)
         let dataDirectory = configuration.effectiveDataDirectory
         logger.info(
@@ -55,7 +57,6 @@ public final class EtcdServer: Service, Sendable {
         let term = replica.term
         let handle = ReplicaHandle(replica)
         let queue = ProposalQueue(capacity: configuration.maxPendingProposals)
-        defer { queue.close() }
         let proposer = RequestProposer(
             queue: queue,
             maxRequestBytes: configuration.maxRequestBytes,
@@ -80,17 +81,26 @@ public final class EtcdServer: Service, Sendable {
 
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await applyLoop.run() }
-            try await withTaskCancellationOrGracefulShutdownHandler {
-                try await withThrowingDiscardingTaskGroup { listeners in
-                    for server in servers {
-                        listeners.addTask { try await server.serve() }
+            // However the listeners end (drained, cancelled or failed), nothing more will be
+            // proposed; closing the queue lets the apply loop finish what is queued and return,
+            // which the group waits for.
+            defer { queue.close() }
+            do {
+                try await withTaskCancellationOrGracefulShutdownHandler {
+                    try await withThrowingDiscardingTaskGroup { listeners in
+                        for server in servers {
+                            listeners.addTask { try await server.serve() }
+                        }
+                        listeners.addTask { try await self.announce(servers) }
                     }
-                    listeners.addTask { try await self.announce(servers) }
+                } onCancelOrGracefulShutdown: {
+                    for server in servers { server.beginGracefulShutdown() }
                 }
-            } onCancelOrGracefulShutdown: {
-                for server in servers { server.beginGracefulShutdown() }
+            } catch where Task.isCancelled {
+                // Cancelling the task is a documented way to stop: the transports report it as
+                // an error, but it is the stop that was asked for.
+                logger.debug("listeners cancelled", metadata: ["error": "\(error)"])
             }
-            // Every RPC has finished, so nothing more will be proposed.
             queue.close()
             try await group.waitForAll()
         }

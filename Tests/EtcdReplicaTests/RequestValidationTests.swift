@@ -133,9 +133,7 @@ struct RequestValidationTests {
     func nestedBudget() {
         let outer = (0..<10).map { op(putRequest("k\($0)")) }
         let nested = txnRequest(success: (0..<118).map { op(putRequest("n\($0)")) })
-        withKnownIssue("RequestValidation passes the full maxOperations to nested txns") {
-            #expect(throws: EtcdError.tooManyOperations) { try checkTxn(txnRequest(success: outer + [op(nested)])) }
-        }
+        #expect(throws: EtcdError.tooManyOperations) { try checkTxn(txnRequest(success: outer + [op(nested)])) }
     }
 
     // MARK: Duplicate keys

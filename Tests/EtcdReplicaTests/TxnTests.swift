@@ -359,13 +359,11 @@ struct TxnTests {
     func minusOneRevisionInTxn() throws {
         let replica = try TestReplica()
         try replica.put("a", "1")  // 2
-        withKnownIssue("checkRanges clamps the compaction revision to 0, so -1 reads as compacted") {
-            let readOnly = try replica.replica.readOnlyTxn(txnRequest(success: [op(rangeRequest("a", revision: -1))]))
-            #expect(try readOnly.range(0).kvs.map(\.value) == [data("1")])
-            let write = try replica.txn(txnRequest(success: [op(rangeRequest("a", revision: -1)), op(putRequest("b"))]))
-            #expect(try write.range(0).kvs.map(\.value) == [data("1")])
-            #expect(write.header.revision == 3)
-        }
+        let readOnly = try replica.replica.readOnlyTxn(txnRequest(success: [op(rangeRequest("a", revision: -1))]))
+        #expect(try readOnly.range(0).kvs.map(\.value) == [data("1")])
+        let write = try replica.txn(txnRequest(success: [op(rangeRequest("a", revision: -1)), op(putRequest("b"))]))
+        #expect(try write.range(0).kvs.map(\.value) == [data("1")])
+        #expect(write.header.revision == 3)
     }
 
     @Test("an ignore_value put on a missing key fails the whole txn before anything is written")

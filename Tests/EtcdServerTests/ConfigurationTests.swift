@@ -1,0 +1,76 @@
+import EtcdCommon
+import Testing
+
+@testable import EtcdServer
+
+@Suite("Configuration")
+struct ConfigurationTests {
+    @Test("a member on etcd's defaults gets etcd's default member and cluster IDs")
+    func defaultIdentity() throws {
+        let identity = try MemberIdentity.resolve(ServerConfiguration())
+        #expect(identity.member.description == "8e9e05c52164694d")
+        #expect(identity.cluster.description == "cdf818194e3a8c32")
+    }
+
+    @Test("the member ID depends on peer URLs and token, not on the name")
+    func identityInputs() throws {
+        var configuration = ServerConfiguration()
+        configuration.name = "other"
+        #expect(try MemberIdentity.resolve(configuration).member.description == "8e9e05c52164694d")
+        configuration.initialClusterToken = "another-token"
+        #expect(try MemberIdentity.resolve(configuration).member.description != "8e9e05c52164694d")
+    }
+
+    @Test("an initial cluster of several members is refused until Raft exists")
+    func multiMemberRefused() {
+        var configuration = ServerConfiguration()
+        configuration.initialCluster = "default=http://localhost:2380,b=http://localhost:2381"
+        #expect(throws: ConfigurationError.self) { try MemberIdentity.resolve(configuration) }
+    }
+
+    @Test("an initial cluster without this member's name is refused")
+    func missingLocalName() {
+        var configuration = ServerConfiguration()
+        configuration.initialCluster = "someone=http://localhost:2380"
+        #expect(throws: ConfigurationError.self) { try MemberIdentity.resolve(configuration) }
+    }
+
+    @Test("URL lists parse as etcd's flags take them")
+    func urls() throws {
+        let urls = try EndpointURL.parseList("http://127.0.0.1:2379,http://[::1]:2479")
+        #expect(urls == [
+            EndpointURL(scheme: "http", host: "127.0.0.1", port: 2379),
+            EndpointURL(scheme: "http", host: "::1", port: 2479),
+        ])
+        #expect(urls[1].description == "http://[::1]:2479")
+        #expect(throws: ConfigurationError.self) { try EndpointURL(parsing: "127.0.0.1:2379") }
+        #expect(throws: ConfigurationError.self) { try EndpointURL(parsing: "ftp://127.0.0.1:2379") }
+        #expect(throws: ConfigurationError.self) { try EndpointURL(parsing: "http://127.0.0.1") }
+        #expect(throws: ConfigurationError.self) { try EndpointURL(parsing: "http://127.0.0.1:99999") }
+    }
+
+    @Test("ETCD_* variables fill flags the command line did not give, and strays are reported")
+    func environmentFlags() {
+        let merged = EnvironmentFlags.merge(
+            arguments: ["--name", "cli", "-log-level=debug"],
+            environment: [
+                "ETCD_NAME": "env", "ETCD_DATA_DIR": "/data", "ETCD_LOG_LEVEL": "error",
+                "ETCD_UNKNOWN_THING": "1", "PATH": "/bin",
+            ],
+            knownFlags: ["name", "data-dir", "log-level"]
+        )
+        #expect(merged.arguments == ["--name", "cli", "-log-level=debug", "--data-dir=/data"])
+        #expect(merged.warnings.count == 3)
+        #expect(merged.warnings.contains("unrecognized environment variable ETCD_UNKNOWN_THING"))
+        #expect(EnvironmentFlags.environmentName(of: "max-request-bytes") == "ETCD_MAX_REQUEST_BYTES")
+    }
+
+    @Test("the default data directory is named after the member")
+    func dataDirectory() {
+        var configuration = ServerConfiguration()
+        #expect(configuration.effectiveDataDirectory == "default.etcd")
+        configuration.name = "infra1"
+        #expect(configuration.effectiveDataDirectory == "infra1.etcd")
+        #expect(configuration.effectiveInitialCluster == "infra1=http://localhost:2380")
+    }
+}

@@ -1,0 +1,66 @@
+import EtcdAPI
+import EtcdServer
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+
+/// Runs an in-process server on 127.0.0.1 with a port chosen by the system, and stops it (by
+/// cancelling its task) when `body` returns or throws.
+func withServer<Result: Sendable>(
+    dataDirectory: String? = nil,
+    configure: (inout ServerConfiguration) -> Void = { _ in },
+    _ body: @Sendable (_ port: Int) async throws -> Result
+) async throws -> Result {
+    let directory = dataDirectory ?? FileManager.default.temporaryDirectory
+        .appendingPathComponent("etcd-server-test-\(UUID().uuidString)").path
+    defer { if dataDirectory == nil { try? FileManager.default.removeItem(atPath: directory) } }
+    var configuration = ServerConfiguration()
+    configuration.dataDirectory = directory
+    configuration.listenClientURLs = [EndpointURL(scheme: "http", host: "127.0.0.1", port: 0)]
+    configure(&configuration)
+    var logger = Logger(label: "etcd.test")
+    logger.logLevel = .warning
+    let server = EtcdServer(configuration: configuration, logger: logger)
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await server.run() }
+        let addresses = await server.clientAddresses()
+        guard let port = addresses.first?.port else {
+            try await group.waitForAll()
+            throw TestFailure("the server stopped before it listened")
+        }
+        do {
+            let result = try await body(port)
+            group.cancelAll()
+            try await group.waitForAll()
+            return result
+        } catch {
+            group.cancelAll()
+            try? await group.waitForAll()
+            throw error
+        }
+    }
+}
+
+/// Runs `body` with a KV client connected to 127.0.0.1:`port`.
+func withKVClient<Result: Sendable>(
+    port: Int,
+    _ body: @Sendable (Etcdserverpb_KV.Client<HTTP2ClientTransport.Posix>, GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
+) async throws -> Result {
+    let transport = try HTTP2ClientTransport.Posix(
+        target: .ipv4(address: "127.0.0.1", port: port),
+        transportSecurity: .plaintext
+    )
+    return try await withGRPCClient(transport: transport) { client in
+        try await body(Etcdserverpb_KV.Client(wrapping: client), client)
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension Data {
+    init(_ text: String) { self = Data(text.utf8) }
+}
