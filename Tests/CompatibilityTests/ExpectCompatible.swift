@@ -36,7 +36,7 @@ func expectCompatible(
     guard !report.matches else { return }
     if let reason = knownIssue(report) {
         withKnownIssue(Comment(rawValue: reason)) {
-            Issue.record(Comment(rawValue: report.description), sourceLocation: sourceLocation)
+            Issue.record(Comment(rawValue: "known issue: \(reason)\n\(report.description)"), sourceLocation: sourceLocation)
         }
     } else {
         Issue.record(Comment(rawValue: report.description), sourceLocation: sourceLocation)
