@@ -84,7 +84,7 @@ let package = Package(
         ),
         .target(
             name: "EtcdTestSupport",
-            dependencies: ["EtcdAPI", grpcCore, grpcHTTP2],
+            dependencies: ["EtcdAPI", grpcCore, grpcHTTP2, swiftProtobuf],
             path: "Tests/EtcdTestSupport",
             swiftSettings: strictSettings
         ),
@@ -92,7 +92,7 @@ let package = Package(
         .testTarget(name: "EtcdMVCCTests", dependencies: ["EtcdMVCC", "EtcdBackend"], swiftSettings: strictSettings),
         .testTarget(
             name: "EtcdReplicaTests",
-            dependencies: ["EtcdReplica", "EtcdAPI", "EtcdCommon", "EtcdMVCC", "EtcdBackend"],
+            dependencies: ["EtcdReplica", "EtcdAPI", "EtcdCommon", "EtcdMVCC", "EtcdBackend", logging],
             swiftSettings: strictSettings
         ),
         .testTarget(
@@ -105,7 +105,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CompatibilityTests",
-            dependencies: ["EtcdTestSupport"],
+            dependencies: ["EtcdTestSupport", "EtcdAPI", grpcCore, swiftProtobuf],
             swiftSettings: strictSettings
         ),
     ]
