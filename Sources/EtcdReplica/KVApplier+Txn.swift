@@ -82,24 +82,11 @@ extension KVApplier {
             var expected: [UInt8] = []
             if case .value(let value) = compare.targetUnion { expected = [UInt8](value) }
             ordering = kv.value == expected ? 0 : (kv.value.lexicographicallyPrecedes(expected) ? -1 : 1)
-        case .create:
-            var expected: Int64 = 0
-            if case .createRevision(let revision) = compare.targetUnion { expected = revision }
-            ordering = order(kv.createRevision, expected)
-        case .mod:
-            var expected: Int64 = 0
-            if case .modRevision(let revision) = compare.targetUnion { expected = revision }
-            ordering = order(kv.modRevision, expected)
-        case .version:
-            var expected: Int64 = 0
-            if case .version(let version) = compare.targetUnion { expected = version }
-            ordering = order(kv.version, expected)
-        case .lease:
-            var expected: Int64 = 0
-            if case .lease(let lease) = compare.targetUnion { expected = lease }
-            ordering = order(kv.lease, expected)
-        case .UNRECOGNIZED:
-            ordering = 0
+        case .create: ordering = order(kv.createRevision, expectedInteger(compare))
+        case .mod: ordering = order(kv.modRevision, expectedInteger(compare))
+        case .version: ordering = order(kv.version, expectedInteger(compare))
+        case .lease: ordering = order(kv.lease, expectedInteger(compare))
+        case .UNRECOGNIZED: ordering = 0
         }
         switch compare.result {
         case .equal: return ordering == 0
@@ -107,6 +94,18 @@ extension KVApplier {
         case .greater: return ordering > 0
         case .less: return ordering < 0
         case .UNRECOGNIZED: return true
+        }
+    }
+
+    /// The number a compare holds for its target; a union holding another target's value counts as
+    /// zero, as in etcd.
+    private static func expectedInteger(_ compare: Etcdserverpb_Compare) -> Int64 {
+        switch (compare.target, compare.targetUnion) {
+        case (.create, .createRevision(let number)?), (.mod, .modRevision(let number)?),
+            (.version, .version(let number)?), (.lease, .lease(let number)?):
+            return number
+        default:
+            return 0
         }
     }
 

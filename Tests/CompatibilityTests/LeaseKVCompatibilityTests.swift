@@ -19,7 +19,8 @@ struct LeaseKVCompatibilityTests {
     func keysWithLeases() async throws {
         try await expectCompatible(
             "keys with leases",
-            referenceMentions: ["etcdserver: requested lease not found", "etcdserver: lease already exists"]
+            referenceMentions: ["etcdserver: requested lease not found", "etcdserver: lease already exists"],
+            knownIssue: unimplementedRPC
         ) { side in
             try await side.server.withGRPCClient { etcd in
                 await Self.grant(side, etcd, id: Self.leaseID, ttl: 600)

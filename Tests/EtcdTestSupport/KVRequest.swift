@@ -1,5 +1,5 @@
 public import EtcdAPI
-public import Foundation
+import Foundation
 
 /// Short builders for KV requests, so that raw gRPC scenarios read like the etcdctl ones.
 ///
