@@ -44,7 +44,9 @@ public final class EtcdServer: Service, Sendable {
             "opening backend",
             metadata: ["data_dir": "\(dataDirectory)", "name": "\(configuration.name)"]
         )
-        let replica = try Self.openReplica(dataDirectory: dataDirectory, identity: identity, logger: logger)
+        let lock = try DataDirectoryLock(dataDirectory: dataDirectory)
+        defer { withExtendedLifetime(lock) {} }
+        let replica = try Self.openReplica(dataDirectory: dataDirectory, logger: logger)
         let persisted = try replica.resolveIdentity(identity)
         let header = ResponseHeaderSource(clusterID: persisted.cluster, memberID: persisted.member)
         logger.info(
@@ -107,9 +109,7 @@ public final class EtcdServer: Service, Sendable {
         logger.info("stopped serving client traffic", metadata: ["name": "\(configuration.name)"])
     }
 
-    private static func openReplica(dataDirectory: String, identity: MemberIdentity.Resolved, logger: Logger)
-        throws -> Replica
-    {
+    private static func openReplica(dataDirectory: String, logger: Logger) throws -> Replica {
         let backend = try Backend(dataDirectory: dataDirectory)
         let store = try MVCCStore(backend: backend)
         return try Replica(store: store, logger: logger)

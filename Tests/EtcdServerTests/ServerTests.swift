@@ -140,3 +140,20 @@ struct ServerTests {
         }
     }
 }
+
+@Suite("Data directory")
+struct DataDirectoryTests {
+    @Test("a second member on the same data directory is refused while the first runs")
+    func exclusive() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("etcd-lock-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await withServer(dataDirectory: directory) { _ in
+            let error = await #expect(throws: ConfigurationError.self) {
+                try await withServer(dataDirectory: directory) { _ in }
+            }
+            #expect("\(error.map { "\($0)" } ?? "")".contains("in use by another etcd process"))
+        }
+        // Released once the first member stopped.
+        try await withServer(dataDirectory: directory) { _ in }
+    }
+}
