@@ -29,6 +29,7 @@ let package = Package(
     products: [
         .executable(name: "etcd", targets: ["EtcdMain"]),
         .library(name: "EtcdServer", targets: ["EtcdServer"]),
+        .executable(name: "etcd-benchmark", targets: ["EtcdBenchmark"]),
     ],
     dependencies: [
         .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
@@ -42,6 +43,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // Identifiers and etcd's error catalog, shared by every layer above.
@@ -82,6 +84,15 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // Load generator modelled on etcd's tools/benchmark; talks to the generated clients directly.
+        .executableTarget(
+            name: "EtcdBenchmark",
+            dependencies: [
+                "EtcdAPI", grpcCore, grpcHTTP2, nioCore, nioPosix, nioHTTP2, swiftProtobuf, argumentParser,
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .target(
             name: "EtcdTestSupport",
             dependencies: ["EtcdAPI", grpcCore, grpcHTTP2, swiftProtobuf],
@@ -101,6 +112,11 @@ let package = Package(
                 "EtcdServer", "EtcdAPI", "EtcdCommon", "EtcdTestSupport", grpcCore, grpcHTTP2, nioCore, nioPosix,
                 .product(name: "NIOEmbedded", package: "swift-nio"), logging,
             ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "EtcdBenchmarkTests",
+            dependencies: ["EtcdBenchmark", .product(name: "Histogram", package: "hdrhistogram-swift")],
             swiftSettings: strictSettings
         ),
         .testTarget(

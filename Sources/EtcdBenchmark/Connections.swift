@@ -1,0 +1,111 @@
+import EtcdAPI
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import NIOCore
+import NIOHTTP2
+
+/// The benchmark's gRPC connections: `--conns` clients, each with exactly one HTTP/2 connection,
+/// spread round-robin over the endpoints, and the call metadata (auth token) every request carries.
+struct Connections: Sendable {
+    typealias Transport = HTTP2ClientTransport.Posix
+
+    let clients: [GRPCClient<Transport>]
+    let counters: ConnectionCounters
+    /// Sent with every request: the `token` from `--user`, or nothing.
+    var metadata: Metadata = [:]
+
+    /// The connection client number `index` uses, as etcd's benchmark assigns clients to
+    /// connections.
+    func client(for index: Int) -> GRPCClient<Transport> {
+        clients[index % clients.count]
+    }
+
+    /// Opens the connections, authenticates if asked, runs `body`, and shuts everything down.
+    static func with<Result: Sendable>(
+        _ options: GlobalOptions,
+        _ body: (Connections) async throws -> Result
+    ) async throws -> Result {
+        let counters = ConnectionCounters()
+        let endpoints = try options.parsedEndpoints()
+        let security = try transportSecurity(options, endpoints: endpoints)
+        let clients = try (0..<options.conns).map { index in
+            let endpoint = endpoints[index % endpoints.count]
+            let transport = try Transport(
+                target: target(for: endpoint),
+                transportSecurity: security,
+                config: transportConfig(counters: counters)
+            )
+            return GRPCClient(transport: transport)
+        }
+        return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { group in
+            for client in clients {
+                group.addTask { try await client.runConnections() }
+            }
+            defer {
+                for client in clients { client.beginGracefulShutdown() }
+            }
+            var connections = Connections(clients: clients, counters: counters)
+            if let user = options.user {
+                connections.metadata = try await authenticate(user: user, client: clients[0])
+            }
+            return try await body(connections)
+        }
+    }
+
+    private static func target(for endpoint: Endpoint) -> any ResolvableTarget {
+        if endpoint.host.split(separator: ".").count == 4 && endpoint.host.allSatisfy({ $0.isNumber || $0 == "." }) {
+            return .ipv4(address: endpoint.host, port: endpoint.port)
+        }
+        if endpoint.host.contains(":") {
+            return .ipv6(address: endpoint.host, port: endpoint.port)
+        }
+        return .dns(host: endpoint.host, port: endpoint.port)
+    }
+
+    private static func transportSecurity(
+        _ options: GlobalOptions,
+        endpoints: [Endpoint]
+    ) throws -> Transport.TransportSecurity {
+        let wantsTLS = options.usesTLS || endpoints.contains(where: \.isHTTPS)
+        guard wantsTLS else { return .plaintext }
+        return .tls { config in
+            if let cacert = options.cacert {
+                config.trustRoots = .certificates([.file(path: cacert, format: .pem)])
+            }
+            if let cert = options.cert, let key = options.key {
+                config.certificateChain = [.file(path: cert, format: .pem)]
+                config.privateKey = .file(path: key, format: .pem)
+            }
+        }
+    }
+
+    /// The stock Posix configuration plus a `ServerPingResponder` in front of every connection's
+    /// HTTP/2 handler (see that type for why).
+    private static func transportConfig(counters: ConnectionCounters) -> Transport.Config {
+        .defaults { config in
+            config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    let http2 = try sync.handler(type: NIOHTTP2Handler.self)
+                    try sync.addHandler(ServerPingResponder(counters: counters), position: .before(http2))
+                }
+            }
+        }
+    }
+
+    /// Auth.Authenticate with `name[:password]`; the token goes out as `token` metadata, as
+    /// clientv3 sends it.
+    private static func authenticate(user: String, client: GRPCClient<Transport>) async throws -> Metadata {
+        var request = Etcdserverpb_AuthenticateRequest()
+        if let colon = user.firstIndex(of: ":") {
+            request.name = String(user[..<colon])
+            request.password = String(user[user.index(after: colon)...])
+        } else {
+            request.name = user
+        }
+        let response = try await Etcdserverpb_Auth.Client(wrapping: client).authenticate(request)
+        var metadata = Metadata()
+        metadata.addString(response.token, forKey: "token")
+        return metadata
+    }
+}
