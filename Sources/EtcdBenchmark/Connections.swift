@@ -9,10 +9,17 @@ import NIOHTTP2
 struct Connections: Sendable {
     typealias Transport = HTTP2ClientTransport.Posix
 
+    /// The `--conns` connections the clients share.
     let clients: [GRPCClient<Transport>]
+    /// Connections of their own, for a side load that must not queue behind the measured one
+    /// (watch-latency's puts, as etcd's benchmark opens one more connection for them).
+    let extraClients: [GRPCClient<Transport>]
     let counters: ConnectionCounters
     /// Sent with every request: the `token` from `--user`, or nothing.
     var metadata: Metadata = [:]
+
+    /// How many connections the run needs; any opened beyond these replaced lost ones.
+    var connectionCount: Int { clients.count + extraClients.count }
 
     /// The connection client number `index` uses, as etcd's benchmark assigns clients to
     /// connections.
@@ -23,30 +30,35 @@ struct Connections: Sendable {
     /// Opens the connections, authenticates if asked, runs `body`, and shuts everything down.
     static func with<Result: Sendable>(
         _ options: GlobalOptions,
+        extraConnections: Int = 0,
         _ body: (Connections) async throws -> Result
     ) async throws -> Result {
         let counters = ConnectionCounters()
         let endpoints = try options.parsedEndpoints()
         let security = try transportSecurity(options, endpoints: endpoints)
-        let clients = try (0..<options.conns).map { index in
+        let all = try (0..<(options.conns + extraConnections)).map { index in
             let endpoint = endpoints[index % endpoints.count]
             let transport = try Transport(
                 target: target(for: endpoint),
                 transportSecurity: security,
-                config: transportConfig(counters: counters)
+                config: transportConfig(counters: counters, answerPings: !options.withoutPingResponder)
             )
             return GRPCClient(transport: transport)
         }
         return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { group in
-            for client in clients {
+            for client in all {
                 group.addTask { try await client.runConnections() }
             }
             defer {
-                for client in clients { client.beginGracefulShutdown() }
+                for client in all { client.beginGracefulShutdown() }
             }
-            var connections = Connections(clients: clients, counters: counters)
+            var connections = Connections(
+                clients: Array(all[..<options.conns]),
+                extraClients: Array(all[options.conns...]),
+                counters: counters
+            )
             if let user = options.user {
-                connections.metadata = try await authenticate(user: user, client: clients[0])
+                connections.metadata = try await authenticate(user: user, client: all[0])
             }
             return try await body(connections)
         }
@@ -81,13 +93,13 @@ struct Connections: Sendable {
 
     /// The stock Posix configuration plus a `ServerPingResponder` in front of every connection's
     /// HTTP/2 handler (see that type for why).
-    private static func transportConfig(counters: ConnectionCounters) -> Transport.Config {
+    private static func transportConfig(counters: ConnectionCounters, answerPings: Bool) -> Transport.Config {
         .defaults { config in
             config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     let http2 = try sync.handler(type: NIOHTTP2Handler.self)
-                    try sync.addHandler(ServerPingResponder(counters: counters), position: .before(http2))
+                    try sync.addHandler(ServerPingResponder(counters: counters, answerPings: answerPings), position: .before(http2))
                 }
             }
         }

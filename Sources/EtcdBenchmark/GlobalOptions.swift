@@ -30,6 +30,11 @@ struct GlobalOptions: ParsableArguments {
     @Option(help: "Client private key for TLS client authentication.")
     var key: String?
 
+    /// For showing why the responder exists: without it, real etcd's PINGs make a busy client
+    /// send GOAWAY(ENHANCE_YOUR_CALM) and reconnect.
+    @Flag(help: .hidden)
+    var withoutPingResponder = false
+
     @Option(name: [.customShort("w"), .customLong("write-out")], help: "Output format: simple or json.")
     var writeOut: OutputFormat = .simple
 

@@ -60,7 +60,7 @@ func runLoad<Worker: LoadWorker>(
 ) async -> [Report] {
     let requestTotal = total ?? options.total
     let progress = Progress(total: requestTotal)
-    let meter = CostMeter(counters: connections.counters, connectionCount: connections.clients.count)
+    let meter = CostMeter(counters: connections.counters, connectionCount: connections.connectionCount)
     let start = ProcessClock.nowNanoseconds()
     let dispenser = RequestDispenser(
         total: requestTotal,

@@ -43,9 +43,13 @@ final class ServerPingResponder: ChannelInboundHandler, RemovableChannelHandler 
     /// Bytes held back because they might start a PING frame; at most one header plus payload.
     private var pending: ByteBuffer?
     private let counters: ConnectionCounters
+    /// False only to demonstrate the problem: PINGs then go to the HTTP/2 handler, and the
+    /// handler merely counts connections and GOAWAYs.
+    private let answerPings: Bool
 
-    init(counters: ConnectionCounters) {
+    init(counters: ConnectionCounters, answerPings: Bool = true) {
         self.counters = counters
+        self.answerPings = answerPings
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -108,7 +112,8 @@ final class ServerPingResponder: ChannelInboundHandler, RemovableChannelHandler 
                 if header.type == Self.goawayFrameType {
                     counters.goawaysReceived.add(1, ordering: .relaxed)
                 }
-                guard header.isPing && !header.isAck && header.length == Self.pingPayloadLength else {
+                guard answerPings && header.isPing && !header.isAck && header.length == Self.pingPayloadLength
+                else {
                     // Not ours (or malformed, which the HTTP/2 handler reports properly).
                     incoming.moveReaderIndex(forwardBy: Self.frameHeaderLength)
                     state = header.length == 0 ? .frameHeader : .passing(remaining: header.length)
