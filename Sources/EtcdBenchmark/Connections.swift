@@ -3,6 +3,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import NIOCore
 import NIOHTTP2
+import NIOPosix
 
 /// The benchmark's gRPC connections: `--conns` clients, each with exactly one HTTP/2 connection,
 /// spread round-robin over the endpoints, and the call metadata (auth token) every request carries.
@@ -15,6 +16,8 @@ struct Connections: Sendable {
     /// (watch-latency's puts, as etcd's benchmark opens one more connection for them).
     let extraClients: [GRPCClient<Transport>]
     let counters: ConnectionCounters
+    /// Where client tasks should run, with `--event-loop-executor`.
+    var executor: EventLoopTaskExecutor?
     /// Sent with every request: the `token` from `--user`, or nothing.
     var metadata: Metadata = [:]
 
@@ -36,18 +39,29 @@ struct Connections: Sendable {
         let counters = ConnectionCounters()
         let endpoints = try options.parsedEndpoints()
         let security = try transportSecurity(options, endpoints: endpoints)
+        let loopGroup: any EventLoopGroup
+        let executor: EventLoopTaskExecutor?
+        if options.eventLoopExecutor {
+            let group = MultiThreadedEventLoopGroup.singleton.next()
+            loopGroup = group
+            executor = EventLoopTaskExecutor(eventLoop: group)
+        } else {
+            loopGroup = MultiThreadedEventLoopGroup.singleton
+            executor = nil
+        }
         let all = try (0..<(options.conns + extraConnections)).map { index in
             let endpoint = endpoints[index % endpoints.count]
             let transport = try Transport(
                 target: target(for: endpoint),
                 transportSecurity: security,
-                config: transportConfig(counters: counters, answerPings: !options.withoutPingResponder)
+                config: transportConfig(counters: counters, answerPings: !options.withoutPingResponder),
+                eventLoopGroup: loopGroup
             )
             return GRPCClient(transport: transport)
         }
         return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { group in
             for client in all {
-                group.addTask { try await client.runConnections() }
+                group.addTask(executorPreference: executor) { try await client.runConnections() }
             }
             defer {
                 for client in all { client.beginGracefulShutdown() }
@@ -55,7 +69,8 @@ struct Connections: Sendable {
             var connections = Connections(
                 clients: Array(all[..<options.conns]),
                 extraClients: Array(all[options.conns...]),
-                counters: counters
+                counters: counters,
+                executor: executor
             )
             if let user = options.user {
                 connections.metadata = try await authenticate(user: user, client: all[0])

@@ -30,6 +30,9 @@ struct GlobalOptions: ParsableArguments {
     @Option(help: "Client private key for TLS client authentication.")
     var key: String?
 
+    @Flag(help: "Run the client tasks and all connections on one NIO event loop thread (no thread hops).")
+    var eventLoopExecutor = false
+
     /// For showing why the responder exists: without it, real etcd's PINGs make a busy client
     /// send GOAWAY(ENHANCE_YOUR_CALM) and reconnect.
     @Flag(help: .hidden)

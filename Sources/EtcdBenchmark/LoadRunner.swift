@@ -74,7 +74,7 @@ func runLoad<Worker: LoadWorker>(
             return nil
         }
         for clientIndex in 0..<options.clients {
-            group.addTask {
+            group.addTask(executorPreference: connections.executor) {
                 var worker = makeWorker(clientIndex)
                 var recorders = [LatencyRecorder](repeating: LatencyRecorder(), count: classes.count)
                 while let index = await dispenser.take() {
