@@ -116,7 +116,10 @@ let package = Package(
         ),
         .testTarget(
             name: "EtcdBenchmarkTests",
-            dependencies: ["EtcdBenchmark", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            dependencies: [
+                "EtcdBenchmark", .product(name: "Histogram", package: "hdrhistogram-swift"), nioCore,
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(
