@@ -68,7 +68,7 @@ matrix=(
     "range l, 256 clients|--conns 16 --clients 256 --total $((8000 * scale)) range bench-range-key --consistency l"
     "range s, 1 client|--conns 1 --clients 1 --total $((1000 * scale)) range bench-range-key --consistency s"
     "range s, 256 clients|--conns 16 --clients 256 --total $((8000 * scale)) range bench-range-key --consistency s"
-    "txn-mixed, 16 clients|--conns 4 --clients 16 --total $((4000 * scale)) txn-mixed --rw-ratio 4 --key-space-size 10000"
+    "txn-mixed, 16 clients|--conns 4 --clients 16 --total $((4000 * scale)) txn-mixed --rw-ratio 4 --key-space-size 10000 --limit 10"
     "watch-latency, 100 watchers|--conns 4 --clients 100 --total $((200 * scale)) watch-latency --put-rate 100"
 )
 
