@@ -54,6 +54,8 @@ let package = Package(
             dependencies: [grpcCore, grpcProtobuf, swiftProtobuf],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // HTTP/2 connection helpers shared by the server and our clients (NIO only).
+        .target(name: "EtcdTransport", dependencies: [nioCore], swiftSettings: strictSettings),
         // The system SQLite (libsqlite3-dev).
         .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
         .target(name: "EtcdBackend", dependencies: ["CSQLite"], swiftSettings: strictSettings),
@@ -70,7 +72,7 @@ let package = Package(
         .target(
             name: "EtcdServer",
             dependencies: [
-                "EtcdCommon", "EtcdAPI", "EtcdReplica", "EtcdMVCC", "EtcdBackend",
+                "EtcdCommon", "EtcdAPI", "EtcdReplica", "EtcdMVCC", "EtcdBackend", "EtcdTransport",
                 grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, logging, nioCore, nioPosix, nioHTTP2, crypto,
                 dequeModule, serviceLifecycle,
             ],
@@ -88,7 +90,8 @@ let package = Package(
         .executableTarget(
             name: "EtcdBenchmark",
             dependencies: [
-                "EtcdAPI", grpcCore, grpcHTTP2, nioCore, nioPosix, nioHTTP2, swiftProtobuf, argumentParser,
+                "EtcdAPI", "EtcdTransport", grpcCore, grpcHTTP2, nioCore, nioPosix, nioHTTP2, swiftProtobuf,
+                argumentParser,
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: strictSettings
@@ -109,7 +112,8 @@ let package = Package(
         .testTarget(
             name: "EtcdServerTests",
             dependencies: [
-                "EtcdServer", "EtcdAPI", "EtcdCommon", "EtcdTestSupport", grpcCore, grpcHTTP2, nioCore, nioPosix,
+                "EtcdServer", "EtcdAPI", "EtcdCommon", "EtcdTestSupport", "EtcdTransport", grpcCore, grpcHTTP2,
+                nioCore, nioPosix,
                 .product(name: "NIOEmbedded", package: "swift-nio"), logging,
             ],
             swiftSettings: strictSettings
@@ -117,7 +121,7 @@ let package = Package(
         .testTarget(
             name: "EtcdBenchmarkTests",
             dependencies: [
-                "EtcdBenchmark", .product(name: "Histogram", package: "hdrhistogram-swift"), nioCore,
+                "EtcdBenchmark", "EtcdTransport", .product(name: "Histogram", package: "hdrhistogram-swift"), nioCore,
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             swiftSettings: strictSettings

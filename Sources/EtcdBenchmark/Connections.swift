@@ -1,4 +1,5 @@
 import EtcdAPI
+import EtcdTransport
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import NIOCore
@@ -15,7 +16,7 @@ struct Connections: Sendable {
     /// Connections of their own, for a side load that must not queue behind the measured one
     /// (watch-latency's puts, as etcd's benchmark opens one more connection for them).
     let extraClients: [GRPCClient<Transport>]
-    let counters: ConnectionCounters
+    let counters: HTTP2ConnectionCounters
     /// Where client tasks should run, with `--event-loop-executor`.
     var executor: EventLoopTaskExecutor?
     /// Sent with every request: the `token` from `--user`, or nothing.
@@ -36,7 +37,7 @@ struct Connections: Sendable {
         extraConnections: Int = 0,
         _ body: (Connections) async throws -> Result
     ) async throws -> Result {
-        let counters = ConnectionCounters()
+        let counters = HTTP2ConnectionCounters()
         let endpoints = try options.parsedEndpoints()
         let security = try transportSecurity(options, endpoints: endpoints)
         let loopGroup: any EventLoopGroup
@@ -106,15 +107,15 @@ struct Connections: Sendable {
         }
     }
 
-    /// The stock Posix configuration plus a `ServerPingResponder` in front of every connection's
+    /// The stock Posix configuration plus an `HTTP2PingResponder` in front of every connection's
     /// HTTP/2 handler (see that type for why).
-    private static func transportConfig(counters: ConnectionCounters, answerPings: Bool) -> Transport.Config {
+    private static func transportConfig(counters: HTTP2ConnectionCounters, answerPings: Bool) -> Transport.Config {
         .defaults { config in
             config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     let http2 = try sync.handler(type: NIOHTTP2Handler.self)
-                    try sync.addHandler(ServerPingResponder(counters: counters, answerPings: answerPings), position: .before(http2))
+                    try sync.addHandler(HTTP2PingResponder(role: .client, counters: counters, answerPings: answerPings), position: .before(http2))
                 }
             }
         }

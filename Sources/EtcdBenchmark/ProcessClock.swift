@@ -1,3 +1,4 @@
+import EtcdTransport
 import Foundation
 import Synchronization
 
@@ -27,10 +28,10 @@ struct CostMeter {
     private let startCPU: (user: Double, system: Double)
     private let startGoaways: Int
     private let startPings: Int
-    private let counters: ConnectionCounters
+    private let counters: HTTP2ConnectionCounters
     private let connectionCount: Int
 
-    init(counters: ConnectionCounters, connectionCount: Int) {
+    init(counters: HTTP2ConnectionCounters, connectionCount: Int) {
         self.counters = counters
         self.connectionCount = connectionCount
         startCPU = ProcessClock.cpuSeconds()

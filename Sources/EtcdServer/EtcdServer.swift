@@ -5,6 +5,7 @@ import EtcdBackend
 import EtcdCommon
 import EtcdMVCC
 import EtcdReplica
+import EtcdTransport
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import NIOCore
@@ -162,7 +163,10 @@ public final class EtcdServer: Service, Sendable {
             config.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let http2 = try channel.pipeline.syncOperations.handler(type: NIOHTTP2Handler.self)
-                    try channel.pipeline.syncOperations.addHandler(ClientPingResponder(), position: .before(http2))
+                    try channel.pipeline.syncOperations.addHandler(
+                        HTTP2PingResponder(role: .server),
+                        position: .before(http2)
+                    )
                 }
             }
         }

@@ -3,7 +3,7 @@ import NIOEmbedded
 import Synchronization
 import Testing
 
-@testable import EtcdBenchmark
+import EtcdTransport
 
 @Suite("Client-side PING responder")
 struct ServerPingResponderTests {
@@ -22,8 +22,8 @@ struct ServerPingResponderTests {
     static let goaway = frame(type: 0x7, payload: [0, 0, 0, 0, 0, 0, 0, 11])
 
     /// Feeds `chunks` one read each; returns what reached the next handler and what went back out.
-    static func run(_ chunks: [[UInt8]], counters: ConnectionCounters) throws -> (forwarded: [UInt8], written: [UInt8]) {
-        let channel = EmbeddedChannel(handler: ServerPingResponder(counters: counters))
+    static func run(_ chunks: [[UInt8]], counters: HTTP2ConnectionCounters) throws -> (forwarded: [UInt8], written: [UInt8]) {
+        let channel = EmbeddedChannel(handler: HTTP2PingResponder(role: .client, counters: counters))
         for chunk in chunks {
             try channel.writeInbound(ByteBuffer(bytes: chunk))
         }
@@ -41,7 +41,7 @@ struct ServerPingResponderTests {
 
     @Test("A server PING is answered with its ACK and never reaches the HTTP/2 handler")
     func answersPing() throws {
-        let counters = ConnectionCounters()
+        let counters = HTTP2ConnectionCounters()
         let result = try Self.run([Self.settings + Self.ping + Self.data], counters: counters)
         #expect(result.forwarded == Self.settings + Self.data)
         #expect(result.written == Self.pingAck)
@@ -51,7 +51,7 @@ struct ServerPingResponderTests {
     @Test("Frames split across reads at every byte still parse; DATA payloads that look like PINGs pass")
     func splitReads() throws {
         let stream = Self.settings + Self.data + Self.ping + Self.pingAck + Self.goaway
-        let counters = ConnectionCounters()
+        let counters = HTTP2ConnectionCounters()
         let result = try Self.run(stream.map { [$0] }, counters: counters)
         #expect(result.forwarded == Self.settings + Self.data + Self.pingAck + Self.goaway)
         #expect(result.written == Self.pingAck)

@@ -2,7 +2,7 @@ import NIOCore
 import NIOEmbedded
 import Testing
 
-@testable import EtcdServer
+import EtcdTransport
 
 @Suite("Client PING responder")
 struct ClientPingResponderTests {
@@ -25,7 +25,7 @@ struct ClientPingResponderTests {
     /// Feeds `input` in pieces of `chunk` bytes and returns what reached the next handler and
     /// what was written back to the peer.
     static func run(_ input: [UInt8], chunk: Int) throws -> (forwarded: [UInt8], written: [UInt8]) {
-        let channel = EmbeddedChannel(handler: ClientPingResponder())
+        let channel = EmbeddedChannel(handler: HTTP2PingResponder(role: .server))
         var offset = 0
         while offset < input.count {
             let end = min(offset + chunk, input.count)
@@ -71,7 +71,7 @@ struct ClientPingResponderTests {
 
     @Test("holds back an incomplete PING until the rest arrives")
     func holdsIncompletePing() throws {
-        let channel = EmbeddedChannel(handler: ClientPingResponder())
+        let channel = EmbeddedChannel(handler: HTTP2PingResponder(role: .server))
         try channel.writeInbound(ByteBuffer(bytes: Self.preface + Array(Self.ping.prefix(12))))
         var forwarded: [UInt8] = []
         while let buffer = try channel.readInbound(as: ByteBuffer.self) { forwarded += buffer.readableBytesView }

@@ -1,68 +1,77 @@
-import NIOCore
-import Synchronization
+public import NIOCore
+public import Synchronization
 
-/// Counters shared by every connection of a run; read once per phase and by the progress line.
-final class ConnectionCounters: Sendable {
-    let opened = Atomic<Int>(0)
-    let closed = Atomic<Int>(0)
-    let goawaysReceived = Atomic<Int>(0)
-    let pingsAnswered = Atomic<Int>(0)
-}
+/// Answers the peer's HTTP/2 PING frames itself, before they reach the HTTP/2 handler.
+///
+/// grpc-go peers send a bandwidth-estimation PING with almost every frame they receive: clients
+/// (etcdctl, clientv3, Kubernetes) to our server, and real etcd's server to our clients.
+/// swift-nio-http2 counts inbound PINGs against a control-frame budget (about 200 per 30 s) and,
+/// past it, closes the connection with GOAWAY(ENHANCE_YOUR_CALM): a busy Go client would lose its
+/// connection, and its watch streams, every ~200 requests, and a busy Swift client of etcd would
+/// drop its own. grpc-swift's transport does not expose that budget, so this handler sits right in
+/// front of the `NIOHTTP2Handler`, reads the frame stream, answers each PING with its ACK (same
+/// payload, as RFC 9113 §6.7 requires) and drops it from what the HTTP/2 handler sees. Every other
+/// frame, and PING ACKs answering our own PINGs (keepalive), pass through untouched.
+///
+/// On the server this also means client keepalive PINGs are accepted at any rate, where etcd
+/// refuses pings without active streams more often than every 5 s; being more lenient never
+/// disconnects a client.
+public final class HTTP2PingResponder: ChannelInboundHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = ByteBuffer
 
-/// Answers the server's HTTP/2 PINGs on the client side, before they reach the HTTP/2 handler.
-///
-/// grpc-go servers (real etcd) send a BDP-estimation PING with almost every response. swift-nio-http2
-/// counts inbound PINGs against a control-frame budget (about 200 per 30 s) and past it the client
-/// closes its own connection with GOAWAY(ENHANCE_YOUR_CALM); a busy benchmark client against etcd
-/// would reconnect every few hundred requests and measure that instead of the server. The
-/// transport does not expose the budget, so this handler, placed right in front of the
-/// `NIOHTTP2Handler`, reads the frame stream, answers each non-ACK PING with its ACK (same payload,
-/// RFC 9113 §6.7) and drops it. Every other frame passes through; it also counts GOAWAY frames
-/// received, so the report can show connection trouble.
-///
-/// The mirror of the server's `ClientPingResponder`, except that a server sends no connection
-/// preface: the stream starts with a frame header.
-final class ServerPingResponder: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
+    /// Which end of the connection this handler is on: a server first reads the client's
+    /// connection preface, which has no frame header; a client reads frames from the first byte.
+    public enum Role: Sendable {
+        case server
+        case client
+    }
 
     static let frameHeaderLength = 9
     static let pingPayloadLength = 8
     static let pingFrameType: UInt8 = 0x6
     static let goawayFrameType: UInt8 = 0x7
     static let ackFlag: UInt8 = 0x1
+    /// "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".
+    static let prefaceLength = 24
 
     private enum State {
+        /// Bytes of the client preface still to pass on.
+        case preface(remaining: Int)
         /// Between frames: waiting for a full frame header.
         case frameHeader
         /// Inside a frame that is not ours to handle: this many payload bytes still to pass on.
         case passing(remaining: Int)
     }
 
-    private var state: State = .frameHeader
-    /// Bytes held back because they might start a PING frame; at most one header plus payload.
+    private var state: State
+    /// Bytes held back because they might start a PING frame; never more than one frame header
+    /// plus a PING payload.
     private var pending: ByteBuffer?
-    private let counters: ConnectionCounters
-    /// False only to demonstrate the problem: PINGs then go to the HTTP/2 handler, and the
-    /// handler merely counts connections and GOAWAYs.
+    private let counters: HTTP2ConnectionCounters?
     private let answerPings: Bool
 
-    init(counters: ConnectionCounters, answerPings: Bool = true) {
+    /// - Parameters:
+    ///   - counters: where to count connections, PINGs answered and GOAWAYs received, if anywhere.
+    ///   - answerPings: false only to demonstrate the problem this handler solves: PINGs then go
+    ///     on to the HTTP/2 handler and the handler merely counts.
+    public init(role: Role, counters: HTTP2ConnectionCounters? = nil, answerPings: Bool = true) {
+        state = role == .server ? .preface(remaining: Self.prefaceLength) : .frameHeader
         self.counters = counters
         self.answerPings = answerPings
     }
 
-    func channelActive(context: ChannelHandlerContext) {
-        counters.opened.add(1, ordering: .relaxed)
+    public func channelActive(context: ChannelHandlerContext) {
+        counters?.opened.add(1, ordering: .relaxed)
         context.fireChannelActive()
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
-        counters.closed.add(1, ordering: .relaxed)
+    public func channelInactive(context: ChannelHandlerContext) {
+        counters?.closed.add(1, ordering: .relaxed)
         context.fireChannelInactive()
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = unwrapInboundIn(data)
         if var held = pending {
             pending = nil
@@ -81,36 +90,43 @@ final class ServerPingResponder: ChannelInboundHandler, RemovableChannelHandler 
             context.fireChannelRead(wrapInboundOut(slice))
         }
         if !answers.isEmpty {
-            // The HTTP/2 handler writes whole frames synchronously on this event loop, so an ACK
-            // written from here can never land inside one of its frames.
+            // Written from here, the ACK goes straight to the socket; the HTTP/2 handler writes
+            // whole frames synchronously on this event loop, so an ACK can never land inside one
+            // of its frames.
             for answer in answers {
                 context.write(NIOAny(answer), promise: nil)
             }
             context.flush()
-            counters.pingsAnswered.add(answers.count, ordering: .relaxed)
+            counters?.pingsAnswered.add(answers.count, ordering: .relaxed)
         }
     }
 
-    /// Splits `incoming` into runs to pass on (cut only around PINGs), turns complete PINGs into
-    /// ACKs, and leaves in `incoming` only an incomplete frame header or PING.
+    /// Splits `incoming` into runs of bytes to pass on (cut only around PINGs), turns complete
+    /// PINGs into ACKs, and leaves in `incoming` only an incomplete frame header or PING.
     private func scan(
         _ incoming: inout ByteBuffer,
         forward: inout [ByteBuffer],
         answers: inout [ByteBuffer],
         allocator: ByteBufferAllocator
     ) {
+        // NIO only slices readable bytes, so runs are cut from an untouched view of the input.
         let original = incoming
         var runStart = incoming.readerIndex
         scanning: while incoming.readableBytes > 0 {
             switch state {
-            case .passing(let remaining):
+            case .preface(let remaining), .passing(let remaining):
                 let count = min(remaining, incoming.readableBytes)
                 incoming.moveReaderIndex(forwardBy: count)
-                state = remaining == count ? .frameHeader : .passing(remaining: remaining - count)
+                let left = remaining - count
+                if case .preface = state {
+                    state = left == 0 ? .frameHeader : .preface(remaining: left)
+                } else {
+                    state = left == 0 ? .frameHeader : .passing(remaining: left)
+                }
             case .frameHeader:
                 guard let header = FrameHeader(peekingAt: incoming) else { break scanning }
                 if header.type == Self.goawayFrameType {
-                    counters.goawaysReceived.add(1, ordering: .relaxed)
+                    counters?.goawaysReceived.add(1, ordering: .relaxed)
                 }
                 guard answerPings && header.isPing && !header.isAck && header.length == Self.pingPayloadLength
                 else {
@@ -159,7 +175,7 @@ final class ServerPingResponder: ChannelInboundHandler, RemovableChannelHandler 
         var flags: UInt8
 
         init?(peekingAt buffer: ByteBuffer) {
-            guard buffer.readableBytes >= ServerPingResponder.frameHeaderLength,
+            guard buffer.readableBytes >= HTTP2PingResponder.frameHeaderLength,
                 let high = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self),
                 let low = buffer.getInteger(at: buffer.readerIndex + 1, as: UInt16.self),
                 let type = buffer.getInteger(at: buffer.readerIndex + 3, as: UInt8.self),
@@ -170,7 +186,17 @@ final class ServerPingResponder: ChannelInboundHandler, RemovableChannelHandler 
             self.flags = flags
         }
 
-        var isPing: Bool { type == ServerPingResponder.pingFrameType }
-        var isAck: Bool { flags & ServerPingResponder.ackFlag != 0 }
+        var isPing: Bool { type == HTTP2PingResponder.pingFrameType }
+        var isAck: Bool { flags & HTTP2PingResponder.ackFlag != 0 }
     }
+}
+
+/// What connections went through, shared by every connection that reports to it.
+public final class HTTP2ConnectionCounters: Sendable {
+    public let opened = Atomic<Int>(0)
+    public let closed = Atomic<Int>(0)
+    public let goawaysReceived = Atomic<Int>(0)
+    public let pingsAnswered = Atomic<Int>(0)
+
+    public init() {}
 }
