@@ -122,10 +122,12 @@ def summary(name, side):
         "p99": mean([r["report"]["latency_ms"]["percentiles"]["p99"] for r in good]),
         "rss": max(r["peak_rss_mb"] for r in good),
         "cpu_per_k": sum(r["server_cpu_s"] for r in good) / requests * 1000,
+        # Connection trouble the benchmark saw: reconnects plus GOAWAYs received (should be 0).
+        "drops": sum(r["report"].get("reconnects", 0) + r["report"].get("goaways_received", 0) for r in good),
     }, "ok"
 
 header = ("workload", "etcd req/s", "ours req/s", "ratio", "etcd p50/p99 ms", "ours p50/p99 ms",
-          "etcd RSS MB", "ours RSS MB", "etcd CPU s/1k", "ours CPU s/1k")
+          "etcd RSS MB", "ours RSS MB", "etcd CPU s/1k", "ours CPU s/1k", "drops etcd/ours")
 table = [header]
 for name in names:
     etcd, etcd_status = summary(name, "etcd")
@@ -136,7 +138,8 @@ for name in names:
                   "%.1f/%.1f" % (etcd["p50"], etcd["p99"]) if etcd else "-",
                   "%.1f/%.1f" % (ours["p50"], ours["p99"]) if ours else "-",
                   cell(etcd, "rss", "%.0f"), cell(ours, "rss", "%.0f"),
-                  cell(etcd, "cpu_per_k", "%.3f"), cell(ours, "cpu_per_k", "%.3f")))
+                  cell(etcd, "cpu_per_k", "%.3f"), cell(ours, "cpu_per_k", "%.3f"),
+                  "%s/%s" % (etcd["drops"] if etcd else "-", ours["drops"] if ours else "-")))
 widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
 for index, row in enumerate(table):
     print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
