@@ -56,6 +56,8 @@ let package = Package(
         ),
         // HTTP/2 connection helpers shared by the server and our clients (NIO only).
         .target(name: "EtcdTransport", dependencies: [nioCore], swiftSettings: strictSettings),
+        // Pure Raft consensus: no I/O, no clock, no threads (see Sources/EtcdRaft/RaftNode.swift).
+        .target(name: "EtcdRaft", dependencies: [dequeModule, logging], swiftSettings: strictSettings),
         // The system SQLite (libsqlite3-dev).
         .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
         .target(name: "EtcdBackend", dependencies: ["CSQLite"], swiftSettings: strictSettings),
@@ -102,6 +104,9 @@ let package = Package(
             path: "Tests/EtcdTestSupport",
             swiftSettings: strictSettings
         ),
+        .testTarget(name: "EtcdRaftTests", dependencies: ["EtcdRaft"], swiftSettings: strictSettings),
+        // The seeded cluster simulator (issue 4); `scripts/soak-raft.sh` runs it over many seeds.
+        .testTarget(name: "EtcdSimulationTests", dependencies: ["EtcdRaft"], swiftSettings: strictSettings),
         .testTarget(name: "EtcdBackendTests", dependencies: ["EtcdBackend"], swiftSettings: strictSettings),
         .testTarget(name: "EtcdMVCCTests", dependencies: ["EtcdMVCC", "EtcdBackend"], swiftSettings: strictSettings),
         .testTarget(
