@@ -104,7 +104,13 @@ let package = Package(
             path: "Tests/EtcdTestSupport",
             swiftSettings: strictSettings
         ),
-        .testTarget(name: "EtcdRaftTests", dependencies: ["EtcdRaft"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "EtcdRaftTests",
+            dependencies: ["EtcdRaft"],
+            // Scenario scripts with golden output, read from the source tree by InteractionTests.
+            exclude: ["Testdata"],
+            swiftSettings: strictSettings
+        ),
         // The seeded cluster simulator (issue 4); `scripts/soak-raft.sh` runs it over many seeds.
         .testTarget(name: "EtcdSimulationTests", dependencies: ["EtcdRaft"], swiftSettings: strictSettings),
         .testTarget(name: "EtcdBackendTests", dependencies: ["EtcdBackend"], swiftSettings: strictSettings),
