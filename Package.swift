@@ -92,7 +92,7 @@ let package = Package(
         .executableTarget(
             name: "EtcdBenchmark",
             dependencies: [
-                "EtcdAPI", "EtcdTransport", grpcCore, grpcHTTP2, nioCore, nioPosix, nioHTTP2, swiftProtobuf,
+                "EtcdAPI", "EtcdTransport", "EtcdRaft", grpcCore, grpcHTTP2, nioCore, nioPosix, nioHTTP2, swiftProtobuf,
                 argumentParser,
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
