@@ -24,6 +24,9 @@ public protocol RaftStorage: AnyObject {
 public final class MemoryStorage: RaftStorage {
     public private(set) var hardState = HardState()
     public private(set) var currentSnapshot = Snapshot()
+    /// The membership reported at startup: the latest one the application applied, which may be
+    /// newer than the snapshot's (see `setConfState`).
+    public private(set) var confState = ConfState()
     /// `entries[0]` is the dummy entry: the index and term of the last compacted entry.
     private var entries: [Entry] = [Entry(term: 0, index: 0)]
 
@@ -34,14 +37,21 @@ public final class MemoryStorage: RaftStorage {
     public convenience init(confState: ConfState) {
         self.init()
         currentSnapshot.metadata.confState = confState
+        self.confState = confState
     }
 
     public func initialState() throws(RaftStorageError) -> (hardState: HardState, confState: ConfState) {
-        (hardState, currentSnapshot.metadata.confState)
+        (hardState, confState)
     }
 
     public func setHardState(_ state: HardState) {
         hardState = state
+    }
+
+    /// Records the membership returned by `RaftNode.applyConfChange`, so that a node restarted
+    /// from this storage (with `RaftConfiguration.applied` past that change) starts with it.
+    public func setConfState(_ state: ConfState) {
+        confState = state
     }
 
     private var dummyIndex: UInt64 { entries[0].index }
@@ -72,11 +82,14 @@ public final class MemoryStorage: RaftStorage {
     public func applySnapshot(_ snapshot: Snapshot) throws(RaftStorageError) {
         guard snapshot.metadata.index > currentSnapshot.metadata.index else { throw .snapshotOutOfDate }
         currentSnapshot = snapshot
+        confState = snapshot.metadata.confState
         entries = [Entry(term: snapshot.metadata.term, index: snapshot.metadata.index)]
     }
 
     /// Records a snapshot of the application state at `index` (which must be applied), so that it
-    /// can be sent to followers. Compaction is separate: see `compact(upTo:)`.
+    /// can be sent to followers. Compaction is separate: see `compact(upTo:)`. Without an explicit
+    /// `confState` the snapshot records the latest one given to `setConfState`, which is right
+    /// when snapshotting at the applied index.
     @discardableResult
     public func createSnapshot(
         at index: UInt64,
@@ -86,7 +99,7 @@ public final class MemoryStorage: RaftStorage {
         guard index > currentSnapshot.metadata.index else { throw .snapshotOutOfDate }
         precondition(index <= lastIndexValue, "storage: snapshot index \(index) > last index \(lastIndexValue)")
         var metadata = SnapshotMetadata(index: index, term: entries[Int(index - dummyIndex)].term)
-        metadata.confState = confState ?? currentSnapshot.metadata.confState
+        metadata.confState = confState ?? self.confState
         currentSnapshot = Snapshot(metadata: metadata, data: data)
         return currentSnapshot
     }
