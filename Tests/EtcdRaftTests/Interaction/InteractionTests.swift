@@ -22,6 +22,20 @@ import Testing
         #expect(!Self.scriptNames.isEmpty, "no scripts in \(Self.testdataDirectory.path)")
     }
 
+    /// Rewriting must keep everything but the outputs: rendering a script with its own expected
+    /// outputs gives back the file byte for byte.
+    @Test("a script renders back to itself", arguments: scriptNames)
+    func roundTrip(scriptName: String) throws {
+        let url = Self.testdataDirectory.appendingPathComponent(scriptName)
+        let contents = try String(contentsOf: url, encoding: .utf8)
+        let script = try InteractionScript(path: "Testdata/\(scriptName)", contents: contents)
+        let expected: [[String]] = script.chunks.compactMap { chunk in
+            guard case .command(_, let expected) = chunk else { return nil }
+            return expected
+        }
+        #expect(script.rendered(withOutputs: expected) == contents)
+    }
+
     @Test("interaction script", arguments: scriptNames)
     func run(scriptName: String) throws {
         let url = Self.testdataDirectory.appendingPathComponent(scriptName)
