@@ -358,7 +358,9 @@ struct Raft {
 
     mutating func send(_ message: Message) {
         var message = message
-        message.from = id
+        // A forwarded message keeps its sender, as etcd-io/raft does: a transfer request names
+        // the transferee in `from`, and a read forwarded twice must be answered to its origin.
+        if message.from == .none { message.from = id }
         switch message.type {
         case .vote, .voteResponse, .preVote, .preVoteResponse:
             // Vote traffic sets its term explicitly: a pre-vote asks with a future term.
