@@ -242,6 +242,14 @@ import Testing
             $0.readOnlyOption = .leaseBased
         }
         raft.becomeLeaderAndCommitNoop(storage: memberStorage)
+        // A quorum answers one heartbeat round, which gives the leader its lease.
+        raft.tick()
+        let heartbeats = raft.readMessages().filter { $0.type == .heartbeat }
+        #expect(heartbeats.map(\.to) == [nid(2), nid(3)])
+        for heartbeat in heartbeats {
+            raft.mustStep(Message(type: .heartbeatResponse, to: nid(1), from: heartbeat.to, term: 1, index: heartbeat.index))
+        }
+        _ = raft.readMessages()
         raft.mustStep(Message(type: .readIndex, context: [1]))
         #expect(raft.readStates == [ReadState(index: 1, requestContext: [1])])
         raft.mustStep(Message(type: .readIndex, from: nid(2), context: [2]))
