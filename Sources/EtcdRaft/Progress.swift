@@ -55,6 +55,9 @@ struct Progress {
     var probeSent = false
     var inflights: Inflights
     var isLearner: Bool
+    /// Lease-based reads: the leader tick at which the newest heartbeat this member answered was
+    /// sent (0: none this term).
+    var leaseAcknowledgedTick: UInt64 = 0
 
     init(match: UInt64 = 0, next: UInt64, maxInflight: Int, isLearner: Bool) {
         self.match = match

@@ -109,7 +109,7 @@ extension Raft {
 
     mutating func handleHeartbeat(_ message: Message) {
         log.commit(to: message.commit)
-        send(Message(type: .heartbeatResponse, to: message.from, context: message.context))
+        send(Message(type: .heartbeatResponse, to: message.from, index: message.index, context: message.context))
     }
 
     mutating func handleSnapshot(_ message: Message) {

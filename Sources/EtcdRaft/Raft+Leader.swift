@@ -170,7 +170,7 @@ extension Raft {
         while maybeSendAppend(to: from, sendIfEmpty: false) {}
         if from == leadTransferee, tracker.progress[from]?.match == log.lastIndex {
             logger.info("transferee caught up, sending timeout-now", metadata: ["raft_id": "\(id)", "to": "\(from)"])
-            send(Message(type: .timeoutNow, to: from))
+            sendTimeoutNow(to: from)
         }
     }
 
@@ -179,12 +179,15 @@ extension Raft {
         guard var progress = tracker.progress[from] else { return }
         progress.recentActive = true
         progress.probeSent = false
+        progress.leaseAcknowledgedTick = max(progress.leaseAcknowledgedTick, message.index)
         // Free one slot so a follower whose acks were lost can make progress.
         if progress.state == .replicate && progress.inflights.isFull { progress.inflights.freeFirstOne() }
         tracker.progress[from] = progress
         if progress.match < log.lastIndex { sendAppend(to: from) }
 
-        guard readOnlyOption == .safe, !message.context.isEmpty else { return }
+        // Reads waiting for a heartbeat round: all of them in safe mode, and in lease-based mode
+        // those that arrived while the leader held no lease.
+        guard !message.context.isEmpty else { return }
         guard let acknowledged = readOnly.acknowledge(from: from, context: message.context),
             tracker.hasQuorum(acknowledged)
         else { return }
@@ -221,7 +224,7 @@ extension Raft {
         leadTransferee = transferee
         logger.info("transferring leadership", metadata: ["raft_id": "\(id)", "to": "\(transferee)"])
         if tracker.progress[transferee]?.match == log.lastIndex {
-            send(Message(type: .timeoutNow, to: transferee))
+            sendTimeoutNow(to: transferee)
         } else {
             sendAppend(to: transferee)
         }
@@ -229,6 +232,11 @@ extension Raft {
 
     mutating func abortLeaderTransfer() {
         leadTransferee = .none
+    }
+
+    private mutating func sendTimeoutNow(to transferee: NodeID) {
+        sentTimeoutNowThisTerm = true
+        send(Message(type: .timeoutNow, to: transferee))
     }
 
     // MARK: - Linearizable reads (§6.4)
@@ -251,16 +259,35 @@ extension Raft {
     var committedEntryInCurrentTerm: Bool { log.termOrZero(at: log.committed) == term }
 
     private mutating func serveReadIndex(_ message: Message) {
-        switch readOnlyOption {
-        case .safe:
-            readOnly.add(index: log.committed, request: message)
-            _ = readOnly.acknowledge(from: id, context: message.context)
-            // One heartbeat round confirms every read that arrived before it: the broadcast is
-            // deferred to the end of this batch of inputs (`flushReadIndexRound`).
-            readIndexRoundPending = true
-        case .leaseBased:
+        if readOnlyOption == .leaseBased && holdsLease {
             respondToReadIndex(message, index: log.committed)
+            return
         }
+        // Safe mode, or a lease-based read without a valid lease (just elected, lost contact,
+        // or a transfer went out): confirm leadership with a heartbeat round. One round confirms
+        // every read that arrived before it, so the broadcast is deferred to the end of this
+        // batch of inputs (`flushReadIndexRound`).
+        readOnly.add(index: log.committed, request: message)
+        _ = readOnly.acknowledge(from: id, context: message.context)
+        readIndexRoundPending = true
+    }
+
+    /// §6.4.1: the leader may answer reads without a heartbeat round while no other leader can
+    /// exist. A quorum of voters answered heartbeats sent at leader tick `S` or later; each of
+    /// them refuses votes for an election timeout after receiving it (`honoursLease`), so no
+    /// new leader can be elected before tick `S + electionTimeout`. Two ticks are kept back for
+    /// the tick in flight and clock drift between members. This assumes members' ticks run at
+    /// the same rate, as any lease does.
+    var holdsLease: Bool {
+        guard role == .leader, !sentTimeoutNowThisTerm, electionTimeout > 2 else { return false }
+        var acknowledged: [UInt64] = []
+        acknowledged.reserveCapacity(tracker.voters.count)
+        for voter in tracker.voters {
+            acknowledged.append(voter == id ? leaderTicks : tracker.progress[voter]?.leaseAcknowledgedTick ?? 0)
+        }
+        acknowledged.sort(by: >)
+        let quorumTick = acknowledged[tracker.quorum - 1]
+        return quorumTick > 0 && leaderTicks - quorumTick < UInt64(electionTimeout - 2)
     }
 
     /// Starts one heartbeat round for all safe reads queued since the last round. Called by

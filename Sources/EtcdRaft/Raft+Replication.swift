@@ -66,6 +66,18 @@ extension Raft {
             preconditionFailure("raft: \(id) failed to read snapshot for \(memberID): \(error)")
         }
         precondition(!snapshot.isEmpty, "raft: \(id) needs a snapshot for \(memberID) but storage has none")
+        let members = snapshot.metadata.confState.voters + snapshot.metadata.confState.learners
+        guard members.contains(memberID) else {
+            // The member joined after this snapshot was taken and would refuse it (a snapshot
+            // must list its receiver). Sending it again and again would only waste bandwidth;
+            // the application has to snapshot after applying the change (etcd builds a fresh
+            // snapshot at send time for the same reason).
+            logger.warning(
+                "latest snapshot predates this member, not sending it",
+                metadata: ["raft_id": "\(id)", "to": "\(memberID)", "index": "\(snapshot.metadata.index)"]
+            )
+            return false
+        }
         progress.becomeSnapshot(snapshot.metadata.index)
         tracker.progress[memberID] = progress
         logger.debug(
@@ -80,9 +92,13 @@ extension Raft {
     /// commits an index beyond its log.
     mutating func sendHeartbeat(to memberID: NodeID, context: [UInt8]?) {
         let match = tracker.progress[memberID]?.match ?? 0
+        // With lease-based reads the heartbeat's index carries the leader's tick count, which
+        // the answer echoes: the lease is measured from when an acknowledged heartbeat was sent.
+        let leaseTick = readOnlyOption == .leaseBased ? leaderTicks : 0
         send(
             Message(
-                type: .heartbeat, to: memberID, commit: min(match, log.committed), context: context ?? []
+                type: .heartbeat, to: memberID, index: leaseTick, commit: min(match, log.committed),
+                context: context ?? []
             )
         )
     }

@@ -33,6 +33,14 @@ struct Raft {
 
     var electionElapsed = 0
     var heartbeatElapsed = 0
+    /// Ticks since this node started, saturating at the election timeout; see `honoursLease`.
+    var ticksSinceStart = 0
+    /// The leader's own clock for lease-based reads: ticks since it became leader, starting at 1
+    /// so that 0 can mean "never acknowledged". Heartbeats carry it and their answers echo it.
+    var leaderTicks: UInt64 = 0
+    /// A TimeoutNow went out this term. Its campaign overrides leader stickiness, so from then on
+    /// the lease proves nothing and lease-based reads take the safe path.
+    var sentTimeoutNowThisTerm = false
     var randomizedElectionTimeout = 0
 
     let electionTimeout: Int
@@ -112,6 +120,8 @@ struct Raft {
         heartbeatElapsed = 0
         resetRandomizedElectionTimeout()
         leadTransferee = .none
+        sentTimeoutNowThisTerm = false
+        leaderTicks = 0
         tracker.resetVotes()
         let lastIndex = log.lastIndex
         for memberID in tracker.memberIDs {
@@ -160,6 +170,7 @@ struct Raft {
         reset(term: term)
         leader = id
         role = .leader
+        leaderTicks = 1
         tracker.progress[id]?.becomeReplicate()
         // Conservatively treat any unapplied entry as a possible configuration change (§4.1).
         pendingConfIndex = log.lastIndex
@@ -172,6 +183,7 @@ struct Raft {
     // MARK: - Time
 
     mutating func tick() {
+        if ticksSinceStart < electionTimeout { ticksSinceStart += 1 }
         if role == .leader {
             tickHeartbeat()
         } else {
@@ -188,6 +200,7 @@ struct Raft {
     }
 
     private mutating func tickHeartbeat() {
+        leaderTicks += 1
         heartbeatElapsed += 1
         electionElapsed += 1
         if electionElapsed >= electionTimeout {
@@ -220,10 +233,9 @@ struct Raft {
         } else if message.term > term {
             if message.type == .vote || message.type == .preVote {
                 let forced = message.context == Self.transferContext
-                let inLease = checkQuorum && leader != .none && electionElapsed < electionTimeout
                 // Leader stickiness (§4.2.3): while we hear from a live leader, a vote request
                 // from a node that lost contact is ignored, so it cannot disrupt the cluster.
-                if !forced && inLease {
+                if !forced && honoursLease {
                     logger.debug(
                         "ignored vote request within lease",
                         metadata: ["raft_id": "\(id)", "from": "\(message.from)", "term": "\(term)"]
@@ -267,6 +279,17 @@ struct Raft {
             case .follower: try stepFollower(message)
             }
         }
+    }
+
+    /// Whether this node refuses (non-forced) vote requests because a leader may still hold a
+    /// lease on it: it heard from a leader less than an election timeout ago. With lease-based
+    /// reads, a node that just (re)started also waits one election timeout, because it may have
+    /// acknowledged a heartbeat before crashing and forgotten it; that promise is what the
+    /// leader's lease rests on.
+    var honoursLease: Bool {
+        guard checkQuorum else { return false }
+        if leader != .none && electionElapsed < electionTimeout { return true }
+        return readOnlyOption == .leaseBased && ticksSinceStart < electionTimeout
     }
 
     private mutating func handleVoteRequest(_ message: Message) {

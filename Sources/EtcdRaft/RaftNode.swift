@@ -68,7 +68,9 @@ public struct RaftNode {
     }
 
     /// Asks for a linearizable read point. The answer arrives in `Ready.readStates` with the same
-    /// `context`, which should be unique per outstanding request.
+    /// `context`, which should be unique per outstanding request. Throws `.proposalDropped` on a
+    /// follower that knows no leader (etcd-io/raft drops it silently); an accepted request can
+    /// still go unanswered if leadership changes, so callers need a timeout and a retry.
     public mutating func readIndex(context: [UInt8]) throws(RaftError) {
         try raft.step(Message(type: .readIndex, from: .none, context: context))
     }

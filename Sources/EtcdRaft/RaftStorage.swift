@@ -97,6 +97,8 @@ public final class MemoryStorage: RaftStorage {
         data: [UInt8]
     ) throws(RaftStorageError) -> Snapshot {
         guard index > currentSnapshot.metadata.index else { throw .snapshotOutOfDate }
+        // Entries below the compaction point are gone, so their term is unknown.
+        guard index >= dummyIndex else { throw .compacted }
         precondition(index <= lastIndexValue, "storage: snapshot index \(index) > last index \(lastIndexValue)")
         var metadata = SnapshotMetadata(index: index, term: entries[Int(index - dummyIndex)].term)
         metadata.confState = confState ?? self.confState

@@ -2,8 +2,10 @@
 public enum ReadOnlyOption: Sendable, Hashable {
     /// Confirm leadership with a round of heartbeats before answering (Raft thesis §6.4).
     case safe
-    /// Trust the leader lease that CheckQuorum maintains and answer at once (§6.4.1). Only as
-    /// safe as the bound on clock drift between members; requires `checkQuorum`.
+    /// Answer at once while the leader holds a lease (§6.4.1): a quorum answered heartbeats sent
+    /// less than an election timeout (minus two ticks) ago, and each of them refuses votes for an
+    /// election timeout after hearing from the leader. Without a lease, fall back to `.safe`.
+    /// Relies on members' ticks running at the same rate; requires `checkQuorum`.
     case leaseBased
 }
 

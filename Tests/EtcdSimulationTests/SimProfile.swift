@@ -43,12 +43,10 @@ struct SimProfile: CustomStringConvertible {
 
     init(random: inout SimRandom) {
         clusterSize = random.int(in: 3...7)
-        // Lease-based reads are drawn for 10% of seeds but only used with SIM_LEASE_READS=1:
-        // the simulator showed them unsafe even with lockstep clocks (see
-        // `SimulationSettings.leaseReads`). The draw happens either way, so a seed replays the
-        // same schedule with or without the variable.
+        // Lease-based reads for 10% of seeds. A lease is only as good as the members' clocks
+        // agreeing on the length of a tick, so those seeds never skip ticks (below).
         let wantsLeaseReads = random.chance(0.1)
-        readOnlyOption = wantsLeaseReads && SimulationSettings.leaseReads ? .leaseBased : .safe
+        readOnlyOption = wantsLeaseReads ? .leaseBased : .safe
         disableProposalForwarding = random.chance(0.15)
         maxSizePerMessageBytes = random.chance(0.3) ? random.int(in: 1...200) : 1024 * 1024
         maxInflightMessages = random.chance(0.3) ? random.int(in: 1...8) : 256
@@ -69,8 +67,7 @@ struct SimProfile: CustomStringConvertible {
         readRate = random.double(0.01, 0.06)
         confChangeRate = random.chance(0.6) ? random.double(0, 0.004) : 0
         transferRate = random.chance(0.5) ? random.double(0, 0.003) : 0
-        // Seeds that drew lease reads never drift, with or without SIM_LEASE_READS, so that the
-        // variable changes nothing but the read mode.
+        // Seeds with lease reads never drift: a skipped tick is a clock running slow.
         tickSkipRate = !wantsLeaseReads && random.chance(0.3) ? random.double(0, 0.2) : 0
         snapshotInterval = UInt64(random.int(in: 3...60))
         compactionLag = UInt64(random.chance(0.5) ? 0 : random.int(in: 1...10))

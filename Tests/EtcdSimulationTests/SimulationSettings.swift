@@ -4,7 +4,6 @@ import Foundation
 /// - `SEED=n` replays exactly one seed and prints its full trace;
 /// - `SIM_SEEDS` (default 2000) seeds per run, `SIM_STEPS` (default 2000) steps per seed;
 /// - `SIM_FIRST_SEED` the first seed (default 1; `random` draws one and prints it);
-/// - `SIM_LEASE_READS=1` also uses lease-based reads (known unsafe, see `leaseReads`).
 /// Seeds of a run are `first, first + 1, ...`; the simulator mixes each through SplitMix64.
 enum SimulationSettings {
     static let environment = ProcessInfo.processInfo.environment
@@ -20,14 +19,6 @@ enum SimulationSettings {
         }
         return parseSeed(text) ?? 1
     }()
-
-    /// `SIM_LEASE_READS=1` lets seeds use `ReadOnlyOption.leaseBased` (off by default). With it,
-    /// seed 7502700366000358609 serves a stale read: the leader's lease comes from CheckQuorum,
-    /// which only steps down a leader one full election timeout after the check that last saw a
-    /// quorum, while followers stop honouring it one election timeout after the last heartbeat,
-    /// so a partitioned old leader keeps answering lease reads after a new leader has committed
-    /// writes, even with every clock in lockstep. etcd-io/raft computes its lease the same way.
-    static let leaseReads: Bool = environment["SIM_LEASE_READS"] == "1"
 
     /// Decimal, or hexadecimal with a 0x prefix.
     static func parseSeed(_ text: String) -> UInt64? {

@@ -157,6 +157,17 @@ extension InteractionEnvironment {
         }
     }
 
+    /// `tick ID... count=N`: N ticks on each listed node, one node after the other.
+    func tick(_ command: InteractionCommand) throws(CommandError) {
+        let count = try Int(command.value("count") ?? "1").orCommandError("tick: bad count")
+        for word in command.positional {
+            let id = try NodeID(UInt64(word).orCommandError("tick: bad node \(word)"))
+            try withNode(id) { node in
+                for _ in 0..<count { node.tick() }
+            }
+        }
+    }
+
     /// `tick-heartbeat ID`: one heartbeat interval.
     func tickHeartbeat(_ command: InteractionCommand) throws(CommandError) {
         let id = try firstNodeID(command)

@@ -48,6 +48,7 @@ final class InteractionEnvironment {
         case "campaign": try campaign(command)
         case "propose": try propose(command)
         case "propose-conf-change": try proposeConfChange(command)
+        case "tick": try tick(command)
         case "tick-heartbeat": try tickHeartbeat(command)
         case "tick-election": try tickElection(command)
         case "deliver-msgs": try deliverMessages(command)
