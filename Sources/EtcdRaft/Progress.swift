@@ -121,7 +121,8 @@ struct Progress {
         }
         // In probe state only the latest probe's answer counts.
         if next - 1 != rejected { return false }
-        next = max(min(rejected, matchHint + 1), 1)
+        // Never probe below match + 1: everything up to match is known to agree.
+        next = max(min(rejected, matchHint + 1), match + 1)
         probeSent = false
         return true
     }

@@ -141,7 +141,10 @@ extension Raft {
         }
 
         let wasPaused = progress.isPaused
-        guard progress.maybeUpdate(message.index) else {
+        // An answer equal to the match index still ends probing: the follower agrees up to there
+        // (e.g. a new leader probing a follower that already had everything).
+        let probeConfirmed = progress.state == .probe && progress.match == message.index
+        guard progress.maybeUpdate(message.index) || probeConfirmed else {
             tracker.progress[from] = progress
             return
         }

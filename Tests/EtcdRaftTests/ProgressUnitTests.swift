@@ -127,6 +127,8 @@ import Testing
             // Probe: jump to the hint + 1, never below 1.
             DecrementCase(state: .probe, match: 0, next: 10, rejected: 9, hint: 2, accepted: true, newNext: 3),
             DecrementCase(state: .probe, match: 0, next: 10, rejected: 9, hint: 0, accepted: true, newNext: 1),
+            // Probe: never below match + 1, whatever the hint says.
+            DecrementCase(state: .probe, match: 4, next: 10, rejected: 9, hint: 2, accepted: true, newNext: 5),
         ]
     )
     func maybeDecrement(_ testCase: DecrementCase) {
@@ -135,6 +137,18 @@ import Testing
         #expect(progress.maybeDecrement(rejected: testCase.rejected, matchHint: testCase.hint) == testCase.accepted)
         #expect(progress.next == testCase.newNext)
         if testCase.state == .probe { #expect(progress.probeSent == !testCase.accepted) }
+    }
+
+    @Test("an append answer equal to match ends probing, as in etcd-io/raft")
+    func probeEndsOnAnswerAtMatch() {
+        let memberStorage = makeStorage(voters: [1, 2, 3])
+        var raft = makeRaft(id: 1, storage: memberStorage)
+        raft.becomeLeaderAndCommitNoop(storage: memberStorage)
+        let last = raft.log.lastIndex
+        raft.tracker.progress[nid(2)]?.becomeProbe()
+        #expect(raft.tracker.progress[nid(2)]?.match == last)
+        raft.mustStep(Message(type: .appendResponse, to: nid(1), from: nid(2), term: raft.term, index: last))
+        #expect(raft.tracker.progress[nid(2)]?.state == .replicate)
     }
 
     @Test("a probe pauses after one append, replicate when the window is full, snapshot always")
