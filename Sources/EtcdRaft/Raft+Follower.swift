@@ -8,16 +8,10 @@ extension Raft {
         switch message.type {
         case .propose:
             throw .proposalDropped
-        case .append:
+        case .append, .heartbeat, .snapshot:
             // A leader exists for our term (§5.2: a candidate that hears from one steps down).
             becomeFollower(term: message.term, leader: message.from)
-            handleAppend(message)
-        case .heartbeat:
-            becomeFollower(term: message.term, leader: message.from)
-            handleHeartbeat(message)
-        case .snapshot:
-            becomeFollower(term: message.term, leader: message.from)
-            handleSnapshot(message)
+            handleLeaderMessage(message)
         case expectedResponse:
             let result = poll(from: message.from, type: message.type, granted: !message.reject)
             switch result {
@@ -49,18 +43,11 @@ extension Raft {
             var forwarded = message
             forwarded.to = leader
             send(forwarded)
-        case .append:
+        case .append, .heartbeat, .snapshot:
+            // Word from the leader of our term: it is alive, so our election timer restarts.
             electionElapsed = 0
             leader = message.from
-            handleAppend(message)
-        case .heartbeat:
-            electionElapsed = 0
-            leader = message.from
-            handleHeartbeat(message)
-        case .snapshot:
-            electionElapsed = 0
-            leader = message.from
-            handleSnapshot(message)
+            handleLeaderMessage(message)
         case .transferLeader:
             guard leader != .none else { return }
             var forwarded = message
@@ -79,6 +66,16 @@ extension Raft {
             readStates.append(ReadState(index: message.index, requestContext: message.context))
         default:
             break
+        }
+    }
+
+    /// Appends, heartbeats and snapshots, which only a leader sends.
+    mutating func handleLeaderMessage(_ message: Message) {
+        switch message.type {
+        case .append: handleAppend(message)
+        case .heartbeat: handleHeartbeat(message)
+        case .snapshot: handleSnapshot(message)
+        default: preconditionFailure("raft: \(message.type) is not a leader message")
         }
     }
 
