@@ -58,6 +58,8 @@ let package = Package(
         .target(name: "EtcdTransport", dependencies: [nioCore], swiftSettings: strictSettings),
         // Pure Raft consensus: no I/O, no clock, no threads (see Sources/EtcdRaft/RaftNode.swift).
         .target(name: "EtcdRaft", dependencies: [dequeModule, logging], swiftSettings: strictSettings),
+        // Durable storage for Raft: the write-ahead log and snapshot files, file I/O behind a protocol.
+        .target(name: "EtcdWAL", dependencies: ["EtcdRaft", logging], swiftSettings: strictSettings),
         // The system SQLite (libsqlite3-dev).
         .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
         .target(name: "EtcdBackend", dependencies: ["CSQLite"], swiftSettings: strictSettings),
@@ -113,6 +115,7 @@ let package = Package(
         ),
         // The seeded cluster simulator (issue 4); `scripts/soak-raft.sh` runs it over many seeds.
         .testTarget(name: "EtcdSimulationTests", dependencies: ["EtcdRaft"], swiftSettings: strictSettings),
+        .testTarget(name: "EtcdWALTests", dependencies: ["EtcdWAL", "EtcdRaft"], swiftSettings: strictSettings),
         .testTarget(name: "EtcdBackendTests", dependencies: ["EtcdBackend"], swiftSettings: strictSettings),
         .testTarget(name: "EtcdMVCCTests", dependencies: ["EtcdMVCC", "EtcdBackend"], swiftSettings: strictSettings),
         .testTarget(
