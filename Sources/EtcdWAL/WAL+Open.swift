@@ -16,7 +16,6 @@ extension WAL {
         options: WALOptions = WALOptions(),
         logger: Logger = Logger(label: "etcd.wal")
     ) throws(WALError) -> (wal: WAL, contents: WALContents) {
-        try removeTemporaryFiles(in: directory, fileSystem: fileSystem, logger: logger)
         let names = try selectSegments(directory: directory, from: snapshot.index, fileSystem: fileSystem)
         var segments: [Segment] = []
         do throws(WALError) {
@@ -26,6 +25,8 @@ extension WAL {
                 segments.append(Segment(name: name, file: file))
                 guard try file.tryLock() else { throw .locked(path: path) }
             }
+            // Only once the segments are ours: another writer's rotation may own a temporary file.
+            try removeTemporaryFiles(in: directory, fileSystem: fileSystem, logger: logger)
             var replay = Replay(snapshot: snapshot)
             for (position, segment) in segments.enumerated() {
                 try replay.read(segment, isLast: position == segments.count - 1, options: options, logger: logger)

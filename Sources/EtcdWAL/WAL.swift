@@ -34,6 +34,17 @@ public struct WALContents: Sendable, Hashable {
 /// messages or acknowledging its writes; `saveSnapshot` when a snapshot is written, then
 /// `releaseSegments(before:)` and `purgeSegments(maxWALs:)`.
 ///
+/// On disk, a segment is a sequence of frames (see `RecordFrame`): the first segment starts with
+/// a CRC record, the metadata and the empty snapshot marker; each later one with the CRC carried
+/// over, the metadata and the current hard state. A save is one pwrite of all its frames.
+///
+/// Recovery is deliberately conservative. A damaged frame with nothing valid after it in the last
+/// segment is a torn write and is cut away. A damaged frame with any valid frame after it is
+/// reported, even though it could in principle be the torn middle of an unsynced write whose
+/// later pages reached the disk first: telling the two apart would need to know which writes were
+/// acknowledged, and guessing wrong would drop acknowledged data. (etcd instead truncates at a
+/// record that has an all-zero sector.)
+///
 /// Not thread-safe: a WAL belongs to the one task that drives the Raft node. After an I/O error
 /// every later call rethrows it: a failed fsync may have lost data, so the only safe way on is a
 /// restart that replays what really is on disk (the "fsyncgate" lesson, and etcd's behaviour of
@@ -169,7 +180,15 @@ public final class WAL {
             file.close()
             throw error
         }
-        return file
+        // Reopen under the final name so that errors name the real file, and lock it again, as
+        // etcd's cut does after its rename.
+        file.close()
+        let renamed = try fileSystem.openFile(path, create: false)
+        guard try renamed.tryLock() else {
+            renamed.close()
+            throw .locked(path: path)
+        }
+        return renamed
     }
 
     static func removeTemporaryFiles(

@@ -87,17 +87,17 @@ import Testing
             try wal.save(hardState: HardState(term: 2, commit: 10), entries: (11...12).map { entry($0, term: 2) }, sync: true)
             try wal.close()
 
-            let (atFive, contents) = try WAL.open(directory: directory, at: WALSnapshotMarker(index: 5, term: 2))
+            let (atFive, contents) = try WAL.open(directory: directory, at: WALSnapshotMarker(index: 5, term: 2), options: smallSegments)
             #expect(contents.entries.map(\.index) == Array(6...12))
             #expect(contents.snapshot == WALSnapshotMarker(index: 5, term: 2))
             #expect(contents.hardState.commit == 10)
             try atFive.close()
 
             #expect(throws: WALError.snapshotNotFound(index: 7, term: 2)) {
-                _ = try WAL.open(directory: directory, at: WALSnapshotMarker(index: 7, term: 2))
+                _ = try WAL.open(directory: directory, at: WALSnapshotMarker(index: 7, term: 2), options: smallSegments)
             }
             let mismatch = #expect(throws: WALError.self) {
-                _ = try WAL.open(directory: directory, at: WALSnapshotMarker(index: 5, term: 3))
+                _ = try WAL.open(directory: directory, at: WALSnapshotMarker(index: 5, term: 3), options: smallSegments)
             }
             guard case .snapshotMismatch(_, _, 5, 3, 2) = mismatch else {
                 Issue.record("expected a snapshot mismatch, got \(String(describing: mismatch))")
@@ -115,10 +115,10 @@ import Testing
             try wal.saveSnapshot(WALSnapshotMarker(index: 50, term: 3))
             try wal.save(hardState: HardState(term: 3, commit: 50), entries: [entry(51, term: 3)], sync: true)
             try wal.close()
-            let (_, contents) = try WAL.open(directory: directory, at: WALSnapshotMarker(index: 50, term: 3))
+            let (_, contents) = try WAL.open(directory: directory, at: WALSnapshotMarker(index: 50, term: 3), options: smallSegments)
             #expect(contents.entries == [entry(51, term: 3)])
             // Starting from the empty snapshot would leave a gap where the snapshot stood.
-            #expect(throws: WALError.self) { _ = try WAL.open(directory: directory, at: .zero) }
+            #expect(throws: WALError.self) { _ = try WAL.open(directory: directory, at: .zero, options: smallSegments) }
         }
     }
 
@@ -132,7 +132,7 @@ import Testing
             #expect(wal.lastIndex == 4)
             try wal.save(hardState: nil, entries: [entry(5, term: 2), entry(6, term: 2)], sync: true)
             try wal.close()
-            let (_, contents) = try WAL.open(directory: directory, at: .zero)
+            let (_, contents) = try WAL.open(directory: directory, at: .zero, options: smallSegments)
             #expect(contents.entries == [entry(1), entry(2), entry(3), entry(4, term: 2), entry(5, term: 2), entry(6, term: 2)])
         }
     }
@@ -156,7 +156,7 @@ import Testing
             try wal.close()
             let (reopened, _) = try WAL.open(directory: directory + "/member/wal", at: .zero, options: smallSegments)
             try reopened.close()
-            #expect(throws: WALError.notFound(directory: directory)) { _ = try WAL.open(directory: directory, at: .zero) }
+            #expect(throws: WALError.notFound(directory: directory)) { _ = try WAL.open(directory: directory, at: .zero, options: smallSegments) }
         }
     }
 
@@ -182,6 +182,8 @@ import Testing
         wal.segments[0].file.close()
         #expect(throws: WALError.self) { try wal.save(hardState: nil, entries: [entry(1)], sync: true) }
         let failure = try #require(wal.failure)
+        // The error names the segment by its final name, not the temporary one it was created as.
+        #expect(failure.description.contains("/wal/0000000000000000-0000000000000000.wal failed"))
         #expect(throws: failure) { try wal.save(hardState: HardState(term: 1), entries: [], sync: false) }
     }
 }
