@@ -70,7 +70,9 @@ let package = Package(
         ),
         .target(
             name: "EtcdReplica",
-            dependencies: ["EtcdCommon", "EtcdAPI", "EtcdMVCC", "EtcdBackend", logging, swiftProtobuf],
+            dependencies: [
+                "EtcdCommon", "EtcdAPI", "EtcdMVCC", "EtcdBackend", "EtcdRaft", "EtcdWAL", logging, swiftProtobuf,
+            ],
             swiftSettings: strictSettings
         ),
         .target(
