@@ -122,7 +122,9 @@ let package = Package(
         .testTarget(name: "EtcdMVCCTests", dependencies: ["EtcdMVCC", "EtcdBackend"], swiftSettings: strictSettings),
         .testTarget(
             name: "EtcdReplicaTests",
-            dependencies: ["EtcdReplica", "EtcdAPI", "EtcdCommon", "EtcdMVCC", "EtcdBackend", logging],
+            dependencies: [
+                "EtcdReplica", "EtcdAPI", "EtcdCommon", "EtcdMVCC", "EtcdBackend", "EtcdRaft", "EtcdWAL", logging,
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(
