@@ -149,5 +149,11 @@ let package = Package(
             dependencies: ["EtcdTestSupport", "EtcdAPI", grpcCore, swiftProtobuf],
             swiftSettings: strictSettings
         ),
+        // SIGKILL with writes in flight, against the real binary (issue 5); `scripts/crash-soak.sh` runs more cycles.
+        .testTarget(
+            name: "EtcdCrashTests",
+            dependencies: ["EtcdTestSupport", "EtcdAPI", grpcCore],
+            swiftSettings: strictSettings
+        ),
     ]
 )
