@@ -28,7 +28,7 @@ struct CrashSettings: Sendable {
         func integer(_ name: String, _ fallback: Int) -> Int {
             environment[name].flatMap { Int($0) } ?? fallback
         }
-        let minAcks = max(1, integer("CRASH_MIN_ACKS", 5))
+        let minAcks = max(0, integer("CRASH_MIN_ACKS", 5))
         return CrashSettings(
             cycles: max(1, integer("CRASH_CYCLES", 20)),
             seed: environment["SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 0...UInt64.max),

@@ -55,6 +55,7 @@ struct CrashTests {
             await server.stop()
             guard let failure else {
                 directory.remove()
+                print("EtcdCrashTests: \(settings.cycles) kill cycles passed in \(clock.now - started)")
                 return
             }
             Issue.record(
@@ -64,7 +65,6 @@ struct CrashTests {
                 """
             )
         }
-        print("EtcdCrashTests: \(settings.cycles) kill cycles passed in \(clock.now - started)")
     }
 }
 
@@ -123,7 +123,7 @@ struct CrashRun {
         }
         let (observed, storeRevision) = try await readEverything(cycle: cycle)
         var problems = history.check(observed: observed, storeRevision: storeRevision)
-        problems += try await checkHistory(cycle: cycle)
+        problems += try await checkHistory(cycle: cycle, storeRevision: storeRevision)
         guard problems.isEmpty else {
             throw failure(
                 cycle,
@@ -204,7 +204,9 @@ struct CrashRun {
 
     /// Reads a seeded sample of this cycle's acknowledged changes at their own revisions: the
     /// history, not only the latest state, must have survived.
-    private mutating func checkHistory(cycle: Int) async throws -> [String] {
+    /// A read that fails for a revision the store should have is a broken promise too (reported
+    /// next to the others rather than instead of them).
+    private mutating func checkHistory(cycle: Int, storeRevision: Int64) async throws -> [String] {
         var sample = history.acknowledgedChanges
         sample.shuffle(using: &random)
         sample = Array(sample.prefix(settings.historicalReadsPerCycle))
@@ -214,7 +216,16 @@ struct CrashRun {
                 var problems: [String] = []
                 for change in sample {
                     let request = KVRequest.range(change.key) { $0.revision = change.revision }
-                    let response = try await client.kv.range(request, options: options)
+                    let response: Etcdserverpb_RangeResponse
+                    do {
+                        response = try await client.kv.range(request, options: options)
+                    } catch let error as RPCError where error.code != .deadlineExceeded && error.code != .unavailable {
+                        problems.append(
+                            "\(change.key) at revision \(change.revision) (acknowledged \(change.effect)) cannot be "
+                                + "read with the store at revision \(storeRevision): \(error.code): \(error.message)"
+                        )
+                        continue
+                    }
                     let observed = response.kvs.first.map {
                         ObservedKey(value: String(decoding: $0.value, as: UTF8.self), modRevision: $0.modRevision)
                     }
