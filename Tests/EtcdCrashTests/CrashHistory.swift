@@ -159,7 +159,8 @@ struct CrashHistory: Sendable {
             return observed.map { "\(key) = \($0) was never written" }
         }
         let promised = record.known.map { "\($0) (\(record.knownBy ?? "read after the previous restart"))" }
-        let inFlight = record.inFlight.isEmpty ? "" : "; in flight: " + record.inFlight.map(\.write).joined(separator: ", ")
+        let inFlight =
+            record.inFlight.isEmpty ? "" : "; in flight: " + record.inFlight.map(\.write).joined(separator: ", ")
         guard let observed else {
             guard case .present? = record.known else { return nil }
             if record.inFlight.contains(where: { $0.effect == .delete }) { return nil }

@@ -22,7 +22,10 @@ struct CrashHistoryTests {
         history.acknowledged(delete("d1", "b"), revision: 5)
         history.acknowledged(put("p3", "b", "b0"), revision: 4)
         history.acknowledged(
-            CrashWrite(label: "t1", effects: [.init(key: "c", effect: .put(value: "c1")), .init(key: "d", effect: .delete)]),
+            CrashWrite(
+                label: "t1",
+                effects: [.init(key: "c", effect: .put(value: "c1")), .init(key: "d", effect: .delete)]
+            ),
             revision: 6
         )
         return history
@@ -53,9 +56,11 @@ struct CrashHistoryTests {
     func olderValueFails() {
         var history = Self.baseHistory()
         history.acknowledged(Self.put("p4", "a", "a2"), revision: 7)
-        #expect(history.check(observed: Self.intact, storeRevision: 7) == [
-            "a = a1@2 after the restart; promised: a2 at revision 7 (p4[put a2 a])"
-        ])
+        #expect(
+            history.check(observed: Self.intact, storeRevision: 7) == [
+                "a = a1@2 after the restart; promised: a2 at revision 7 (p4[put a2 a])"
+            ]
+        )
         var moved = Self.intact
         moved["a"] = ObservedKey(value: "a2", modRevision: 6)
         #expect(history.check(observed: moved, storeRevision: 7).count == 1)
@@ -69,9 +74,11 @@ struct CrashHistoryTests {
         #expect(problems == ["b = b0@4 after the restart; promised: absent at revision 5 (d1[delete b])"])
         observed["b"] = nil
         observed["d"] = ObservedKey(value: "d0", modRevision: 1)
-        #expect(Self.baseHistory().check(observed: observed, storeRevision: 6) == [
-            "d = d0@1 after the restart; promised: absent at revision 6 (t1[put c1 c, delete d])"
-        ])
+        #expect(
+            Self.baseHistory().check(observed: observed, storeRevision: 6) == [
+                "d = d0@1 after the restart; promised: absent at revision 6 (t1[put c1 c, delete d])"
+            ]
+        )
     }
 
     @Test("in-flight writes may or may not have landed, but only after what was acknowledged")
@@ -98,10 +105,12 @@ struct CrashHistoryTests {
     @Test("revisions never go backwards: the store's, and those acknowledged after a restart")
     func revisionRegressionFails() {
         var history = Self.baseHistory()
-        #expect(history.check(observed: Self.intact, storeRevision: 5) == [
-            "the store's revision after the restart is 5, below the highest acknowledged revision 6",
-            "c = c1@6 has a mod_revision above the store's revision 5",
-        ])
+        #expect(
+            history.check(observed: Self.intact, storeRevision: 5) == [
+                "the store's revision after the restart is 5, below the highest acknowledged revision 6",
+                "c = c1@6 has a mod_revision above the store's revision 5",
+            ]
+        )
         history.settle(observed: Self.intact, storeRevision: 6)
         #expect(history.check(observed: Self.intact, storeRevision: 6).isEmpty)
         history.acknowledged(Self.put("p5", "e", "e1"), revision: 6)
@@ -112,11 +121,13 @@ struct CrashHistoryTests {
             "f": ObservedKey(value: "f1", modRevision: 7),
             "g": ObservedKey(value: "g1", modRevision: 7),
         ]) { $1 }
-        #expect(history.check(observed: observed, storeRevision: 7) == [
-            "revision went backwards: p5[put e1 e] was acknowledged at revision 6, but the store was already at "
-                + "revision 6 after the last restart",
-            "two acknowledged writes got revision 7: p6[put f1 f] and p7[put g1 g]",
-        ])
+        #expect(
+            history.check(observed: observed, storeRevision: 7) == [
+                "revision went backwards: p5[put e1 e] was acknowledged at revision 6, but the store was already at "
+                    + "revision 6 after the last restart",
+                "two acknowledged writes got revision 7: p6[put f1 f] and p7[put g1 g]",
+            ]
+        )
     }
 
     @Test("a key nobody wrote, or a mod_revision above the store's revision, is found")
@@ -129,9 +140,11 @@ struct CrashHistoryTests {
         history.inFlight(Self.put("f1", "c", "c9"))
         observed = Self.intact
         observed["c"] = ObservedKey(value: "c9", modRevision: 9)
-        #expect(history.check(observed: observed, storeRevision: 8) == [
-            "c = c9@9 has a mod_revision above the store's revision 8"
-        ])
+        #expect(
+            history.check(observed: observed, storeRevision: 8) == [
+                "c = c9@9 has a mod_revision above the store's revision 8"
+            ]
+        )
     }
 
     @Test("after a restart the observed state is the new promise, and deletes that removed nothing promise nothing")
@@ -150,7 +163,12 @@ struct CrashHistoryTests {
     @Test("historical reads must show each acknowledged change at its revision")
     func historicalReads() {
         #expect(
-            CrashHistory.checkHistorical(key: "a", effect: .put(value: "a1"), revision: 2, observed: .init(value: "a1", modRevision: 2))
+            CrashHistory.checkHistorical(
+                key: "a",
+                effect: .put(value: "a1"),
+                revision: 2,
+                observed: .init(value: "a1", modRevision: 2)
+            )
                 == nil
         )
         #expect(CrashHistory.checkHistorical(key: "b", effect: .delete, revision: 5, observed: nil) == nil)
@@ -159,7 +177,12 @@ struct CrashHistoryTests {
                 == "a at revision 2 reads absent, but an acknowledged write did put a1 there"
         )
         #expect(
-            CrashHistory.checkHistorical(key: "b", effect: .delete, revision: 5, observed: .init(value: "b0", modRevision: 4))
+            CrashHistory.checkHistorical(
+                key: "b",
+                effect: .delete,
+                revision: 5,
+                observed: .init(value: "b0", modRevision: 4)
+            )
                 != nil
         )
     }
