@@ -162,10 +162,19 @@ final class POSIXFile: WALFile {
 
     func tryLock() throws(WALError) -> Bool {
         try checkOpen("flock")
-        if flock(descriptor, LOCK_EX | LOCK_NB) == 0 { return true }
-        if errno == EWOULDBLOCK { return false }
-        throw .io(operation: "flock", path: path, errno: errno)
+        // A flock belongs to the open file description, which a child process forked by another
+        // thread shares until it execs (O_CLOEXEC only closes it then). So a lock this process
+        // just released can look held for a moment; a real second writer holds it for good.
+        // Retrying for up to about a second tells the two apart.
+        for attempt in 0..<Self.lockAttempts {
+            if flock(descriptor, LOCK_EX | LOCK_NB) == 0 { return true }
+            guard errno == EWOULDBLOCK else { throw .io(operation: "flock", path: path, errno: errno) }
+            if attempt + 1 < Self.lockAttempts { usleep(10_000) }
+        }
+        return false
     }
+
+    static let lockAttempts = 100
 
     func close() {
         guard descriptor >= 0 else { return }
