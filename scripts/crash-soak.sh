@@ -23,22 +23,10 @@ set -euo pipefail
 
 cycles="${1:-500}"
 runs="${SOAK_RUNS:-1}"
-configuration="${SOAK_CONFIGURATION:-debug}"
-scratch="${SOAK_SCRATCH_PATH:-.build-soak}"
-
 cd "$(dirname "$0")/.."
-
-build_flags=(--build-tests --scratch-path "$scratch" -c "$configuration")
-if [[ "$configuration" == "release" ]]; then
-    build_flags+=(-Xswiftc -enable-testing)
-fi
-echo "crash-soak: building tests and the server ($configuration) in $scratch"
-swift build "${build_flags[@]}"
-binary="$(swift build "${build_flags[@]}" --show-bin-path)/swift-etcdPackageTests.xctest"
-
-random_seed() {
-    od -An -N8 -tu8 /dev/urandom | tr -d ' \n'
-}
+# shellcheck source=lib/test-binary.sh
+source scripts/lib/test-binary.sh
+build_test_binary crash-soak
 
 for (( run = 1; run <= runs; run++ )); do
     # SEED replays the first run; later runs draw fresh seeds.

@@ -19,22 +19,10 @@ set -euo pipefail
 seeds_total="${1:-10000}"
 chunk="${SOAK_CHUNK:-1000}"
 steps="${SIM_STEPS:-2000}"
-configuration="${SOAK_CONFIGURATION:-debug}"
-scratch="${SOAK_SCRATCH_PATH:-.build-soak}"
-
 cd "$(dirname "$0")/.."
-
-build_flags=(--build-tests --scratch-path "$scratch" -c "$configuration")
-if [[ "$configuration" == "release" ]]; then
-    build_flags+=(-Xswiftc -enable-testing)
-fi
-echo "soak-raft: building tests ($configuration) in $scratch"
-swift build "${build_flags[@]}"
-binary="$(swift build "${build_flags[@]}" --show-bin-path)/swift-etcdPackageTests.xctest"
-
-random_seed() {
-    od -An -N8 -tu8 /dev/urandom | tr -d ' \n'
-}
+# shellcheck source=lib/test-binary.sh
+source scripts/lib/test-binary.sh
+build_test_binary soak-raft
 
 done_count=0
 while (( done_count < seeds_total )); do
