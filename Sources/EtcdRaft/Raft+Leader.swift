@@ -289,6 +289,7 @@ extension Raft {
             acknowledged.append(voter == id ? leaderTicks : tracker.progress[voter]?.leaseAcknowledgedTick ?? 0)
         }
         acknowledged.sort(by: >)
+        guard acknowledged.count >= tracker.quorum else { return false }
         let quorumTick = acknowledged[tracker.quorum - 1]
         return quorumTick > 0 && leaderTicks - quorumTick < UInt64(electionTimeout - 2)
     }
