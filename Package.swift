@@ -152,7 +152,7 @@ let package = Package(
         // SIGKILL with writes in flight, against the real binary (issue 5); `scripts/crash-soak.sh` runs more cycles.
         .testTarget(
             name: "EtcdCrashTests",
-            dependencies: ["EtcdTestSupport", "EtcdAPI", grpcCore],
+            dependencies: ["EtcdTestSupport", "EtcdAPI", "EtcdRaft", grpcCore],
             swiftSettings: strictSettings
         ),
     ]

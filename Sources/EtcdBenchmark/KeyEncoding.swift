@@ -1,3 +1,5 @@
+import EtcdRaft
+
 /// Keys as etcd's benchmark makes them: a `key-size` byte buffer holding the key number as a Go
 /// `binary.PutVarint` (zig-zag varint), zero-padded.
 enum KeyEncoding {
@@ -38,23 +40,6 @@ enum KeyEncoding {
     private static func zigZag(_ number: Int) -> UInt64 {
         let value = Int64(number)
         return UInt64(bitPattern: (value << 1) ^ (value >> 63))
-    }
-}
-
-/// SplitMix64: a small seeded generator, so each client's key sequence is cheap and repeatable.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var mixed = state
-        mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
-        return mixed ^ (mixed >> 31)
     }
 }
 

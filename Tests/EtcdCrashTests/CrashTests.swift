@@ -1,4 +1,5 @@
 import EtcdAPI
+import EtcdRaft
 import EtcdTestSupport
 import Foundation
 import GRPCCore
@@ -79,12 +80,12 @@ struct CrashRun {
     let settings: CrashSettings
     let server: EtcdProcess
     var history = CrashHistory()
-    var random: SeededGenerator
+    var random: SplitMix64
 
     init(settings: CrashSettings, server: EtcdProcess) {
         self.settings = settings
         self.server = server
-        self.random = SeededGenerator(seed: settings.seed)
+        self.random = SplitMix64(seed: settings.seed)
     }
 
     var callOptions: CallOptions {

@@ -1,4 +1,5 @@
 import EtcdAPI
+import EtcdRaft
 import EtcdTestSupport
 import Foundation
 import GRPCCore
@@ -26,7 +27,7 @@ enum CrashWorkload {
     }
 
     /// Draws a writer's next operation; `label` makes every value unique across the run.
-    static func nextOperation(writer: Int, label: String, using random: inout SeededGenerator) -> Operation {
+    static func nextOperation(writer: Int, label: String, using random: inout SplitMix64) -> Operation {
         let value = "v-\(label)"
         let roll = Int.random(in: 0..<100, using: &random)
         let own = ownKey(writer: writer, slot: Int.random(in: 0..<ownKeysPerWriter, using: &random))
@@ -189,7 +190,7 @@ extension CrashWorkload {
         options: CallOptions
     ) async {
         defer { recorder.writerFinished() }
-        var random = SeededGenerator(seed: seed)
+        var random = SplitMix64(seed: seed)
         var number = 0
         while !recorder.killRequested && !Task.isCancelled {
             let label = "c\(cycle)w\(writer)n\(number)"

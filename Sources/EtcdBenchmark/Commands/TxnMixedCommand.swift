@@ -1,5 +1,6 @@
 import ArgumentParser
 import EtcdAPI
+import EtcdRaft
 import Foundation
 import GRPCCore
 
