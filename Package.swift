@@ -78,7 +78,7 @@ let package = Package(
         .target(
             name: "EtcdServer",
             dependencies: [
-                "EtcdCommon", "EtcdAPI", "EtcdReplica", "EtcdMVCC", "EtcdBackend", "EtcdTransport",
+                "EtcdCommon", "EtcdAPI", "EtcdReplica", "EtcdMVCC", "EtcdBackend", "EtcdRaft", "EtcdTransport",
                 grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, logging, nioCore, nioPosix, nioHTTP2, crypto,
                 dequeModule, serviceLifecycle,
             ],
@@ -123,7 +123,7 @@ let package = Package(
         .testTarget(
             name: "EtcdReplicaTests",
             dependencies: [
-                "EtcdReplica", "EtcdAPI", "EtcdCommon", "EtcdMVCC", "EtcdBackend", "EtcdRaft", "EtcdWAL", logging,
+                "EtcdReplica", "EtcdAPI", "EtcdCommon", "EtcdMVCC", "EtcdBackend", "EtcdRaft", "EtcdWAL", logging, swiftProtobuf,
             ],
             swiftSettings: strictSettings
         ),

@@ -2,10 +2,13 @@ internal import CSQLite
 
 /// One SQLite database: etcd's bbolt backend, reimplemented on SQLite.
 ///
-/// The backend is deliberately small. It opens the file in WAL mode with `synchronous=FULL`, so
-/// every ``commit()`` is durable on return; the server makes that affordable by applying many
-/// requests per transaction (etcd's batched backend commits). Layers above own their tables and
-/// their SQL and use ``withStatement(_:_:)`` and ``execute(_:)``.
+/// The backend is deliberately small. It opens the file in SQLite's WAL mode with
+/// `synchronous=NORMAL`: a commit survives the process crashing as soon as it returns, and the
+/// file stays consistent after a power loss, but only ``commit(durably:)`` with `true` waits for
+/// the disk. That is etcd's arrangement with bbolt: the Raft WAL is the durable record, replayed
+/// from the backend's consistent index after a crash, and the backend is made durable before the
+/// WAL behind it is released (at snapshots and shutdown). Layers above own their tables and their
+/// SQL and use ``withStatement(_:_:)`` and ``execute(_:)``.
 ///
 /// A `Backend` is not `Sendable`: SQLite is opened without its own mutex, and exactly one owner
 /// (the server's apply path, behind a lock) uses it at a time.
@@ -53,7 +56,7 @@ public final class Backend {
             // Reading the journal mode and the schema touches page 1, so a file that is not a
             // database (or has a damaged header) fails here, at open, with SQLITE_NOTADB.
             try execute("PRAGMA journal_mode=WAL")
-            try execute("PRAGMA synchronous=FULL")
+            try execute("PRAGMA synchronous=NORMAL")
             try execute("SELECT count(*) FROM sqlite_master")
         } catch {
             // The initializer has not finished, so deinit will not run: release the connection here.
@@ -123,10 +126,19 @@ public final class Backend {
         try execute("BEGIN IMMEDIATE")
     }
 
-    /// Commits the open transaction; with `synchronous=FULL` the data is on disk when this returns.
-    public func commit() throws(BackendError) {
+    /// Commits the open transaction. With `durably`, the commit (and every earlier one) is on
+    /// disk when this returns: a checkpoint follows, and with `synchronous=NORMAL` SQLite syncs
+    /// its WAL file before checkpointing and the database file after.
+    public func commit(durably: Bool = false) throws(BackendError) {
         precondition(isInTransaction, "commit: no backend transaction is open")
         try execute("COMMIT")
+        if durably { try sync() }
+    }
+
+    /// Makes every commit so far durable (a full checkpoint; see ``commit(durably:)``).
+    public func sync() throws(BackendError) {
+        precondition(!isInTransaction, "sync: a backend transaction is open")
+        try execute("PRAGMA wal_checkpoint(FULL)")
     }
 
     /// Discards the open transaction. Rolling back when none is open (SQLite may already have

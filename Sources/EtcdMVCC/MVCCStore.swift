@@ -175,9 +175,11 @@ public final class MVCCStore {
         batchFailure = nil
     }
 
-    /// Makes the batch durable. If that fails (or a write in the batch failed), the batch is
-    /// rolled back, memory is rebuilt from disk, and the error is thrown.
-    public func commitBatch() throws(MVCCError) {
+    /// Commits the batch (on disk before returning when `durably`; otherwise safe from a process
+    /// crash at once and from a power loss at the next durable commit). If that fails (or a write
+    /// in the batch failed), the batch is rolled back, memory is rebuilt from disk, and the error
+    /// is thrown.
+    public func commitBatch(durably: Bool = false) throws(MVCCError) {
         precondition(inBatch, "commitBatch: no batch is open (current revision \(currentRevision))")
         precondition(!writeOpen, "commitBatch: a write transaction at revision \(currentRevision) was not ended")
         inBatch = false
@@ -187,7 +189,7 @@ public final class MVCCStore {
             throw .backend(failure)
         }
         do {
-            try backend.commit()
+            try backend.commit(durably: durably)
         } catch {
             rollbackAndRebuild()
             throw .backend(error)

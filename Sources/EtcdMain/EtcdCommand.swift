@@ -46,6 +46,39 @@ struct EtcdCommand: AsyncParsableCommand {
     @Option(name: .etcd("max-request-bytes"), help: "Maximum client request size in bytes the server will accept.")
     var maxRequestBytes: Int = 1_572_864
 
+    @Option(name: .etcd("snapshot-count"), help: "Number of committed transactions to trigger a snapshot to disk.")
+    var snapshotCount: UInt64 = 100_000
+
+    @Option(name: .etcd("max-wals"), help: "Maximum number of wal files to retain (0 is unlimited).")
+    var maxWALs: Int = 5
+
+    @Option(name: .etcd("max-snapshots"), help: "Maximum number of snapshot files to retain (0 is unlimited).")
+    var maxSnapshots: Int = 5
+
+    @Option(name: .etcd("wal-dir"), help: "Path to the dedicated wal directory.")
+    var walDir: String?
+
+    @Option(name: .etcd("heartbeat-interval"), help: "Time (in milliseconds) of a heartbeat interval.")
+    var heartbeatInterval: Int = 100
+
+    @Option(name: .etcd("election-timeout"), help: "Time (in milliseconds) for an election to timeout.")
+    var electionTimeout: Int = 1_000
+
+    @Option(name: .etcd("pre-vote"), help: "Enable to run an additional Raft election phase.")
+    var preVote: String = "true"
+
+    @Option(
+        name: .etcd("unsafe-no-fsync"),
+        help: "Disables fsync, unsafe, will cause data loss. For tests only: a machine crash can lose acknowledged writes."
+    )
+    var unsafeNoFsync: String = "false"
+
+    @Option(name: .etcd("backend-batch-interval"), help: "BackendBatchInterval is the maximum time before commit the backend transaction (in milliseconds).")
+    var backendBatchInterval: Int = 100
+
+    @Option(name: .etcd("backend-batch-limit"), help: "BackendBatchLimit is the maximum operations before commit the backend transaction.")
+    var backendBatchLimit: Int = 10_000
+
     @Option(name: .etcd("log-level"), help: "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
     var logLevel: String = "info"
 
@@ -99,7 +132,27 @@ struct EtcdCommand: AsyncParsableCommand {
         configuration.maxTxnOperations = maxTxnOps
         guard maxRequestBytes > 0 else { throw ValidationError("--max-request-bytes must be positive, got \(maxRequestBytes)") }
         configuration.maxRequestBytes = maxRequestBytes
+        configuration.snapshotCount = snapshotCount
+        configuration.maxWALs = maxWALs
+        configuration.maxSnapshots = maxSnapshots
+        configuration.walDirectory = walDir
+        configuration.heartbeatIntervalMilliseconds = heartbeatInterval
+        configuration.electionTimeoutMilliseconds = electionTimeout
+        configuration.preVote = try Self.parseBool(preVote, flag: "pre-vote")
+        configuration.unsafeNoFsync = try Self.parseBool(unsafeNoFsync, flag: "unsafe-no-fsync")
+        configuration.backendBatchIntervalMilliseconds = backendBatchInterval
+        configuration.backendBatchLimit = backendBatchLimit
+        try configuration.validate()
         return configuration
+    }
+
+    /// Go's `strconv.ParseBool`, which etcd's boolean flags use.
+    static func parseBool(_ text: String, flag: String) throws -> Bool {
+        switch text {
+        case "1", "t", "T", "TRUE", "true", "True": return true
+        case "0", "f", "F", "FALSE", "false", "False": return false
+        default: throw ValidationError("invalid boolean value \"\(text)\" for -\(flag): parse error")
+        }
     }
 
     static func parseLogLevel(_ text: String) throws -> Logger.Level {
@@ -140,7 +193,7 @@ struct EtcdCommand: AsyncParsableCommand {
 
     static func mergeEnvironment() -> EnvironmentFlags.Merged {
         EnvironmentFlags.merge(
-            arguments: Array(CommandLine.arguments.dropFirst()),
+            arguments: EnvironmentFlags.expandBareBooleans(Array(CommandLine.arguments.dropFirst()), flags: booleanFlags),
             environment: ProcessInfo.processInfo.environment,
             knownFlags: flagNames
         )
@@ -149,8 +202,13 @@ struct EtcdCommand: AsyncParsableCommand {
     static let flagNames = [
         "name", "data-dir", "listen-client-urls", "advertise-client-urls", "listen-peer-urls",
         "initial-advertise-peer-urls", "initial-cluster", "initial-cluster-token", "initial-cluster-state",
-        "max-txn-ops", "max-request-bytes", "log-level", "version",
+        "max-txn-ops", "max-request-bytes", "log-level", "version", "snapshot-count", "max-wals", "max-snapshots",
+        "wal-dir", "heartbeat-interval", "election-timeout", "pre-vote", "unsafe-no-fsync", "backend-batch-interval",
+        "backend-batch-limit",
     ]
+
+    /// Boolean flags that, as in Go, may be given bare (`--pre-vote` means `--pre-vote=true`).
+    static let booleanFlags = ["pre-vote", "unsafe-no-fsync"]
 }
 
 extension NameSpecification {

@@ -178,4 +178,10 @@ public struct RaftNode {
 
     /// The commit index, which may be ahead of what the last Ready reported.
     public var committedIndex: UInt64 { raft.log.committed }
+
+    /// Term, vote and commit now (cheaper than `status` for callers that want only these).
+    public var hardState: HardState { raft.hardState }
+
+    /// Role and known leader now.
+    public var softState: SoftState { raft.softState }
 }

@@ -1,7 +1,10 @@
 public import EtcdAPI
+import EtcdBackend
 import EtcdCommon
 public import EtcdMVCC
+public import EtcdRaft
 public import Logging
+import SwiftProtobuf
 
 /// What applying one log entry produced.
 public enum ApplyResponse: Sendable {
@@ -11,19 +14,40 @@ public enum ApplyResponse: Sendable {
     case compaction(Etcdserverpb_CompactionResponse)
 }
 
-/// One member's state machine: the log, the applier and the store, driven by a single owner.
+/// The result of one applied request, under the ID its proposer gave it (`header.id`), so that
+/// the member that proposed it can answer its caller.
+public struct AppliedRequest: Sendable {
+    public var requestID: UInt64
+    public var result: Result<ApplyResponse, ReplicaError>
+}
+
+/// One member's state machine: committed Raft entries applied in index order to the MVCC store.
 ///
-/// Mutating requests are appended to the log, and committed entries are applied in index order in
-/// one backend transaction per batch, together with the applied index (etcd's consistent index), so
-/// that after a crash the store and the applied index agree. Reads go straight to the store.
+/// Each entry is applied exactly once across crashes: the index of the last applied entry
+/// (etcd's consistent index) is written in the same backend transaction as the changes it covers,
+/// and entries at or below the index the backend holds are skipped when Raft hands them out again
+/// after a restart. Backend transactions span many entries (etcd's batched backend commits); the
+/// owner commits them with ``commitBackend(durably:)`` on its own schedule, and must commit
+/// durably before the Raft log behind ``appliedIndex`` may be released.
 ///
-/// Not `Sendable`: the server keeps it behind one lock and feeds it from one apply loop.
+/// A backend failure is not survivable here: the entries are committed in Raft and cannot be
+/// dropped, so ``apply(_:)`` rolls the open batch back and throws, and the owner must stop the
+/// member; a restart replays the entries from the WAL.
+///
+/// Not `Sendable`: the server keeps it behind one lock (reads and applies share it).
 public final class Replica {
     public let store: MVCCStore
     private var applier: KVApplier
-    private var log: LocalLog
     private let logger: Logger
+    /// The last entry applied to the store, in the open batch or committed.
     public private(set) var appliedIndex: UInt64
+    /// The term of the entry at ``appliedIndex``.
+    public private(set) var appliedTerm: UInt64
+    /// The last entry whose changes the backend has committed.
+    public private(set) var committedIndex: UInt64
+    /// Entries applied since the backend batch was opened.
+    public private(set) var entriesInBatch = 0
+    private var batchOpen = false
 
     static let appliedIndexMetaKey = "consistent_index"
     static let termMetaKey = "term"
@@ -34,14 +58,12 @@ public final class Replica {
         self.applier = KVApplier(store: store)
         do {
             appliedIndex = UInt64(clamping: try store.meta(Self.appliedIndexMetaKey) ?? 0)
+            appliedTerm = UInt64(clamping: try store.meta(Self.termMetaKey) ?? 0)
         } catch {
             throw ReplicaError(error)
         }
-        log = LocalLog(appliedIndex: appliedIndex)
+        committedIndex = appliedIndex
     }
-
-    /// The term of the log; fixed until Raft elects leaders.
-    public var term: UInt64 { LocalLog.term }
 
     // MARK: Reads
 
@@ -59,62 +81,112 @@ public final class Replica {
         KVApplier.isReadOnly(request)
     }
 
-    // MARK: Writes
+    // MARK: Applying
 
-    /// Appends the requests to the log and applies everything committed, in one backend
-    /// transaction. Results come back in the order of `requests`.
+    /// Applies committed entries in index order, in the open backend batch (opening one if
+    /// needed), and returns the result of every request among them. Entries the backend already
+    /// holds (index at or below ``appliedIndex``) are skipped. Membership changes and Raft's empty
+    /// entries only advance the index; the Raft member applies membership itself.
     ///
-    /// If the backend fails, the whole batch is rolled back and every request in it fails with a
-    /// storage error: nothing of it is applied, in memory or on disk.
-    public func propose(_ requests: [Etcdserverpb_InternalRaftRequest]) -> [Result<ApplyResponse, ReplicaError>] {
-        for request in requests { _ = log.append(request) }
-        let entries = log.takeCommitted()
-        precondition(entries.count == requests.count, "local log committed \(entries.count) of \(requests.count)")
-
-        do {
-            try store.beginBatch()
-        } catch {
-            return Array(repeating: .failure(ReplicaError(error)), count: entries.count)
-        }
-        var results: [Result<ApplyResponse, ReplicaError>] = []
-        results.reserveCapacity(entries.count)
-        for entry in entries {
-            precondition(entry.index == appliedIndex + 1, "applying index \(entry.index) after \(appliedIndex)")
-            let result = apply(entry.request)
-            if case .failure(.storage(let reason)) = result {
-                return abort(count: entries.count, reason: reason)
+    /// Throws `.storage` if the backend fails: the open batch is rolled back (``appliedIndex``
+    /// rewinds to ``committedIndex``) and the member must stop.
+    public func apply(_ entries: some BidirectionalCollection<Entry>) throws(ReplicaError) -> [AppliedRequest] {
+        var results: [AppliedRequest] = []
+        guard let last = entries.last, last.index > appliedIndex else { return results }
+        try openBatchIfNeeded()
+        for entry in entries where entry.index > appliedIndex {
+            precondition(
+                entry.index == appliedIndex + 1,
+                "apply: entry \(entry.index) follows applied index \(appliedIndex)"
+            )
+            if entry.type == .normal && !entry.data.isEmpty {
+                let request: Etcdserverpb_InternalRaftRequest
+                do {
+                    request = try Etcdserverpb_InternalRaftRequest(serializedBytes: entry.data)
+                } catch {
+                    // The WAL checked the entry's CRC, so this is a request this build cannot
+                    // read; skipping it would fork this member's state from the others'.
+                    try fail("log entry \(entry.index) is not a request this member can decode: \(error)")
+                }
+                let result = apply(request, index: entry.index)
+                if case .failure(.storage(let reason)) = result { try fail(reason) }
+                results.append(AppliedRequest(requestID: request.header.id, result: result))
             }
-            results.append(result)
             appliedIndex = entry.index
+            appliedTerm = entry.term
+            entriesInBatch += 1
         }
         do {
             try store.setMeta(Self.appliedIndexMetaKey, Int64(appliedIndex))
-            try store.setMeta(Self.termMetaKey, Int64(term))
-            try store.commitBatch()
+            try store.setMeta(Self.termMetaKey, Int64(appliedTerm))
         } catch {
-            // commitBatch has already restored memory from disk.
-            return abort(count: entries.count, reason: "\(error)", rollBack: false)
+            try fail("\(error)")
         }
         return results
     }
 
-    private func abort(count: Int, reason: String, rollBack: Bool = true) -> [Result<ApplyResponse, ReplicaError>] {
-        logger.error("backend failed; batch rolled back", metadata: ["reason": "\(reason)", "entries": "\(count)"])
-        if rollBack { store.abortBatch() }
-        // The log entries of the failed batch are dropped with it; the applied index rewinds to
-        // what the backend holds.
-        appliedIndex = UInt64(clamping: (try? store.meta(Self.appliedIndexMetaKey)) ?? 0)
-        log = LocalLog(appliedIndex: appliedIndex)
-        return Array(repeating: .failure(.storage(reason)), count: count)
+    /// Commits the open backend batch, if any. `durably` waits for the disk: required before the
+    /// Raft log up to ``appliedIndex`` is released by a snapshot, and at shutdown. On failure the
+    /// batch is rolled back and the member must stop.
+    public func commitBackend(durably: Bool) throws(ReplicaError) {
+        guard batchOpen else {
+            if durably {
+                // Earlier commits may not be on disk yet.
+                do {
+                    try store.backend.sync()
+                } catch {
+                    logger.critical("backend sync failed", metadata: ["reason": "\(error)"])
+                    throw ReplicaError(.backend(error))
+                }
+            }
+            return
+        }
+        batchOpen = false
+        do {
+            try store.commitBatch(durably: durably)
+        } catch {
+            // commitBatch has already rolled back and rebuilt memory from disk.
+            appliedIndex = committedIndex
+            entriesInBatch = 0
+            logger.critical("backend commit failed", metadata: ["reason": "\(error)"])
+            throw ReplicaError(error)
+        }
+        committedIndex = appliedIndex
+        entriesInBatch = 0
     }
 
-    private func apply(_ request: Etcdserverpb_InternalRaftRequest) -> Result<ApplyResponse, ReplicaError> {
+    private func openBatchIfNeeded() throws(ReplicaError) {
+        guard !batchOpen else { return }
+        do {
+            try store.beginBatch()
+        } catch {
+            throw ReplicaError(error)
+        }
+        batchOpen = true
+    }
+
+    private func fail(_ reason: String) throws(ReplicaError) -> Never {
+        logger.critical(
+            "backend failed while applying; rolling back to the last committed entry",
+            metadata: ["reason": "\(reason)", "applied_index": "\(appliedIndex)", "committed_index": "\(committedIndex)"]
+        )
+        if batchOpen {
+            store.abortBatch()
+            batchOpen = false
+        }
+        appliedIndex = committedIndex
+        appliedTerm = UInt64(clamping: (try? store.meta(Self.termMetaKey)) ?? 0)
+        entriesInBatch = 0
+        throw .storage(reason)
+    }
+
+    private func apply(_ request: Etcdserverpb_InternalRaftRequest, index: UInt64) -> Result<ApplyResponse, ReplicaError> {
         do throws(ReplicaError) {
             if request.hasPut { return .success(.put(try applier.put(request.put))) }
             if request.hasDeleteRange { return .success(.deleteRange(try applier.deleteRange(request.deleteRange))) }
             if request.hasTxn { return .success(.txn(try applier.txn(request.txn))) }
             if request.hasCompaction { return .success(.compaction(try applier.compact(request.compaction))) }
-            preconditionFailure("log entry \(appliedIndex + 1) holds no request this member can apply")
+            return .failure(.storage("log entry \(index) holds no request this member can apply"))
         } catch {
             return .failure(error)
         }

@@ -4,6 +4,7 @@ import EtcdAPI
 import EtcdBackend
 import EtcdCommon
 import EtcdMVCC
+import EtcdRaft
 import EtcdReplica
 import EtcdTransport
 import GRPCCore
@@ -13,12 +14,13 @@ import NIOHTTP2
 import NIOPosix
 import Synchronization
 
-/// One etcd member: the store, the apply loop and the client-facing gRPC services.
+/// One etcd member: the store, its Raft loop (WAL, snapshots, apply) and the client-facing gRPC
+/// services.
 ///
 /// Run it as a `Service` (the `etcd` executable puts it in a `ServiceGroup` that turns SIGINT and
 /// SIGTERM into a graceful shutdown) or call ``run()`` in a task and cancel the task to stop it.
 /// Shutdown stops accepting connections, lets in-flight requests finish (their writes included),
-/// drains the apply loop and closes the backend.
+/// drains the Raft loop, commits the backend durably and closes the WAL.
 public final class EtcdServer: Service, Sendable {
     public let configuration: ServerConfiguration
     private let logger: Logger
@@ -39,6 +41,7 @@ public final class EtcdServer: Service, Sendable {
     public func run() async throws {
         // Whoever waits for the addresses is released even if the server never gets to listen.
         defer { addressesReady.continuation.finish() }
+        try configuration.validate()
         let identity = try MemberIdentity.resolve(configuration)
         let dataDirectory = configuration.effectiveDataDirectory
         logger.info(
@@ -49,45 +52,70 @@ public final class EtcdServer: Service, Sendable {
         defer { withExtendedLifetime(lock) {} }
         let replica = try Self.openReplica(dataDirectory: dataDirectory, logger: logger)
         let persisted = try replica.resolveIdentity(identity)
-        let header = ResponseHeaderSource(clusterID: persisted.cluster, memberID: persisted.member)
+        let appliedIndex = replica.appliedIndex
+        let member = try RaftMember.open(
+            raftOptions(memberID: persisted.member),
+            metadata: Self.walMetadata(persisted),
+            appliedIndex: appliedIndex,
+            logger: logger
+        )
+        let handle = ReplicaHandle(replica)
+        let mailbox = RaftMailbox()
+        let pending = PendingRequests(capacity: configuration.maxPendingProposals)
+        let status = MemberStatusBoard()
+        let loop = RaftLoop(
+            member: member, replica: handle, mailbox: mailbox, pending: pending, status: status,
+            configuration: loopConfiguration, logger: logger
+        )
+        do {
+            try await loop.start()
+        } catch {
+            await loop.abandon()
+            throw error
+        }
         logger.info(
             "member ready",
             metadata: [
                 "member_id": "\(persisted.member)", "cluster_id": "\(persisted.cluster)",
-                "applied_index": "\(replica.appliedIndex)", "revision": "\(replica.store.currentRevision)",
+                "applied_index": "\(status.appliedIndex)", "term": "\(status.term)",
+                "revision": "\(handle.withReplica { $0.store.currentRevision })",
             ]
         )
-        let term = replica.term
-        let handle = ReplicaHandle(replica)
-        let queue = ProposalQueue(capacity: configuration.maxPendingProposals)
+        let header = ResponseHeaderSource(clusterID: persisted.cluster, memberID: persisted.member, status: status)
         let proposer = RequestProposer(
-            queue: queue,
+            mailbox: mailbox,
+            pending: pending,
             maxRequestBytes: configuration.maxRequestBytes,
-            memberID: persisted.member,
-            term: term
+            requestTimeout: configuration.requestTimeout,
+            memberID: persisted.member
         )
-        let applyLoop = ApplyLoop(queue: queue, replica: handle, maxBatch: configuration.maxApplyBatch, logger: logger)
 
-        var member = Etcdserverpb_Member()
-        member.id = persisted.member.rawValue
-        member.name = configuration.name
-        member.peerUrls = configuration.initialAdvertisePeerURLs.map(\.description)
-        member.clientUrls = configuration.advertiseClientURLs.map(\.description)
+        var memberInfo = Etcdserverpb_Member()
+        memberInfo.id = persisted.member.rawValue
+        memberInfo.name = configuration.name
+        memberInfo.peerUrls = configuration.initialAdvertisePeerURLs.map(\.description)
+        memberInfo.clientUrls = configuration.advertiseClientURLs.map(\.description)
         let services: [any RegistrableRPCService] = [
             KVService(writer: proposer, replica: handle, header: header, maxTxnOperations: configuration.maxTxnOperations),
-            MaintenanceService(replica: handle, header: header),
-            ClusterService(replica: handle, header: header, member: member),
+            MaintenanceService(replica: handle, header: header, statusBoard: status),
+            ClusterService(header: header, member: memberInfo),
         ]
         let servers = try configuration.listenClientURLs.map { url in
             GRPCServer(transport: try makeTransport(for: url), services: services)
         }
 
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await applyLoop.run() }
+            group.addTask { try await loop.run() }
+            group.addTask {
+                await loop.runTicker()
+                // The ticker ends when the mailbox closes: at shutdown, or because the member's
+                // WAL or backend failed, in which case it must stop serving too.
+                for server in servers { server.beginGracefulShutdown() }
+            }
             // However the listeners end (drained, cancelled or failed), nothing more will be
-            // proposed; closing the queue lets the apply loop finish what is queued and return,
-            // which the group waits for.
-            defer { queue.close() }
+            // proposed; closing the mailbox lets the loop finish what is queued, commit the
+            // backend and close the WAL, which the group waits for.
+            defer { mailbox.close() }
             do {
                 try await withTaskCancellationOrGracefulShutdownHandler {
                     try await withThrowingDiscardingTaskGroup { listeners in
@@ -104,10 +132,42 @@ public final class EtcdServer: Service, Sendable {
                 // an error, but it is the stop that was asked for.
                 logger.debug("listeners cancelled", metadata: ["error": "\(error)"])
             }
-            queue.close()
+            mailbox.close()
             try await group.waitForAll()
         }
         logger.info("stopped serving client traffic", metadata: ["name": "\(configuration.name)"])
+    }
+
+    private func raftOptions(memberID: MemberID) -> RaftMember.Options {
+        var log = DurableRaftLog.Configuration(memberDirectory: configuration.memberDirectory)
+        if let walDirectory = configuration.walDirectory { log.walDirectory = walDirectory }
+        log.maxWALs = configuration.maxWALs
+        log.maxSnapshots = configuration.maxSnapshots
+        log.unsafeNoFsync = configuration.unsafeNoFsync
+        var options = RaftMember.Options(id: NodeID(memberID.rawValue), log: log)
+        options.heartbeatTicks = 1
+        options.electionTicks = max(1, configuration.electionTimeoutMilliseconds / configuration.heartbeatIntervalMilliseconds)
+        options.preVote = configuration.preVote
+        options.snapshotCount = configuration.snapshotCount
+        options.seed = UInt64.random(in: .min ... .max)
+        return options
+    }
+
+    private var loopConfiguration: RaftLoopConfiguration {
+        var loop = RaftLoopConfiguration()
+        loop.tickInterval = .milliseconds(configuration.heartbeatIntervalMilliseconds)
+        loop.backendBatchInterval = .milliseconds(configuration.backendBatchIntervalMilliseconds)
+        loop.backendBatchLimit = configuration.backendBatchLimit
+        loop.maxProposalsPerCycle = configuration.maxProposalsPerCycle
+        loop.unsafeNoFsync = configuration.unsafeNoFsync
+        return loop
+    }
+
+    /// The WAL records whose member it is (etcd writes member and cluster ID into its WAL
+    /// metadata): 16 bytes, member ID then cluster ID, little-endian.
+    static func walMetadata(_ identity: MemberIdentity.Resolved) -> [UInt8] {
+        let words = [identity.member.rawValue, identity.cluster.rawValue]
+        return words.flatMap { word in (0..<8).map { UInt8(truncatingIfNeeded: word >> (8 * $0)) } }
     }
 
     private static func openReplica(dataDirectory: String, logger: Logger) throws -> Replica {

@@ -1,9 +1,11 @@
 import EtcdAPI
 import EtcdBackend
 import EtcdMVCC
+import EtcdRaft
 import EtcdReplica
 import Foundation
 import Logging
+import SwiftProtobuf
 import Testing
 
 /// The bytes of `text`, as a request field wants them.
@@ -19,11 +21,13 @@ struct UnexpectedResponse: Error, CustomStringConvertible {
     var description: String
 }
 
-/// A replica on a fresh in-memory store, with one helper per request kind. Writes go through
-/// ``Replica/propose(_:)`` one at a time, as the server's apply loop would send them.
+/// A replica on a fresh in-memory store, with one helper per request kind. Writes become log
+/// entries after the last applied one and go through ``Replica/apply(_:)`` and a backend commit,
+/// as the server's Raft loop hands them over.
 final class TestReplica {
     let replica: Replica
     var store: MVCCStore { replica.store }
+    private var nextRequestID: UInt64 = 1
 
     convenience init() throws {
         try self.init(store: MVCCStore(backend: Backend(path: nil)))
@@ -33,13 +37,33 @@ final class TestReplica {
         replica = try Replica(store: store, logger: Logger(label: "etcd.replica.test"))
     }
 
-    /// Proposes one request and returns its result.
-    func apply(_ request: Etcdserverpb_InternalRaftRequest) throws -> ApplyResponse {
-        let results = replica.propose([request])
-        guard results.count == 1, let result = results.first else {
-            throw UnexpectedResponse(description: "propose returned \(results.count) results for one request")
+    /// Applies `requests` as consecutive committed entries, commits the backend, and returns
+    /// their results in order.
+    func applyEntries(_ requests: [Etcdserverpb_InternalRaftRequest], term: UInt64 = 2) throws
+        -> [Result<ApplyResponse, ReplicaError>]
+    {
+        var entries: [Entry] = []
+        var ids: [UInt64] = []
+        for request in requests {
+            var request = request
+            request.header.id = nextRequestID
+            ids.append(nextRequestID)
+            nextRequestID += 1
+            let index = replica.appliedIndex + UInt64(entries.count) + 1
+            entries.append(Entry(term: term, index: index, data: try request.serializedBytes()))
         }
-        return try result.get()
+        let applied = try replica.apply(entries)
+        try replica.commitBackend(durably: false)
+        let byID = Dictionary(uniqueKeysWithValues: applied.map { ($0.requestID, $0.result) })
+        return try ids.map { id in
+            guard let result = byID[id] else { throw UnexpectedResponse(description: "no result for request \(id)") }
+            return result
+        }
+    }
+
+    /// Applies one request and returns its result.
+    func apply(_ request: Etcdserverpb_InternalRaftRequest) throws -> ApplyResponse {
+        try applyEntries([request])[0].get()
     }
 
     @discardableResult

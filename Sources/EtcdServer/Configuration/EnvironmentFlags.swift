@@ -39,6 +39,16 @@ public enum EnvironmentFlags {
         return Merged(arguments: merged, warnings: warnings)
     }
 
+    /// Go's flag package lets a boolean flag stand alone (`--pre-vote`) or take `=value`, never a
+    /// separate value; the argument parser wants a value, so a bare boolean becomes `=true`.
+    public static func expandBareBooleans(_ arguments: [String], flags: [String]) -> [String] {
+        arguments.map { argument in
+            guard argument.hasPrefix("-"), !argument.contains("=") else { return argument }
+            let name = String(argument.drop(while: { $0 == "-" }))
+            return flags.contains(name) ? "--\(name)=true" : argument
+        }
+    }
+
     /// `--name=x`, `--name`, `-name=x` and `-name` all name the flag `name`.
     private static func flagName(of argument: String) -> String? {
         guard argument.hasPrefix("-") else { return nil }

@@ -22,15 +22,74 @@ public struct ServerConfiguration: Sendable {
     /// Largest request the server accepts (`--max-request-bytes`); gRPC itself takes up to
     /// 512 KiB more before refusing a message, as etcd's does.
     public var maxRequestBytes: Int = 1_572_864
-    /// Most proposals waiting to be applied before new ones are refused with "too many requests";
+    /// Most writes waiting to be applied before new ones are refused with "too many requests";
     /// etcd refuses at 5,000 entries between commit and apply.
     public var maxPendingProposals: Int = 5_000
-    /// Most log entries applied in one backend transaction.
-    public var maxApplyBatch: Int = 1_000
+    /// Most proposals put into one Raft Ready cycle, and so into one WAL write.
+    public var maxProposalsPerCycle: Int = 1_000
+    /// Applied entries between Raft snapshots (`--snapshot-count`).
+    public var snapshotCount: UInt64 = 100_000
+    /// WAL segment files kept beyond those still needed (`--max-wals`; 0 keeps all).
+    public var maxWALs: Int = 5
+    /// Snapshot files kept (`--max-snapshots`; 0 keeps all).
+    public var maxSnapshots: Int = 5
+    /// A separate directory for the WAL (`--wal-dir`); default `<data-dir>/member/wal`.
+    public var walDirectory: String?
+    /// Time of one Raft tick, the leader's heartbeat period (`--heartbeat-interval`, ms).
+    public var heartbeatIntervalMilliseconds: Int = 100
+    /// Time without a leader before an election (`--election-timeout`, ms).
+    public var electionTimeoutMilliseconds: Int = 1_000
+    /// Raft's PreVote round before elections (`--pre-vote`; etcd 3.5 turns it on by default).
+    public var preVote: Bool = true
+    /// Skip fsync in the WAL and backend (`--unsafe-no-fsync`). Unsafe: a machine crash can lose
+    /// acknowledged writes or leave the WAL and the backend inconsistent. For tests only.
+    public var unsafeNoFsync: Bool = false
+    /// Longest a backend transaction stays open (`--backend-batch-interval`, ms).
+    public var backendBatchIntervalMilliseconds: Int = 100
+    /// Most applied entries in one backend transaction (`--backend-batch-limit`).
+    public var backendBatchLimit: Int = 10_000
 
     public init() {}
 
     public var effectiveDataDirectory: String { dataDirectory ?? "\(name).etcd" }
+
+    /// `<data-dir>/member`, where the backend, the WAL and the snapshots live.
+    public var memberDirectory: String {
+        let base = effectiveDataDirectory.hasSuffix("/") ? String(effectiveDataDirectory.dropLast()) : effectiveDataDirectory
+        return base + "/member"
+    }
+
+    /// How long a request may wait for Raft: etcd's `ReqTimeout`, 5 s plus two election timeouts.
+    public var requestTimeout: Duration { .seconds(5) + .milliseconds(2 * electionTimeoutMilliseconds) }
+
+    /// Checks the Raft timing flags as etcd does at start.
+    public func validate() throws(ConfigurationError) {
+        guard heartbeatIntervalMilliseconds > 0 else {
+            throw .invalidValue(flag: "heartbeat-interval", value: "\(heartbeatIntervalMilliseconds)", reason: "must be positive")
+        }
+        guard electionTimeoutMilliseconds >= 5 * heartbeatIntervalMilliseconds else {
+            throw .invalidValue(
+                flag: "election-timeout", value: "\(electionTimeoutMilliseconds)",
+                reason: "--election-timeout[\(electionTimeoutMilliseconds)ms] should be at least as 5 times as "
+                    + "--heartbeat-interval[\(heartbeatIntervalMilliseconds)ms]")
+        }
+        guard electionTimeoutMilliseconds <= 50_000 else {
+            throw .invalidValue(
+                flag: "election-timeout", value: "\(electionTimeoutMilliseconds)",
+                reason: "--election-timeout[\(electionTimeoutMilliseconds)ms] is too long, and should be set less than 50 seconds")
+        }
+        guard snapshotCount > 0 else {
+            throw .invalidValue(flag: "snapshot-count", value: "\(snapshotCount)", reason: "must be positive")
+        }
+        guard maxWALs >= 0, maxSnapshots >= 0 else {
+            throw .invalidValue(flag: "max-wals", value: "\(maxWALs)/\(maxSnapshots)", reason: "must not be negative")
+        }
+        guard backendBatchIntervalMilliseconds > 0, backendBatchLimit > 0 else {
+            throw .invalidValue(
+                flag: "backend-batch-limit", value: "\(backendBatchLimit)",
+                reason: "backend batch interval and limit must be positive")
+        }
+    }
 
     public var effectiveInitialCluster: String {
         initialCluster ?? initialAdvertisePeerURLs.map { "\(name)=\($0)" }.joined(separator: ",")

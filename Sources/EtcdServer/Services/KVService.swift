@@ -4,8 +4,8 @@ import EtcdReplica
 import GRPCCore
 import SwiftProtobuf
 
-/// etcd's KV service: reads served from the store, writes proposed to the log and answered once
-/// applied.
+/// etcd's KV service: writes proposed through Raft and answered once applied; reads served from
+/// the store, after a ReadIndex round unless serializable.
 struct KVService: Etcdserverpb_KV.SimpleServiceProtocol {
     let writer: RequestProposer
     let replica: ReplicaHandle
@@ -16,14 +16,13 @@ struct KVService: Etcdserverpb_KV.SimpleServiceProtocol {
         -> Etcdserverpb_RangeResponse
     {
         try RequestValidation.check(request)
-        // One member applies every write before answering it, so the store is always at least as
-        // new as any acknowledged write: serializable and linearizable reads are served alike.
-        let (response, term) = try replica.withReplica { (replica) throws(ReplicaError) in
-            (try replica.range(request), replica.term)
-        }
-        var filled = response
-        header.fill(&filled.header, term: term)
-        return filled
+        // A linearizable read waits until this member has applied everything committed when it
+        // arrived (Raft's ReadIndex, shared by all reads that arrive together); a serializable
+        // one reads whatever this member has applied.
+        if !request.serializable { try await writer.waitForLinearizableRead() }
+        var response = try replica.withReplica { (replica) throws(ReplicaError) in try replica.range(request) }
+        header.fill(&response.header)
+        return response
     }
 
     func put(request: Etcdserverpb_PutRequest, context: ServerContext) async throws -> Etcdserverpb_PutResponse {
@@ -33,7 +32,7 @@ struct KVService: Etcdserverpb_KV.SimpleServiceProtocol {
         guard case .put(var response) = try await writer.propose(entry) else {
             preconditionFailure("a put was answered with another kind of response")
         }
-        header.fill(&response.header, term: writer.term)
+        header.fill(&response.header)
         return response
     }
 
@@ -46,7 +45,7 @@ struct KVService: Etcdserverpb_KV.SimpleServiceProtocol {
         guard case .deleteRange(var response) = try await writer.propose(entry) else {
             preconditionFailure("a delete was answered with another kind of response")
         }
-        header.fill(&response.header, term: writer.term)
+        header.fill(&response.header)
         return response
     }
 
@@ -54,8 +53,9 @@ struct KVService: Etcdserverpb_KV.SimpleServiceProtocol {
         try RequestValidation.check(request, maxOperations: maxTxnOperations)
         var response: Etcdserverpb_TxnResponse
         if Replica.isReadOnly(request) {
-            // Only reads: served like a Range, without a log entry or a new revision (etcd does
-            // the same).
+            // Only reads: served like a Range, without a log entry or a new revision, and
+            // linearizable unless every range in it asks to be serializable (as etcd decides).
+            if !Self.isSerializable(request) { try await writer.waitForLinearizableRead() }
             response = try replica.withReplica { (replica) throws(ReplicaError) in try replica.readOnlyTxn(request) }
         } else {
             var entry = Etcdserverpb_InternalRaftRequest()
@@ -65,7 +65,7 @@ struct KVService: Etcdserverpb_KV.SimpleServiceProtocol {
             }
             response = applied
         }
-        header.fill(&response.header, term: writer.term)
+        header.fill(&response.header)
         return response
     }
 
@@ -79,7 +79,15 @@ struct KVService: Etcdserverpb_KV.SimpleServiceProtocol {
         guard case .compaction(var response) = try await writer.propose(entry) else {
             preconditionFailure("a compaction was answered with another kind of response")
         }
-        header.fill(&response.header, term: writer.term)
+        header.fill(&response.header)
         return response
+    }
+
+    /// etcd's `isTxnSerializable`: every range in both branches is serializable.
+    static func isSerializable(_ request: Etcdserverpb_TxnRequest) -> Bool {
+        (request.success + request.failure).allSatisfy {
+            if case .requestRange(let range) = $0.request { return range.serializable }
+            return false
+        }
     }
 }

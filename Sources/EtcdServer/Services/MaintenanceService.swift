@@ -10,6 +10,7 @@ import GRPCCore
 struct MaintenanceService: RegistrableRPCService {
     let replica: ReplicaHandle
     let header: ResponseHeaderSource
+    let statusBoard: MemberStatusBoard
 
     func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
         router.registerUnary(Etcdserverpb_Maintenance.Method.Status.descriptor) {
@@ -30,13 +31,12 @@ struct MaintenanceService: RegistrableRPCService {
                 throw ReplicaError(.backend(error))
             }
             response.version = EtcdVersion.server
-            // A lone member leads its own cluster.
-            response.leader = header.memberID.rawValue
-            response.raftIndex = replica.appliedIndex
-            response.raftAppliedIndex = replica.appliedIndex
-            response.raftTerm = replica.term
+            response.leader = statusBoard.leader
+            response.raftIndex = statusBoard.committedIndex
+            response.raftAppliedIndex = statusBoard.appliedIndex
+            response.raftTerm = statusBoard.term
             response.header.revision = replica.store.currentRevision
-            header.fill(&response.header, term: replica.term)
+            header.fill(&response.header)
             return response
         }
     }
@@ -50,7 +50,7 @@ struct MaintenanceService: RegistrableRPCService {
         return try replica.withReplica { (replica) throws(ReplicaError) in
             var response = Etcdserverpb_AlarmResponse()
             response.header.revision = replica.store.currentRevision
-            header.fill(&response.header, term: replica.term)
+            header.fill(&response.header)
             return response
         }
     }
@@ -58,7 +58,6 @@ struct MaintenanceService: RegistrableRPCService {
 
 /// etcd's Cluster service, as far as a single member goes: listing the members.
 struct ClusterService: RegistrableRPCService {
-    let replica: ReplicaHandle
     let header: ResponseHeaderSource
     let member: Etcdserverpb_Member
 
@@ -69,13 +68,11 @@ struct ClusterService: RegistrableRPCService {
     }
 
     func memberList() throws -> Etcdserverpb_MemberListResponse {
-        try replica.withReplica { (replica) throws(ReplicaError) in
-            var response = Etcdserverpb_MemberListResponse()
-            response.members = [member]
-            // etcd's Cluster service leaves the revision out of its headers.
-            header.fill(&response.header, term: replica.term)
-            return response
-        }
+        var response = Etcdserverpb_MemberListResponse()
+        response.members = [member]
+        // etcd's Cluster service leaves the revision out of its headers.
+        header.fill(&response.header)
+        return response
     }
 }
 

@@ -3,8 +3,8 @@ public import EtcdReplica
 public import GRPCCore
 
 /// The one place where the replica's failures become what a client sees: request errors carry
-/// etcd's own code and text; a storage failure is an internal error (etcd would have crashed; we
-/// rolled the batch back and keep serving).
+/// etcd's own code and text; a storage failure is an internal error (the member stops, as etcd
+/// would, and a restart replays the WAL).
 extension ReplicaError: RPCErrorConvertible {
     public var rpcErrorCode: RPCError.Code {
         switch self {

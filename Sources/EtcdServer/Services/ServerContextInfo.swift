@@ -5,12 +5,14 @@ import EtcdCommon
 struct ResponseHeaderSource: Sendable {
     var clusterID: ClusterID
     var memberID: MemberID
+    /// Where the current Raft term comes from.
+    var status: MemberStatusBoard
 
     /// Fills in cluster, member and term; the revision is the applier's (or, where etcd does so,
     /// the current one).
-    func fill(_ header: inout Etcdserverpb_ResponseHeader, term: UInt64) {
+    func fill(_ header: inout Etcdserverpb_ResponseHeader) {
         header.clusterID = clusterID.rawValue
         header.memberID = memberID.rawValue
-        header.raftTerm = term
+        header.raftTerm = status.term
     }
 }

@@ -1,10 +1,11 @@
 import EtcdReplica
 import Synchronization
 
-/// The replica behind one lock, shared by the apply loop (writes) and request handlers (reads).
+/// The replica behind one lock, shared by the Raft loop (applies, backend commits) and request
+/// handlers (reads).
 ///
-/// The apply loop holds the lock for a whole batch, commit included, so readers only ever see
-/// committed state.
+/// The loop holds the lock only while applying one Ready's entries or committing the backend, so
+/// readers see whole applied entries and never wait for a WAL sync.
 final class ReplicaHandle: Sendable {
     private let replica: Mutex<Replica>
 

@@ -1,0 +1,225 @@
+public import EtcdRaft
+public import EtcdWAL
+public import Logging
+
+/// Why a member cannot go on. Every case stops the member: its log or its backend can no longer
+/// be trusted to hold what was acknowledged, and a restart recovers from the WAL.
+public enum MemberError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The WAL or snapshot files failed (I/O error, corruption at open).
+    case wal(WALError)
+    /// The backend failed while applying or committing.
+    case backend(String)
+    /// The WAL and the backend disagree in a way no crash can explain (e.g. the backend has
+    /// applied entries the WAL never held).
+    case inconsistent(String)
+
+    public var description: String {
+        switch self {
+        case .wal(let error): return "write-ahead log: \(error)"
+        case .backend(let reason): return "backend: \(reason)"
+        case .inconsistent(let reason): return "data directory is inconsistent: \(reason)"
+        }
+    }
+}
+
+/// One member's Raft: the node, its durable log and the snapshot policy, i.e. the whole Ready
+/// contract except the state machine, which the owner applies through a closure so that it can
+/// hold the state machine's lock only while applying (not while the WAL syncs).
+///
+/// Not thread-safe; it has exactly one owner (the server's Raft loop, or a test).
+public final class RaftMember {
+    public struct Options: Sendable {
+        public var id: NodeID
+        public var log: DurableRaftLog.Configuration
+        /// Ticks without a leader before an election (etcd: election timeout / heartbeat interval).
+        public var electionTicks = 10
+        public var heartbeatTicks = 1
+        public var preVote = true
+        /// Applied entries between snapshots (etcd's `--snapshot-count`).
+        public var snapshotCount: UInt64 = 100_000
+        /// Seeds the election timeout jitter.
+        public var seed: UInt64 = 0
+
+        public init(id: NodeID, log: DurableRaftLog.Configuration) {
+            self.id = id
+            self.log = log
+        }
+    }
+
+    /// What one Ready cycle produced for the owner.
+    public struct Cycle: Sendable {
+        /// Answers to `readIndex(context:)`: the index a read must wait for.
+        public var readStates: [ReadState]
+        /// Messages for other members (none while the member is alone).
+        public var messages: [Message]
+        /// Set when the role or leader changed.
+        public var softState: SoftState?
+        /// The last entry applied in this cycle, if any.
+        public var lastAppliedIndex: UInt64?
+    }
+
+    public private(set) var node: RaftNode
+    let log: DurableRaftLog
+    let options: Options
+    let logger: Logger
+    /// The index of the newest snapshot.
+    public private(set) var snapshotIndex: UInt64
+
+    private init(node: RaftNode, log: DurableRaftLog, options: Options, snapshotIndex: UInt64, logger: Logger) {
+        self.node = node
+        self.log = log
+        self.options = options
+        self.snapshotIndex = snapshotIndex
+        self.logger = logger
+    }
+
+    /// Opens (or creates) the member's log and starts its Raft node. `appliedIndex` is the
+    /// backend's consistent index: entries after the newest snapshot are handed out again, and
+    /// the state machine skips those at or below it. A new log is bootstrapped with this member
+    /// as the only voter, as a single-member etcd starts.
+    public static func open(
+        _ options: Options,
+        metadata: [UInt8],
+        appliedIndex: UInt64,
+        fileSystem: any WALFileSystem = POSIXFileSystem(),
+        logger: Logger
+    ) throws(MemberError) -> RaftMember {
+        let log: DurableRaftLog
+        let restored: DurableRaftLog.Restored
+        do {
+            (log, restored) = try DurableRaftLog.open(options.log, metadata: metadata, fileSystem: fileSystem, logger: logger)
+        } catch {
+            throw .wal(error)
+        }
+        let snapshotIndex = restored.snapshot?.metadata.index ?? 0
+        do throws(MemberError) {
+            if restored.isNew {
+                guard appliedIndex == 0 else {
+                    throw .inconsistent(
+                        "the backend has applied entries up to \(appliedIndex) but \(options.log.walDirectory) holds no "
+                            + "write-ahead log (a data directory from before the WAL existed, or a deleted WAL)")
+                }
+                do {
+                    try log.bootstrap(voters: [options.id])
+                } catch {
+                    throw .wal(error)
+                }
+            } else {
+                guard restored.metadata == metadata else {
+                    throw .inconsistent("the WAL belongs to another member or cluster than the backend")
+                }
+                guard appliedIndex >= snapshotIndex else {
+                    throw .inconsistent(
+                        "the newest snapshot is at index \(snapshotIndex) but the backend has applied only "
+                            + "\(appliedIndex); the entries in between are gone")
+                }
+                guard appliedIndex <= restored.lastIndex else {
+                    throw .inconsistent(
+                        "the backend has applied entries up to \(appliedIndex) but the WAL ends at "
+                            + "\(restored.lastIndex) (was the member run with --unsafe-no-fsync and the machine crashed?)")
+                }
+            }
+        } catch {
+            try? log.close()
+            throw error
+        }
+        var configuration = RaftConfiguration(id: options.id)
+        configuration.electionTicks = options.electionTicks
+        configuration.heartbeatTicks = options.heartbeatTicks
+        configuration.preVote = options.preVote
+        configuration.applied = snapshotIndex
+        configuration.logger = logger
+        let node = RaftNode(configuration: configuration, storage: log.storage, random: SplitMix64(seed: options.seed))
+        return RaftMember(node: node, log: log, options: options, snapshotIndex: snapshotIndex, logger: logger)
+    }
+
+    // MARK: Input
+
+    public func tick() { node.tick() }
+
+    /// Starts an election at once when this member is the only voter: a lone member need not
+    /// wait an election timeout to lead its own cluster.
+    public func campaignIfAlone() {
+        if !isLeader && node.status.confState.voters == [options.id] {
+            node.campaign()
+        }
+    }
+
+    public func propose(_ batch: [[UInt8]]) throws(RaftError) {
+        try node.propose(batch: batch)
+    }
+
+    public func readIndex(context: [UInt8]) throws(RaftError) {
+        try node.readIndex(context: context)
+    }
+
+    // MARK: The Ready cycle
+
+    /// Runs one Ready cycle if Raft has work: persists entries and hard state to the WAL (synced
+    /// when Raft requires), hands committed entries to `apply`, applies membership changes,
+    /// and advances. Returns nil when there was nothing to do. `apply` must apply every entry
+    /// it is given before returning (its results are the owner's business).
+    public func runCycle(apply: ([Entry]) throws(ReplicaError) -> Void) throws(MemberError) -> Cycle? {
+        guard node.hasReady() else { return nil }
+        let ready = node.ready()
+        do {
+            try log.persist(ready)
+        } catch {
+            throw .wal(error)
+        }
+        if !ready.committedEntries.isEmpty {
+            do {
+                try apply(ready.committedEntries)
+            } catch {
+                throw .backend("\(error)")
+            }
+            for entry in ready.committedEntries where entry.type == .confChange {
+                guard let change = ConfChange(encoded: entry.data) else {
+                    preconditionFailure("raft member: committed membership change \(entry.index) does not decode")
+                }
+                node.applyConfChange(change)
+            }
+        }
+        node.advance(ready)
+        return Cycle(
+            readStates: ready.readStates,
+            messages: ready.messages,
+            softState: ready.softState,
+            lastAppliedIndex: ready.committedEntries.last?.index
+        )
+    }
+
+    /// Whether enough entries were applied since the last snapshot to take another.
+    public func snapshotDue(appliedIndex: UInt64) -> Bool {
+        appliedIndex > snapshotIndex && appliedIndex - snapshotIndex > options.snapshotCount
+    }
+
+    /// Records a snapshot at `appliedIndex` and compacts the log behind it (keeping catch-up
+    /// entries), releasing old WAL segments and snapshot files. The backend must hold everything
+    /// up to `appliedIndex` durably before this is called: the entries it releases are gone.
+    public func createSnapshot(at appliedIndex: UInt64) throws(MemberError) {
+        do {
+            if let snapshot = try log.createSnapshot(at: appliedIndex, confState: node.status.confState) {
+                snapshotIndex = snapshot.metadata.index
+            }
+        } catch {
+            throw .wal(error)
+        }
+    }
+
+    /// Closes the WAL. The member must not be used afterwards.
+    public func close() throws(MemberError) {
+        do {
+            try log.close()
+        } catch {
+            throw .wal(error)
+        }
+    }
+
+    // MARK: State
+
+    public var term: UInt64 { node.hardState.term }
+    public var leader: NodeID { node.softState.leader }
+    public var isLeader: Bool { node.softState.role == .leader }
+    public var committedIndex: UInt64 { node.committedIndex }
+}

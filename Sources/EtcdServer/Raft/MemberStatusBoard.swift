@@ -1,0 +1,24 @@
+import Synchronization
+
+/// The Raft state that request handlers show in responses (header term, Status RPC), published
+/// by the Raft loop after each cycle so that handlers never wait for the loop to read it.
+final class MemberStatusBoard: Sendable {
+    private let termValue = Atomic<UInt64>(0)
+    private let leaderValue = Atomic<UInt64>(0)
+    private let committedValue = Atomic<UInt64>(0)
+    private let appliedValue = Atomic<UInt64>(0)
+
+    var term: UInt64 { termValue.load(ordering: .relaxed) }
+    /// The leader's member ID, 0 when none is known.
+    var leader: UInt64 { leaderValue.load(ordering: .relaxed) }
+    /// Raft's commit index (etcd's `raft_index` in Status).
+    var committedIndex: UInt64 { committedValue.load(ordering: .relaxed) }
+    var appliedIndex: UInt64 { appliedValue.load(ordering: .relaxed) }
+
+    func publish(term: UInt64, leader: UInt64, committedIndex: UInt64, appliedIndex: UInt64) {
+        termValue.store(term, ordering: .relaxed)
+        leaderValue.store(leader, ordering: .relaxed)
+        committedValue.store(committedIndex, ordering: .relaxed)
+        appliedValue.store(appliedIndex, ordering: .relaxed)
+    }
+}

@@ -1,0 +1,265 @@
+import EtcdCommon
+import EtcdRaft
+import EtcdReplica
+import Logging
+import NIOPosix
+import Synchronization
+
+/// How the Raft loop paces itself.
+struct RaftLoopConfiguration: Sendable {
+    /// One Raft tick (etcd's `--heartbeat-interval`).
+    var tickInterval: Duration = .milliseconds(100)
+    /// Longest a backend transaction stays open (`--backend-batch-interval`).
+    var backendBatchInterval: Duration = .milliseconds(100)
+    /// Most applied entries in one backend transaction (`--backend-batch-limit`).
+    var backendBatchLimit: Int = 10_000
+    /// Most proposals put into one Ready cycle (and so one WAL write).
+    var maxProposalsPerCycle: Int = 1_000
+    /// Durable backend commits are skipped (`--unsafe-no-fsync`).
+    var unsafeNoFsync = false
+}
+
+/// The one owner of the member's Raft: takes what the mailbox collected, steps it into Raft and
+/// runs Ready cycles (persist to the WAL, apply to the replica, answer waiters), commits the
+/// backend batch when due, and snapshots every `--snapshot-count` entries.
+///
+/// The blocking work (fsync, SQLite) runs on a dedicated thread so that it never holds up the
+/// threads serving requests; the replica's lock is taken only to apply and to commit, so reads go
+/// on while the WAL syncs.
+final class RaftLoop: Sendable {
+    let mailbox: RaftMailbox
+    let pending: PendingRequests
+    let status: MemberStatusBoard
+    private let core: Mutex<LoopCore>
+    private let configuration: RaftLoopConfiguration
+    private let logger: Logger
+    private let thread = NIOThreadPool(numberOfThreads: 1)
+
+    init(
+        member: sending RaftMember, replica: ReplicaHandle, mailbox: RaftMailbox, pending: PendingRequests,
+        status: MemberStatusBoard, configuration: RaftLoopConfiguration, logger: Logger
+    ) {
+        self.mailbox = mailbox
+        self.pending = pending
+        self.status = status
+        self.configuration = configuration
+        self.logger = logger
+        core = Mutex(
+            LoopCore(
+                member: member, replica: replica, pending: pending, status: status,
+                configuration: configuration, logger: logger
+            )
+        )
+        thread.start()
+    }
+
+    deinit {
+        thread.shutdownGracefully { _ in }
+    }
+
+    /// Brings the member up to date before it serves anyone: applies what the WAL holds beyond the
+    /// backend, and (alone in its cluster) elects itself and applies the new term's empty entry.
+    func start() async throws {
+        try await onLoopThread { core in try core.start() }
+    }
+
+    /// Closes the WAL of a member that will not run (startup failed elsewhere).
+    func abandon() async {
+        try? await onLoopThread { core in try core.member.close() }
+    }
+
+    /// Runs until the mailbox is closed and drained; then commits the backend durably and closes
+    /// the WAL. Throws if the member had to stop (its WAL or backend failed).
+    func run() async throws {
+        let maxProposals = configuration.maxProposalsPerCycle
+        do {
+            while let work = await mailbox.next(maxProposals: maxProposals) {
+                try await onLoopThread { core in try core.process(work) }
+            }
+            try await onLoopThread { core in try core.stop() }
+        } catch {
+            logger.critical("member stopped: \(error)")
+            mailbox.close()
+            pending.failAll(with: ReplicaError.storage("member stopped: \(error)"))
+            throw error
+        }
+        pending.failAll(with: EtcdError.stopped)
+        logger.debug("raft loop drained")
+    }
+
+    /// Runs `body` on the loop's thread. Deliberately deaf to task cancellation (unlike
+    /// `runIfActive`): cancelling the server must still let the loop drain, commit and close.
+    private func onLoopThread(_ body: @escaping @Sendable (LoopCore) throws -> Void) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            thread.submit { state in
+                guard state == .active else {
+                    continuation.resume(throwing: MemberError.backend("the Raft loop's thread has stopped"))
+                    return
+                }
+                continuation.resume(with: Result { try self.core.withLock { core in try body(core) } })
+            }
+        }
+    }
+
+    /// Ticks Raft every tick interval and expires overdue requests, until the mailbox closes.
+    func runTicker() async {
+        while !mailbox.isClosed {
+            do {
+                try await Task.sleep(for: configuration.tickInterval)
+            } catch {
+                return
+            }
+            mailbox.tick()
+            pending.expire(now: .now)
+        }
+    }
+}
+
+/// The loop's state, touched only by the loop (on its thread, under the loop's lock).
+final class LoopCore {
+    let member: RaftMember
+    let replica: ReplicaHandle
+    let pending: PendingRequests
+    let status: MemberStatusBoard
+    let configuration: RaftLoopConfiguration
+    let logger: Logger
+    private var appliedIndex: UInt64
+    /// Reads waiting for their ReadIndex answer, by request context.
+    private var readsAwaitingIndex: [UInt64: [UInt64]] = [:]
+    /// Reads that have a read index and wait for it to be applied, in index order.
+    private var readsAwaitingApply: [(index: UInt64, ids: [UInt64])] = []
+    private var nextReadContext: UInt64 = 0
+    private var lastBackendCommit = ContinuousClock.now
+
+    init(
+        member: RaftMember, replica: ReplicaHandle, pending: PendingRequests, status: MemberStatusBoard,
+        configuration: RaftLoopConfiguration, logger: Logger
+    ) {
+        self.member = member
+        self.replica = replica
+        self.pending = pending
+        self.status = status
+        self.configuration = configuration
+        self.logger = logger
+        appliedIndex = replica.withReplica { $0.appliedIndex }
+    }
+
+    func start() throws(MemberError) {
+        try runCycles()
+        member.campaignIfAlone()
+        try runCycles()
+        guard member.isLeader, appliedIndex >= member.committedIndex else {
+            throw .inconsistent(
+                "the lone member did not become leader at start (term \(member.term), applied \(appliedIndex), "
+                    + "committed \(member.committedIndex))")
+        }
+        // What was replayed is committed to the backend before serving.
+        try commitBackend(durably: false)
+        publishStatus()
+    }
+
+    func process(_ work: MailboxWork) throws(MemberError) {
+        if work.tick { member.tick() }
+        if !work.proposals.isEmpty {
+            do {
+                try member.propose(work.proposals.map(\.data))
+            } catch {
+                pending.failWrites(work.proposals.map(\.id), with: member.leader == .none ? EtcdError.noLeader : EtcdError.timeout)
+            }
+        }
+        if !work.reads.isEmpty { requestReadIndex(for: work.reads) }
+        try runCycles()
+        let entriesInBatch = replica.withReplica { $0.entriesInBatch }
+        if entriesInBatch >= configuration.backendBatchLimit
+            || (entriesInBatch > 0 && lastBackendCommit.duration(to: .now) >= configuration.backendBatchInterval)
+        {
+            try commitBackend(durably: false)
+        }
+        if member.snapshotDue(appliedIndex: appliedIndex) {
+            // The snapshot lets the WAL before it go, so the backend must hold it on disk first.
+            try commitBackend(durably: !configuration.unsafeNoFsync)
+            try member.createSnapshot(at: appliedIndex)
+        }
+        publishStatus()
+    }
+
+    /// Commits the backend durably and closes the WAL (graceful shutdown).
+    func stop() throws(MemberError) {
+        try commitBackend(durably: !configuration.unsafeNoFsync)
+        try member.close()
+    }
+
+    private func requestReadIndex(for reads: [UInt64]) {
+        nextReadContext += 1
+        let context = nextReadContext
+        do {
+            try member.readIndex(context: Self.bytes(of: context))
+            readsAwaitingIndex[context] = reads
+        } catch {
+            pending.completeReads(reads, with: .failure(EtcdError.noLeader))
+        }
+    }
+
+    private func runCycles() throws(MemberError) {
+        let replica = self.replica
+        let pending = self.pending
+        while let cycle = try member.runCycle(apply: { (entries) throws(ReplicaError) in
+            let results = try replica.withReplica { (replica) throws(ReplicaError) in try replica.apply(entries) }
+            pending.complete(results)
+        }) {
+            if let last = cycle.lastAppliedIndex { appliedIndex = last }
+            for readState in cycle.readStates {
+                guard let context = Self.integer(of: readState.requestContext),
+                    let reads = readsAwaitingIndex.removeValue(forKey: context)
+                else { continue }
+                readsAwaitingApply.append((readState.index, reads))
+            }
+            if let softState = cycle.softState {
+                logger.info("raft state changed", metadata: ["role": "\(softState.role)", "leader": "\(softState.leader)"])
+                if softState.leader == .none {
+                    // Read requests sent to a leader that is gone get no answer; fail them now
+                    // rather than at their deadline.
+                    pending.completeReads(readsAwaitingIndex.values.flatMap { $0 }, with: .failure(EtcdError.leaderChanged))
+                    readsAwaitingIndex.removeAll()
+                }
+            }
+            releaseAppliedReads()
+        }
+    }
+
+    private func releaseAppliedReads() {
+        guard !readsAwaitingApply.isEmpty else { return }
+        var released: [UInt64] = []
+        readsAwaitingApply.removeAll { waiting in
+            guard waiting.index <= appliedIndex else { return false }
+            released.append(contentsOf: waiting.ids)
+            return true
+        }
+        pending.completeReads(released, with: .success(()))
+    }
+
+    private func commitBackend(durably: Bool) throws(MemberError) {
+        do {
+            try replica.withReplica { (replica) throws(ReplicaError) in try replica.commitBackend(durably: durably) }
+        } catch {
+            throw .backend("\(error)")
+        }
+        lastBackendCommit = .now
+    }
+
+    private func publishStatus() {
+        status.publish(
+            term: member.term, leader: member.leader.rawValue, committedIndex: member.committedIndex,
+            appliedIndex: appliedIndex
+        )
+    }
+
+    static func bytes(of value: UInt64) -> [UInt8] {
+        (0..<8).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) }
+    }
+
+    static func integer(of bytes: [UInt8]) -> UInt64? {
+        guard bytes.count == 8 else { return nil }
+        return bytes.enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * $1.offset) }
+    }
+}

@@ -1,0 +1,77 @@
+import EtcdAPI
+import EtcdCommon
+import EtcdReplica
+import Foundation
+import SwiftProtobuf
+import Synchronization
+
+/// The request handlers' door to the Raft loop: proposes mutating requests and waits for their
+/// results, and waits for linearizable read points. Every wait has a deadline (etcd's request
+/// timeout, 5 s plus two election timeouts).
+final class RequestProposer: Sendable {
+    private let mailbox: RaftMailbox
+    private let pending: PendingRequests
+    private let maxRequestBytes: Int
+    private let requestTimeout: Duration
+    private let nextRequestID: Atomic<UInt64>
+    private let nextReadID = Atomic<UInt64>(0)
+
+    init(mailbox: RaftMailbox, pending: PendingRequests, maxRequestBytes: Int, requestTimeout: Duration, memberID: MemberID) {
+        self.mailbox = mailbox
+        self.pending = pending
+        self.maxRequestBytes = maxRequestBytes
+        self.requestTimeout = requestTimeout
+        nextRequestID = Atomic(Self.firstRequestID(memberID: memberID, now: Date()))
+    }
+
+    /// etcd's request ID layout: the member ID's low 16 bits, then the start time in
+    /// milliseconds (40 bits), then a counter. IDs stay unique across members and across
+    /// restarts of one member, so a result replayed from the WAL never answers a new request.
+    static func firstRequestID(memberID: MemberID, now: Date) -> UInt64 {
+        let milliseconds = UInt64(max(0, now.timeIntervalSince1970 * 1000))
+        return (memberID.rawValue & 0xffff) << 48 | (milliseconds & 0xff_ffff_ffff) << 8
+    }
+
+    func propose(_ request: Etcdserverpb_InternalRaftRequest) async throws -> ApplyResponse {
+        var entry = request
+        let id = nextRequestID.add(1, ordering: .relaxed).newValue
+        entry.header.id = id
+        // The size that counts is the log entry's, as in etcd; the entry is what Raft will carry.
+        let encoded: [UInt8] = try entry.serializedBytes()
+        if encoded.count > maxRequestBytes { throw EtcdError.requestTooLarge }
+        let deadline = ContinuousClock.now.advanced(by: requestTimeout)
+        return try await withCheckedThrowingContinuation { continuation in
+            do {
+                try pending.registerWrite(id, continuation, deadline: deadline)
+            } catch {
+                continuation.resume(throwing: error)
+                return
+            }
+            do {
+                try mailbox.submit(QueuedProposal(id: id, data: encoded))
+            } catch {
+                pending.failWrites([id], with: error)
+            }
+        }
+    }
+
+    /// Returns once this member has applied everything committed before the call (etcd's
+    /// linearizable read barrier, through Raft's ReadIndex).
+    func waitForLinearizableRead() async throws {
+        let id = nextReadID.add(1, ordering: .relaxed).newValue
+        let deadline = ContinuousClock.now.advanced(by: requestTimeout)
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            do {
+                try pending.registerRead(id, continuation, deadline: deadline)
+            } catch {
+                continuation.resume(throwing: error)
+                return
+            }
+            do {
+                try mailbox.submitRead(id)
+            } catch {
+                pending.completeReads([id], with: .failure(error))
+            }
+        }
+    }
+}
