@@ -19,6 +19,11 @@ public enum ApplyResponse: Sendable {
 public struct AppliedRequest: Sendable {
     public var requestID: UInt64
     public var result: Result<ApplyResponse, ReplicaError>
+
+    public init(requestID: UInt64, result: Result<ApplyResponse, ReplicaError>) {
+        self.requestID = requestID
+        self.result = result
+    }
 }
 
 /// One member's state machine: committed Raft entries applied in index order to the MVCC store.

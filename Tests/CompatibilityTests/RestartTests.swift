@@ -1,4 +1,5 @@
 import EtcdTestSupport
+import Foundation
 import Testing
 
 /// swift-etcd keeps every key, revision and version across a graceful restart, and every
@@ -111,6 +112,45 @@ struct RestartTests {
             try Self.mustSucceed(put, server: server)
             let next = try JSONValue(parsing: put.standardOutput)["header"]?["revision"]?.integerValue
             #expect(next == revision + 1, "the first put after the restart got revision \(next.map(String.init) ?? "none")")
+        }
+    }
+
+    @Test("after snapshots (--snapshot-count) and SIGKILL, the newest snapshot and the WAL tail recover every write")
+    func restartAfterSnapshots() async throws {
+        let options = EtcdOptions(extraArguments: ["--snapshot-count=40", "--max-snapshots=2"])
+        try await withEtcd(.candidate, options: options) { server in
+            let etcdctl = server.etcdctl
+            for index in 0..<150 {
+                try await Self.mustSucceed(etcdctl.run("put", "snap\(index % 60)", "value-\(index)"), server: server)
+            }
+            try await Self.mustSucceed(etcdctl.run("del", "snap1", "--prefix"), server: server)
+            let before = try await Self.observe(etcdctl, historicalRevisions: [30, 100, 150])
+
+            let snapshots = server.directory.appending("data").appending(path: "member/snap")
+            let files = try FileManager.default.contentsOfDirectory(atPath: snapshots.path).filter { $0.hasSuffix(".snap") }
+            // Three snapshots were due (at about 40, 80 and 120 entries); --max-snapshots keeps two.
+            if server.flavor == .swiftEtcd {
+                #expect(files.count == 2, "snapshot files: \(files.sorted())")
+            } else {
+                #expect(!files.isEmpty, "snapshot files: \(files.sorted())")
+            }
+
+            await server.kill()
+            try await server.start()
+            for phase in ["after SIGKILL", "after a graceful restart"] {
+                let after = try await Self.observe(etcdctl, historicalRevisions: [30, 100, 150])
+                for (read, value) in before.sorted(by: { $0.key < $1.key }) {
+                    let differences = EtcdJSON.differences(
+                        reference: value, candidate: after[read] ?? .null,
+                        referenceName: "before", candidateName: phase
+                    )
+                    #expect(differences.isEmpty, "etcdctl \(read) changed \(phase):\n\(differences.joined(separator: "\n"))")
+                }
+                if phase == "after SIGKILL" {
+                    await server.stop()
+                    try await server.start()
+                }
+            }
         }
     }
 }

@@ -73,4 +73,35 @@ struct ConfigurationTests {
         #expect(configuration.effectiveDataDirectory == "infra1.etcd")
         #expect(configuration.effectiveInitialCluster == "infra1=http://localhost:2380")
     }
+
+    @Test("Raft timing flags are checked as etcd checks them")
+    func raftTimingValidation() throws {
+        var configuration = ServerConfiguration()
+        try configuration.validate()
+        #expect(configuration.requestTimeout == .seconds(7), "etcd's 5 s plus two election timeouts")
+        configuration.electionTimeoutMilliseconds = 400
+        let tooShort = try #require(throws: ConfigurationError.self) { try configuration.validate() }
+        #expect(tooShort.description.contains("should be at least as 5 times as --heartbeat-interval[100ms]"))
+        configuration.electionTimeoutMilliseconds = 60_000
+        #expect(throws: ConfigurationError.self) { try configuration.validate() }
+        configuration.electionTimeoutMilliseconds = 1_000
+        configuration.snapshotCount = 0
+        #expect(throws: ConfigurationError.self) { try configuration.validate() }
+    }
+
+    @Test("a bare boolean flag means true, as Go's flag package reads it; values and other flags pass")
+    func bareBooleans() {
+        let expanded = EnvironmentFlags.expandBareBooleans(
+            ["--pre-vote", "-unsafe-no-fsync", "--pre-vote=false", "--name", "x"],
+            flags: ["pre-vote", "unsafe-no-fsync"]
+        )
+        #expect(expanded == ["--pre-vote=true", "--unsafe-no-fsync=true", "--pre-vote=false", "--name", "x"])
+    }
+
+    @Test("the WAL and snapshots live under <data-dir>/member")
+    func memberDirectory() {
+        var configuration = ServerConfiguration()
+        configuration.dataDirectory = "/var/lib/etcd/"
+        #expect(configuration.memberDirectory == "/var/lib/etcd/member")
+    }
 }

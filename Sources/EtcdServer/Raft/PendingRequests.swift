@@ -48,6 +48,7 @@ final class PendingRequests: Sendable {
     }
 
     var waitingWrites: Int { state.withLock { $0.writes.count } }
+    var waitingReads: Int { state.withLock { $0.reads.count } }
 
     /// Answers the writers of applied requests. Results for requests nobody waits for (proposed
     /// before a restart, or already timed out) are dropped.
