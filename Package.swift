@@ -17,6 +17,7 @@ let swiftProtobuf = Target.Dependency.product(name: "SwiftProtobuf", package: "s
 let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
 let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
 let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
+let nioConcurrencyHelpers = Target.Dependency.product(name: "NIOConcurrencyHelpers", package: "swift-nio")
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 let nioHTTP2 = Target.Dependency.product(name: "NIOHTTP2", package: "swift-nio-http2")
 let crypto = Target.Dependency.product(name: "Crypto", package: "swift-crypto")
@@ -80,7 +81,7 @@ let package = Package(
             dependencies: [
                 "EtcdCommon", "EtcdAPI", "EtcdReplica", "EtcdMVCC", "EtcdBackend", "EtcdRaft", "EtcdTransport",
                 grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, logging, nioCore, nioPosix, nioHTTP2, crypto,
-                dequeModule, serviceLifecycle,
+                dequeModule, serviceLifecycle, nioConcurrencyHelpers,
             ],
             swiftSettings: strictSettings
         ),

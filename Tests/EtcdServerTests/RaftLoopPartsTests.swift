@@ -69,16 +69,16 @@ struct RaftLoopPartsTests {
         try mailbox.submitRead(9)
         mailbox.tick()
         mailbox.tick()
-        let first = try #require(await mailbox.next(maxProposals: 2))
+        let first = try #require(mailbox.nextBlocking(maxProposals: 2))
         #expect(first.proposals.map(\.id) == [1, 2])
         #expect(first.reads == [9])
         #expect(first.tick)
         mailbox.close()
         #expect(throws: EtcdError.stopped) { try mailbox.submit(QueuedProposal(id: 4, data: [])) }
-        let second = try #require(await mailbox.next(maxProposals: 2))
+        let second = try #require(mailbox.nextBlocking(maxProposals: 2))
         #expect(second.proposals.map(\.id) == [3])
         #expect(!second.tick)
-        #expect(await mailbox.next(maxProposals: 2) == nil)
+        #expect(mailbox.nextBlocking(maxProposals: 2) == nil)
     }
 
     private func waitUntil(_ condition: () -> Bool) async throws {

@@ -72,11 +72,15 @@ final class RaftLoop: Sendable {
     /// the WAL. Throws if the member had to stop (its WAL or backend failed).
     func run() async throws {
         let maxProposals = configuration.maxProposalsPerCycle
+        let mailbox = self.mailbox
         do {
-            while let work = await mailbox.next(maxProposals: maxProposals) {
-                try await onLoopThread { core in try core.process(work) }
+            // The loop owns its thread for its whole life, blocking on the mailbox between cycles.
+            try await onLoopThread { core in
+                while let work = mailbox.nextBlocking(maxProposals: maxProposals) {
+                    try core.process(work)
+                }
+                try core.stop()
             }
-            try await onLoopThread { core in try core.stop() }
         } catch {
             logger.critical("member stopped: \(error)")
             mailbox.close()

@@ -1,5 +1,6 @@
 import DequeModule
 import EtcdCommon
+import NIOConcurrencyHelpers
 import Synchronization
 
 /// A write waiting to be proposed: its request ID and the encoded log entry.
@@ -17,8 +18,11 @@ struct MailboxWork: Sendable {
 }
 
 /// The hand-off between request handlers and the ticker (many tasks) and the Raft loop (one
-/// task). Everything that piles up while the loop is busy (an fsync, an apply) is taken at once,
+/// thread). Everything that piles up while the loop is busy (an fsync, an apply) is taken at once,
 /// which is what batches many writes into one WAL sync and many reads into one ReadIndex round.
+///
+/// The loop waits on a condition variable rather than as an async task: a waiting task would cost
+/// two more thread switches per Ready cycle (wake the task, then hop to the loop's thread).
 ///
 /// Bounded by the callers: `PendingRequests` refuses a request before it is queued once too many
 /// are waiting. Ticks do not pile up: like Go's time.Ticker that etcd uses, a tick that finds
@@ -28,13 +32,14 @@ final class RaftMailbox: Sendable {
         var proposals: Deque<QueuedProposal> = []
         var reads: [UInt64] = []
         var tick = false
-        var waitingConsumer: CheckedContinuation<Void, Never>?
         var closed = false
 
         var isEmpty: Bool { proposals.isEmpty && reads.isEmpty && !tick }
     }
 
     private let state = Mutex(State())
+    /// True when something may have been delivered since the loop last looked.
+    private let signal = ConditionLock(value: false)
 
     func submit(_ proposal: QueuedProposal) throws(EtcdError) {
         try deliver { (state) throws(EtcdError) in state.proposals.append(proposal) }
@@ -49,18 +54,21 @@ final class RaftMailbox: Sendable {
     }
 
     private func deliver(_ body: (inout State) throws(EtcdError) -> Void) throws(EtcdError) {
-        let consumer: CheckedContinuation<Void, Never>? = try state.withLock { (state) throws(EtcdError) in
+        try state.withLock { (state) throws(EtcdError) in
             if state.closed { throw .stopped }
             try body(&state)
-            defer { state.waitingConsumer = nil }
-            return state.waitingConsumer
         }
-        consumer?.resume()
+        wake()
     }
 
-    /// Waits for work and takes all of it (proposals up to `maxProposals`); nil once closed and
-    /// drained.
-    func next(maxProposals: Int) async -> MailboxWork? {
+    private func wake() {
+        signal.lock()
+        signal.unlock(withValue: true)
+    }
+
+    /// Blocks the calling thread until there is work, and takes all of it (proposals up to
+    /// `maxProposals`); nil once closed and drained. For the loop's own thread only.
+    func nextBlocking(maxProposals: Int) -> MailboxWork? {
         while true {
             enum Step { case work(MailboxWork), finished, wait }
             let step: Step = state.withLock { state in
@@ -79,15 +87,10 @@ final class RaftMailbox: Sendable {
             case .work(let work): return work
             case .finished: return nil
             case .wait:
-                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                    let resumeNow = state.withLock { state in
-                        if !state.isEmpty || state.closed { return true }
-                        precondition(state.waitingConsumer == nil, "raft mailbox has two consumers")
-                        state.waitingConsumer = continuation
-                        return false
-                    }
-                    if resumeNow { continuation.resume() }
-                }
+                // A delivery after the check above set the signal (or will), so this cannot
+                // sleep through it; a stale signal only costs one more look.
+                signal.lock(whenValue: true)
+                signal.unlock(withValue: false)
             }
         }
     }
@@ -96,11 +99,7 @@ final class RaftMailbox: Sendable {
 
     /// Refuses new work; what is queued is still handed out.
     func close() {
-        let consumer = state.withLock { state in
-            state.closed = true
-            defer { state.waitingConsumer = nil }
-            return state.waitingConsumer
-        }
-        consumer?.resume()
+        state.withLock { $0.closed = true }
+        wake()
     }
 }
