@@ -6,8 +6,8 @@ import Testing
 @Suite("Endpoint compatibility with real etcd")
 struct EndpointCompatibilityTests {
     /// The parts of `endpoint status -w json` that two servers must agree on: its shape, the
-    /// header revision, a non-empty database, and the presence (not the values) of the raft
-    /// fields. Versions, sizes, IDs and indexes legitimately differ.
+    /// header revision, a non-empty database, the raft term, and the presence (not the values) of
+    /// the other raft fields. Versions, sizes, IDs and indexes legitimately differ.
     static func comparableStatus(_ output: String, previous: JSONValue?) -> Observation {
         guard let parsed = try? JSONValue(parsing: output), let status = parsed[0]?["Status"] else {
             return .text("unparsable: \(output)")
@@ -33,6 +33,8 @@ struct EndpointCompatibilityTests {
                 "dbSize > 0": .bool((status["dbSize"]?.integerValue ?? 0) > 0),
                 "raftIndex present": present("raftIndex"),
                 "raftTerm present": present("raftTerm"),
+                // Both run Raft: a fresh single member elects itself once, in term 2.
+                "raftTerm": status["raftTerm"] ?? .null,
                 "leader present": present("leader"),
                 "leader is the answering member": .bool(
                     status["leader"] != nil && status["leader"] == status["header"]?["member_id"]
