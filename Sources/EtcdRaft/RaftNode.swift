@@ -184,4 +184,7 @@ public struct RaftNode {
 
     /// Role and known leader now.
     public var softState: SoftState { raft.softState }
+
+    /// Whether this node is the group's only voter (it then answers ReadIndex without messages).
+    public var isSoleVoter: Bool { raft.tracker.isSingleton && raft.tracker.voters.first == raft.id }
 }

@@ -153,6 +153,29 @@ public final class RaftMember {
         try node.readIndex(context: context)
     }
 
+    /// A read index without a Ready cycle through the owner's loop, when Raft can answer from
+    /// memory: this member is the only voter, leads, and has nothing else pending, so the Ready
+    /// that the request makes holds only its read state (nothing to persist, send or apply).
+    /// Nil when that is not the case; if Raft accepted the request but could not answer yet (no
+    /// commit in this term so far), its read state comes out of a later cycle and can be ignored.
+    public func immediateReadIndex(context: [UInt8]) -> UInt64? {
+        guard isLeader, node.isSoleVoter, !node.hasReady() else { return nil }
+        do {
+            try node.readIndex(context: context)
+        } catch {
+            return nil
+        }
+        guard node.hasReady() else { return nil }
+        let ready = node.ready()
+        precondition(
+            ready.entries.isEmpty && ready.committedEntries.isEmpty && ready.messages.isEmpty && ready.snapshot == nil
+                && ready.hardState == nil && ready.softState == nil,
+            "raft member: a lone leader's ReadIndex produced more than a read state"
+        )
+        node.advance(ready)
+        return ready.readStates.first { $0.requestContext == context }?.index
+    }
+
     // MARK: The Ready cycle
 
     /// Runs one Ready cycle if Raft has work: persists entries and hard state to the WAL (synced
@@ -162,6 +185,13 @@ public final class RaftMember {
     public func runCycle(apply: ([Entry]) throws(ReplicaError) -> Void) throws(MemberError) -> Cycle? {
         guard node.hasReady() else { return nil }
         let ready = node.ready()
+        if let snapshot = ready.snapshot {
+            // Only a leader sends snapshots, and a lone member has none; restoring the state
+            // machine from one arrives with peers (the cluster issue). Refuse rather than let the
+            // store silently diverge from the log.
+            throw .inconsistent(
+                "received a Raft snapshot at index \(snapshot.metadata.index), which this member cannot restore its store from")
+        }
         do {
             try log.persist(ready)
         } catch {

@@ -83,8 +83,7 @@ public final class EtcdServer: Service, Sendable {
         )
         let header = ResponseHeaderSource(clusterID: persisted.cluster, memberID: persisted.member, status: status)
         let proposer = RequestProposer(
-            mailbox: mailbox,
-            pending: pending,
+            loop: loop,
             maxRequestBytes: configuration.maxRequestBytes,
             requestTimeout: configuration.requestTimeout,
             memberID: persisted.member

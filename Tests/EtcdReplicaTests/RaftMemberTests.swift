@@ -132,6 +132,23 @@ struct RaftMemberTests {
         }
     }
 
+    @Test("a lone leader answers ReadIndex from memory when idle, and not while a proposal is pending")
+    func immediateReadIndex() throws {
+        try withTemporaryDirectory { directory in
+            let node = try TestMember(directory: directory, snapshotCount: 100)
+            try node.put("a", "1")
+            let index = try #require(node.member.immediateReadIndex(context: [1]))
+            #expect(index == node.member.committedIndex)
+            #expect(index == node.replica.appliedIndex)
+            // With a proposal not yet through a Ready cycle, the owner's loop must answer instead.
+            try node.member.propose([[]])
+            #expect(node.member.immediateReadIndex(context: [2]) == nil)
+            try node.runCycles()
+            #expect(node.member.immediateReadIndex(context: [3]) == node.replica.appliedIndex)
+            try node.crash()
+        }
+    }
+
     @Test("a WAL that is missing while the backend has data is refused, naming the WAL directory")
     func missingWAL() throws {
         try withTemporaryDirectory { directory in

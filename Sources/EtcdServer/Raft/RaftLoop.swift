@@ -60,12 +60,21 @@ final class RaftLoop: Sendable {
     /// Brings the member up to date before it serves anyone: applies what the WAL holds beyond the
     /// backend, and (alone in its cluster) elects itself and applies the new term's empty entry.
     func start() async throws {
-        try await onLoopThread { core in try core.start() }
+        try await onLoopThread { try self.core.withLock { (core) throws(MemberError) in try core.start() } }
     }
 
     /// Closes the WAL of a member that will not run (startup failed elsewhere).
     func abandon() async {
-        try? await onLoopThread { core in try core.member.close() }
+        try? await onLoopThread { try self.core.withLock { (core) throws(MemberError) in try core.member.close() } }
+    }
+
+    /// Serves a linearizable read point on the caller's thread when the loop is idle and this
+    /// member is the only voter: Raft then answers ReadIndex at once, from memory, and the read
+    /// need not cross to the loop's thread and back. Returns false when it could not (the loop is
+    /// busy, or the answer needs other members); the caller then queues the read as usual.
+    func readIndexIfIdle() -> Bool {
+        let served = core.withLockIfAvailable { core in core.readIndexInline() }
+        return served ?? false
     }
 
     /// Runs until the mailbox is closed and drained; then commits the backend durably and closes
@@ -75,11 +84,11 @@ final class RaftLoop: Sendable {
         let mailbox = self.mailbox
         do {
             // The loop owns its thread for its whole life, blocking on the mailbox between cycles.
-            try await onLoopThread { core in
+            try await onLoopThread {
                 while let work = mailbox.nextBlocking(maxProposals: maxProposals) {
-                    try core.process(work)
+                    try self.core.withLock { (core) throws(MemberError) in try core.process(work) }
                 }
-                try core.stop()
+                try self.core.withLock { (core) throws(MemberError) in try core.stop() }
             }
         } catch {
             logger.critical("member stopped: \(error)")
@@ -93,14 +102,14 @@ final class RaftLoop: Sendable {
 
     /// Runs `body` on the loop's thread. Deliberately deaf to task cancellation (unlike
     /// `runIfActive`): cancelling the server must still let the loop drain, commit and close.
-    private func onLoopThread(_ body: @escaping @Sendable (LoopCore) throws -> Void) async throws {
+    private func onLoopThread(_ body: @escaping @Sendable () throws -> Void) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             thread.submit { state in
                 guard state == .active else {
                     continuation.resume(throwing: MemberError.backend("the Raft loop's thread has stopped"))
                     return
                 }
-                continuation.resume(with: Result { try self.core.withLock { core in try body(core) } })
+                continuation.resume(with: Result { try body() })
             }
         }
     }
@@ -134,6 +143,7 @@ final class LoopCore {
     private var readsAwaitingApply: [(index: UInt64, ids: [UInt64])] = []
     private var nextReadContext: UInt64 = 0
     private var lastBackendCommit = ContinuousClock.now
+    private var stopped = false
 
     init(
         member: RaftMember, replica: ReplicaHandle, pending: PendingRequests, status: MemberStatusBoard,
@@ -189,8 +199,17 @@ final class LoopCore {
 
     /// Commits the backend durably and closes the WAL (graceful shutdown).
     func stop() throws(MemberError) {
+        stopped = true
         try commitBackend(durably: !configuration.unsafeNoFsync)
         try member.close()
+    }
+
+    /// See `RaftLoop.readIndexIfIdle`.
+    func readIndexInline() -> Bool {
+        guard !stopped else { return false }
+        nextReadContext += 1
+        guard let index = member.immediateReadIndex(context: Self.bytes(of: nextReadContext)) else { return false }
+        return index <= appliedIndex
     }
 
     private func requestReadIndex(for reads: [UInt64]) {

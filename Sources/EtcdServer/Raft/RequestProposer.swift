@@ -15,10 +15,12 @@ final class RequestProposer: Sendable {
     private let requestTimeout: Duration
     private let nextRequestID: Atomic<UInt64>
     private let nextReadID = Atomic<UInt64>(0)
+    private let loop: RaftLoop
 
-    init(mailbox: RaftMailbox, pending: PendingRequests, maxRequestBytes: Int, requestTimeout: Duration, memberID: MemberID) {
-        self.mailbox = mailbox
-        self.pending = pending
+    init(loop: RaftLoop, maxRequestBytes: Int, requestTimeout: Duration, memberID: MemberID) {
+        self.loop = loop
+        self.mailbox = loop.mailbox
+        self.pending = loop.pending
         self.maxRequestBytes = maxRequestBytes
         self.requestTimeout = requestTimeout
         nextRequestID = Atomic(Self.firstRequestID(memberID: memberID, now: Date()))
@@ -58,6 +60,7 @@ final class RequestProposer: Sendable {
     /// Returns once this member has applied everything committed before the call (etcd's
     /// linearizable read barrier, through Raft's ReadIndex).
     func waitForLinearizableRead() async throws {
+        if loop.readIndexIfIdle() { return }
         let id = nextReadID.add(1, ordering: .relaxed).newValue
         let deadline = ContinuousClock.now.advanced(by: requestTimeout)
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
