@@ -128,7 +128,8 @@ final class RaftLoop: Sendable {
     }
 }
 
-/// The loop's state, touched only by the loop (on its thread, under the loop's lock).
+/// The loop's state, behind the loop's lock: used by the loop's thread, and by a request handler
+/// only for `readIndexInline` when the loop is idle (the lock is free).
 final class LoopCore {
     let member: RaftMember
     let replica: ReplicaHandle
