@@ -45,7 +45,7 @@ struct Connections: Sendable {
         if options.eventLoopExecutor {
             let group = MultiThreadedEventLoopGroup.singleton.next()
             loopGroup = group
-            executor = EventLoopTaskExecutor(eventLoop: group)
+            executor = EventLoopTaskExecutor(group: group)
         } else {
             loopGroup = MultiThreadedEventLoopGroup.singleton
             executor = nil

@@ -146,14 +146,13 @@ public struct WatchGroups<ID: Hashable> {
     /// was given: etcd's victims). Its history is then read from the store at its own pace.
     public mutating func demote(_ id: ID, nextRevision: Int64) {
         guard var watch = watches[id] else { return }
-        precondition(nextRevision <= currentRevision + 1, "demote: next revision \(nextRevision) is in the future")
-        if unsynced.insert(id).inserted { syncedIndex.remove(id, for: watch.range) }
         watch.nextRevision = nextRevision
         watches[id] = watch
         if nextRevision > currentRevision {
-            // Nothing to catch up after all.
-            unsynced.remove(id)
-            syncedIndex.insert(id, for: watch.range)
+            // Nothing to catch up (a watcher waiting for a future revision stays where it is).
+            if unsynced.remove(id) != nil { syncedIndex.insert(id, for: watch.range) }
+        } else if unsynced.insert(id).inserted {
+            syncedIndex.remove(id, for: watch.range)
         }
     }
 

@@ -85,7 +85,7 @@ struct WatcherIndexTests {
                 #expect(inserted == valid, "seed \(seed) step \(step): insert of \(range)")
                 if inserted { model[step] = range }
             } else {
-                let victim = model.keys.randomElement(using: &random)!
+                let victim = model.keys.sorted().randomElement(using: &random)!
                 let removed = index.remove(victim, for: model[victim]!)
                 #expect(removed, "seed \(seed) step \(step)")
                 model[victim] = nil
