@@ -11,20 +11,19 @@ import threading
 import time
 
 
-def varint(value):
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+def load_wire_helpers():
+    """The hand encoders of scripts/kv-load.py (varint, length-delimited field), shared."""
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kv-load.py")
+    spec = importlib.util.spec_from_file_location("kv_load", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.bytes_field
 
 
-def field(number, payload):
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
+field = load_wire_helpers()
 
 
 def txn_of_puts(first, count, value):
