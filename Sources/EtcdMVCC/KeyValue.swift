@@ -80,6 +80,17 @@ public struct MVCCEvent: Hashable, Sendable {
     }
 }
 
+/// Everything one write transaction changed: the events of one revision, in sub-revision order.
+public struct RevisionChanges: Hashable, Sendable {
+    public var revision: Int64
+    public var events: [MVCCEvent]
+
+    public init(revision: Int64, events: [MVCCEvent]) {
+        self.revision = revision
+        self.events = events
+    }
+}
+
 /// The answer of ``MVCCStore/hashKV(revision:)`` (etcd's HashKV response fields).
 public struct KVHash: Hashable, Sendable {
     /// CRC-32C of the hashed rows.

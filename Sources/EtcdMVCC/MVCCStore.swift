@@ -35,6 +35,12 @@ public final class MVCCStore {
 
     private(set) var inBatch = false
     var writeOpen = false
+
+    /// Whether finished write transactions are kept for ``takeChanges()`` (the server's watch
+    /// feed). Off by default, so a store nobody drains does not grow.
+    public var recordsChanges = false
+    /// Revisions written since the last ``takeChanges()``, oldest first.
+    private var recordedChanges: [RevisionChanges] = []
     /// A backend failure inside the current batch: the batch can only be rolled back now.
     private var batchFailure: BackendError?
 
@@ -161,6 +167,17 @@ public final class MVCCStore {
         }
     }
 
+    /// The changes of every revision written since the last call, oldest first, each revision's
+    /// events in sub-revision order (only while ``recordsChanges`` is on).
+    public func takeChanges() -> [RevisionChanges] {
+        defer { recordedChanges.removeAll(keepingCapacity: true) }
+        return recordedChanges
+    }
+
+    func record(_ changes: RevisionChanges) {
+        if recordsChanges { recordedChanges.append(changes) }
+    }
+
     // MARK: Batches
 
     /// Opens the backend transaction that the following writes join.
@@ -260,6 +277,8 @@ public final class MVCCStore {
 
     private func rollbackAndRebuild() {
         backend.rollback()
+        // Revisions rolled back were never committed; whoever watches must not learn of them.
+        recordedChanges.removeAll()
         do {
             try rebuild()
         } catch {

@@ -115,19 +115,34 @@ public struct WatchGroups<ID: Hashable> {
 
     /// The earliest revision an unsynced watcher needs, or nil when all are synced: where the
     /// owner's next history read starts.
-    public var catchUpStart: Int64? {
-        unsynced.lazy.compactMap { self.watches[$0]?.nextRevision }.min()
+    public var catchUpStart: Int64? { catchUpStart(where: { _ in true }) }
+
+    /// The earliest revision needed by an unsynced watcher that `isReady` accepts (e.g. whose
+    /// consumer has room), or nil when there is none.
+    public func catchUpStart(where isReady: (ID) -> Bool) -> Int64? {
+        var earliest: Int64?
+        for id in unsynced where isReady(id) {
+            guard let next = watches[id]?.nextRevision else { continue }
+            if earliest.map({ next < $0 }) ?? true { earliest = next }
+        }
+        return earliest
     }
 
     /// Hands history to unsynced watchers: `events` must be every event with a revision from
-    /// ``catchUpStart`` through `through` (whole revisions, `through` at most the current
-    /// revision). Each unsynced watcher gets those at or after its next revision that match;
-    /// a watcher whose history now reaches the current revision joins the synced group.
-    public mutating func catchUp(events: [MVCCEvent], through: Int64) -> [Delivery] {
+    /// `from` through `through` (whole revisions, `through` at most the current revision;
+    /// `from` defaults to ``catchUpStart``). Each unsynced watcher that `isReady` accepts and
+    /// whose next revision lies in that span gets the events at or after its next revision that
+    /// match; a watcher whose history now reaches the current revision joins the synced group.
+    /// Watchers needing revisions before `from` (added or demoted while the owner read) wait for
+    /// a later round, so none is ever handed history with a hole in it.
+    public mutating func catchUp(
+        events: [MVCCEvent], from: Int64? = nil, through: Int64, where isReady: (ID) -> Bool = { _ in true }
+    ) -> [Delivery] {
         precondition(through <= currentRevision, "catchUp: through \(through) is past the current revision \(currentRevision)")
+        let from = from ?? catchUpStart ?? through + 1
         var deliveries: [Delivery] = []
-        for id in unsynced {
-            guard var watch = watches[id] else { continue }
+        for id in unsynced where isReady(id) {
+            guard var watch = watches[id], watch.nextRevision >= from else { continue }
             if watch.nextRevision <= through {
                 let wanted = events.filter { $0.kv.modRevision <= through && watch.wants($0) }
                 if !wanted.isEmpty { deliveries.append(Delivery(watcher: id, events: wanted)) }

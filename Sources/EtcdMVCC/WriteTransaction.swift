@@ -83,6 +83,7 @@ public final class WriteTransaction {
         store.writeOpen = false
         if !changes.isEmpty {
             store.currentRevision += 1
+            store.record(RevisionChanges(revision: store.currentRevision, events: changes))
         }
     }
 }

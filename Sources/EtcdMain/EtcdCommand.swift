@@ -79,6 +79,11 @@ struct EtcdCommand: AsyncParsableCommand {
     @Option(name: .etcd("backend-batch-limit"), help: "BackendBatchLimit is the maximum operations before commit the backend transaction.")
     var backendBatchLimit: Int = 10_000
 
+    @Option(
+        name: .etcd("experimental-watch-progress-notify-interval"),
+        help: "Duration of periodic watch progress notifications.")
+    var experimentalWatchProgressNotifyInterval: String = "10m0s"
+
     @Option(name: .etcd("log-level"), help: "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
     var logLevel: String = "info"
 
@@ -142,6 +147,12 @@ struct EtcdCommand: AsyncParsableCommand {
         configuration.unsafeNoFsync = try Self.parseBool(unsafeNoFsync, flag: "unsafe-no-fsync")
         configuration.backendBatchIntervalMilliseconds = backendBatchInterval
         configuration.backendBatchLimit = backendBatchLimit
+        let progressInterval = try Self.parseDuration(
+            experimentalWatchProgressNotifyInterval, flag: "experimental-watch-progress-notify-interval")
+        // As etcd: zero or less keeps the default; anything below 100 ms is raised to it.
+        if progressInterval > .zero {
+            configuration.watchProgressNotifyInterval = max(progressInterval, .milliseconds(100))
+        }
         try configuration.validate()
         return configuration
     }
@@ -153,6 +164,35 @@ struct EtcdCommand: AsyncParsableCommand {
         case "0", "f", "F", "FALSE", "false", "False": return false
         default: throw ValidationError("invalid boolean value \"\(text)\" for -\(flag): parse error")
         }
+    }
+
+    /// Go's `time.ParseDuration`, which etcd's duration flags use: an optional sign, then one or
+    /// more decimal numbers each with a unit (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`), or a bare `0`.
+    static func parseDuration(_ text: String, flag: String) throws -> Duration {
+        let failure = ValidationError("invalid value \"\(text)\" for flag -\(flag): parse error")
+        var rest = Substring(text)
+        var negative = false
+        if let sign = rest.first, sign == "-" || sign == "+" {
+            negative = sign == "-"
+            rest = rest.dropFirst()
+        }
+        if rest == "0" { return .zero }
+        guard !rest.isEmpty else { throw failure }
+        let units: [(String, Double)] = [
+            ("ns", 1), ("us", 1e3), ("µs", 1e3), ("μs", 1e3), ("ms", 1e6), ("s", 1e9), ("m", 60e9), ("h", 3_600e9),
+        ]
+        var nanoseconds = 0.0
+        while !rest.isEmpty {
+            let number = rest.prefix { $0.isASCII && ($0.isNumber || $0 == ".") }
+            guard !number.isEmpty, number != ".", let value = Double(number) else { throw failure }
+            rest = rest.dropFirst(number.count)
+            let unitText = rest.prefix { !($0.isASCII && ($0.isNumber || $0 == ".")) }
+            guard let unit = units.first(where: { $0.0 == unitText }) else { throw failure }
+            rest = rest.dropFirst(unitText.count)
+            nanoseconds += value * unit.1
+        }
+        guard nanoseconds < 9.3e18 else { throw failure }
+        return .nanoseconds(Int64(negative ? -nanoseconds : nanoseconds))
     }
 
     static func parseLogLevel(_ text: String) throws -> Logger.Level {
@@ -204,7 +244,7 @@ struct EtcdCommand: AsyncParsableCommand {
         "initial-advertise-peer-urls", "initial-cluster", "initial-cluster-token", "initial-cluster-state",
         "max-txn-ops", "max-request-bytes", "log-level", "version", "snapshot-count", "max-wals", "max-snapshots",
         "wal-dir", "heartbeat-interval", "election-timeout", "pre-vote", "unsafe-no-fsync", "backend-batch-interval",
-        "backend-batch-limit",
+        "backend-batch-limit", "experimental-watch-progress-notify-interval",
     ]
 
     /// Boolean flags that, as in Go, may be given bare (`--pre-vote` means `--pre-vote=true`).

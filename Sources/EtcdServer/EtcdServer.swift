@@ -59,13 +59,17 @@ public final class EtcdServer: Service, Sendable {
             appliedIndex: appliedIndex,
             logger: logger
         )
+        // Every revision applied from now on (the WAL's replay included) reaches the watchers.
+        replica.store.recordsChanges = true
+        let startRevision = replica.store.currentRevision
         let handle = ReplicaHandle(replica)
+        let watchHub = WatchHub(currentRevision: startRevision, replica: handle)
         let mailbox = RaftMailbox()
         let pending = PendingRequests(capacity: configuration.maxPendingProposals)
         let status = MemberStatusBoard()
         let loop = RaftLoop(
             member: member, replica: handle, mailbox: mailbox, pending: pending, status: status,
-            configuration: loopConfiguration, logger: logger
+            configuration: loopConfiguration, logger: logger, publishChanges: { watchHub.publish($0) }
         )
         do {
             try await loop.start()
@@ -98,6 +102,11 @@ public final class EtcdServer: Service, Sendable {
             KVService(writer: proposer, replica: handle, header: header, maxTxnOperations: configuration.maxTxnOperations),
             MaintenanceService(replica: handle, header: header, statusBoard: status),
             ClusterService(header: header, member: memberInfo),
+            WatchService(
+                hub: watchHub, header: header,
+                fragmentLimit: configuration.maxRequestBytes + ServerConfiguration.grpcOverheadBytes,
+                progressNotifyInterval: configuration.watchProgressNotifyInterval
+            ),
         ]
         let servers = try configuration.listenClientURLs.map { url in
             GRPCServer(transport: try makeTransport(for: url), services: services)
@@ -105,10 +114,12 @@ public final class EtcdServer: Service, Sendable {
 
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await loop.run() }
+            group.addTask { await watchHub.runCatchUp() }
             group.addTask {
                 await loop.runTicker()
                 // The ticker ends when the mailbox closes: at shutdown, or because the member's
                 // WAL or backend failed, in which case it must stop serving too.
+                watchHub.closeAllStreams()
                 for server in servers { server.beginGracefulShutdown() }
             }
             // However the listeners end (drained, cancelled or failed), nothing more will be
@@ -130,6 +141,8 @@ public final class EtcdServer: Service, Sendable {
                         listeners.addTask { try await self.announce(servers) }
                     }
                 } onCancelOrGracefulShutdown: {
+                    // Watch streams never end by themselves; closing them lets the listeners drain.
+                    watchHub.closeAllStreams()
                     for server in servers { server.beginGracefulShutdown() }
                 }
             } catch where Task.isCancelled {
@@ -138,6 +151,7 @@ public final class EtcdServer: Service, Sendable {
                 logger.debug("listeners cancelled", metadata: ["error": "\(error)"])
             }
             mailbox.close()
+            watchHub.closeAllStreams()
             try await group.waitForAll()
         }
         logger.info("stopped serving client traffic", metadata: ["name": "\(configuration.name)"])

@@ -131,6 +131,7 @@ struct WatchGroupsTests {
         var received: [Int: [MVCCEvent]] = [:]
         var registrations: [Int: (range: KeyRange, start: Int64, skipsPuts: Bool, skipsDeletes: Bool)] = [:]
         var nextWatcher = 0
+        var pendingRead: (start: Int64, through: Int64, readyParity: Int)?
 
         func record(_ deliveries: [WatchGroups<Int>.Delivery]) {
             for delivery in deliveries {
@@ -168,10 +169,25 @@ struct WatchGroupsTests {
                 if let id = registrations.keys.sorted().randomElement(using: &random), let watch = groups.watch(id) {
                     groups.demote(id, nextRevision: watch.nextRevision)
                 }
-            default:  // a catch-up round over a random number of revisions
-                if let start = groups.catchUpStart {
-                    let through = min(history.current, start + Int64.random(in: 0...4, using: &random))
-                    record(groups.catchUp(events: history.events(from: start, through: through), through: through))
+            default:
+                // A catch-up round as the server runs it: decide where to read (for the watchers
+                // whose consumers have room, here a random half), read history without holding
+                // the groups, and hand it over later, after other writes, watchers and demotions
+                // may have come in between.
+                if let read = pendingRead {
+                    pendingRead = nil
+                    record(
+                        groups.catchUp(
+                            events: history.events(from: read.start, through: read.through), from: read.start,
+                            through: read.through, where: { $0 % 2 == read.readyParity }
+                        )
+                    )
+                } else {
+                    let parity = Int.random(in: 0...1, using: &random)
+                    if let start = groups.catchUpStart(where: { $0 % 2 == parity }) {
+                        let through = min(history.current, start + Int64.random(in: 0...4, using: &random))
+                        pendingRead = (start, through, parity)
+                    }
                 }
             }
         }

@@ -48,6 +48,9 @@ public struct ServerConfiguration: Sendable {
     public var backendBatchIntervalMilliseconds: Int = 100
     /// Most applied entries in one backend transaction (`--backend-batch-limit`).
     public var backendBatchLimit: Int = 10_000
+    /// How often watchers that asked for progress notifications get one when idle
+    /// (`--experimental-watch-progress-notify-interval`; etcd raises anything below 100 ms to it).
+    public var watchProgressNotifyInterval: Duration = .seconds(600)
 
     public init() {}
 

@@ -1,4 +1,5 @@
 import EtcdCommon
+import EtcdMVCC
 import EtcdRaft
 import EtcdReplica
 import Logging
@@ -35,9 +36,12 @@ final class RaftLoop: Sendable {
     private let logger: Logger
     private let thread = NIOThreadPool(numberOfThreads: 1)
 
+    /// `publishChanges` gets each applied batch's revisions before the writers are answered (the
+    /// watch hub), so nobody learns of a revision its watchers have not been handed.
     init(
         member: sending RaftMember, replica: ReplicaHandle, mailbox: RaftMailbox, pending: PendingRequests,
-        status: MemberStatusBoard, configuration: RaftLoopConfiguration, logger: Logger
+        status: MemberStatusBoard, configuration: RaftLoopConfiguration, logger: Logger,
+        publishChanges: @escaping @Sendable ([RevisionChanges]) -> Void = { _ in }
     ) {
         self.mailbox = mailbox
         self.pending = pending
@@ -47,7 +51,7 @@ final class RaftLoop: Sendable {
         core = Mutex(
             LoopCore(
                 member: member, replica: replica, pending: pending, status: status,
-                configuration: configuration, logger: logger
+                configuration: configuration, logger: logger, publishChanges: publishChanges
             )
         )
         thread.start()
@@ -137,6 +141,7 @@ final class LoopCore {
     let status: MemberStatusBoard
     let configuration: RaftLoopConfiguration
     let logger: Logger
+    let publishChanges: @Sendable ([RevisionChanges]) -> Void
     private var appliedIndex: UInt64
     /// Reads waiting for their ReadIndex answer, by request context.
     private var readsAwaitingIndex: [UInt64: [UInt64]] = [:]
@@ -148,8 +153,10 @@ final class LoopCore {
 
     init(
         member: RaftMember, replica: ReplicaHandle, pending: PendingRequests, status: MemberStatusBoard,
-        configuration: RaftLoopConfiguration, logger: Logger
+        configuration: RaftLoopConfiguration, logger: Logger,
+        publishChanges: @escaping @Sendable ([RevisionChanges]) -> Void
     ) {
+        self.publishChanges = publishChanges
         self.member = member
         self.replica = replica
         self.pending = pending
@@ -227,8 +234,12 @@ final class LoopCore {
     private func runCycles() throws(MemberError) {
         let replica = self.replica
         let pending = self.pending
+        let publishChanges = self.publishChanges
         while let cycle = try member.runCycle(apply: { (entries) throws(ReplicaError) in
-            let results = try replica.withReplica { (replica) throws(ReplicaError) in try replica.apply(entries) }
+            let (results, changes) = try replica.withReplica { (replica) throws(ReplicaError) in
+                (try replica.apply(entries), replica.store.takeChanges())
+            }
+            publishChanges(changes)
             pending.complete(results)
         }) {
             if let last = cycle.lastAppliedIndex { appliedIndex = last }

@@ -1,0 +1,148 @@
+import EtcdAPI
+import EtcdCommon
+import EtcdMVCC
+import EtcdReplica
+import Foundation
+import GRPCCore
+import SwiftProtobuf
+
+/// etcd's Watch service: one bidirectional stream carries any number of watchers. Requests
+/// (create, cancel, progress) are read in order; responses leave through the stream's outbox in
+/// the hub, in the order the hub queued them.
+///
+/// As in etcd, the stream stays open after the client stops sending (it may still be waiting for
+/// events), and ends when the client goes away or the server stops.
+struct WatchService: Etcdserverpb_Watch.SimpleServiceProtocol {
+    let hub: WatchHub
+    let header: ResponseHeaderSource
+    /// A response larger than this is split for watchers that asked for fragments (etcd: the
+    /// request size limit plus gRPC's overhead).
+    let fragmentLimit: Int
+    /// etcd's `--experimental-watch-progress-notify-interval`.
+    let progressNotifyInterval: Duration
+
+    func watch(
+        request: RPCAsyncSequence<Etcdserverpb_WatchRequest, any Error>,
+        response: RPCWriter<Etcdserverpb_WatchResponse>,
+        context: ServerContext
+    ) async throws {
+        let stream = hub.openStream()
+        defer { hub.closeStream(stream) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                while let messages = await hub.nextMessages(on: stream) {
+                    try await send(messages, to: response)
+                }
+                // The hub closed the stream: the server is stopping.
+                if !Task.isCancelled { throw RPCError(code: .unavailable, message: EtcdError.stopped.message) }
+            }
+            group.addTask {
+                while true {
+                    try await Task.sleep(for: Self.jittered(progressNotifyInterval))
+                    hub.progressTick(on: stream)
+                }
+            }
+            group.addTask {
+                for try await message in request {
+                    await hub.waitForRoom(on: stream)
+                    handle(message, on: stream)
+                }
+                // The client stopped sending; its watchers stay until it closes the stream.
+                while true { try await Task.sleep(for: .seconds(3_600)) }
+            }
+            // Whichever child ends first (the client went away, a write failed, the server is
+            // stopping) ends the stream.
+            defer { group.cancelAll() }
+            try await group.next()
+        }
+    }
+
+    private func handle(_ message: Etcdserverpb_WatchRequest, on stream: UInt64) {
+        switch message.requestUnion {
+        case .createRequest(let create): hub.create(on: stream, create)
+        case .cancelRequest(let cancel): hub.cancel(on: stream, watchID: cancel.watchID)
+        case .progressRequest: hub.requestProgress(on: stream)
+        case nil: break  // etcd ignores requests it does not know
+        }
+    }
+
+    private func send(_ messages: [OutgoingWatchMessage], to writer: RPCWriter<Etcdserverpb_WatchResponse>) async throws {
+        for message in messages {
+            switch message {
+            case .control(var response):
+                header.fill(&response.header)
+                try await writer.write(response)
+            case .events(let watchID, let headerRevision, let events, let prevKV, let fragment):
+                var response = Etcdserverpb_WatchResponse()
+                response.header.revision = headerRevision
+                header.fill(&response.header)
+                response.watchID = watchID
+                response.events = wireEvents(events, withPreviousValues: prevKV)
+                if fragment {
+                    for part in Self.fragments(of: response, limit: fragmentLimit) { try await writer.write(part) }
+                } else {
+                    try await writer.write(response)
+                }
+            }
+        }
+    }
+
+    private func wireEvents(_ events: [MVCCEvent], withPreviousValues: Bool) -> [Mvccpb_Event] {
+        let previous = withPreviousValues ? hub.previousValues(for: events) : []
+        return events.enumerated().map { index, event in
+            var wire = Mvccpb_Event()
+            wire.type = event.kind == .put ? .put : .delete
+            wire.kv = Mvccpb_KeyValue(event.kv)
+            if withPreviousValues, let kv = previous[index] { wire.prevKv = Mvccpb_KeyValue(kv) }
+            return wire
+        }
+    }
+
+    /// etcd's fragmenting: a response of at least `limit` bytes with two or more events is sent as
+    /// consecutive responses, each under `limit` where possible (at least one event each), all but
+    /// the last marked `fragment`.
+    static func fragments(of response: Etcdserverpb_WatchResponse, limit: Int) -> [Etcdserverpb_WatchResponse] {
+        var empty = response
+        empty.events = []
+        let baseSize = (try? empty.serializedBytes() as [UInt8])?.count ?? 0
+        let eventSizes = response.events.map { event -> Int in
+            let size = (try? event.serializedBytes() as [UInt8])?.count ?? 0
+            // Field 11, length-delimited: one tag byte, the length as a varint, the event.
+            return 1 + varintLength(size) + size
+        }
+        guard baseSize + eventSizes.reduce(0, +) >= limit, response.events.count >= 2 else { return [response] }
+        var parts: [Etcdserverpb_WatchResponse] = []
+        var current = empty
+        current.fragment = true
+        var currentSize = baseSize + 2  // the fragment flag
+        for (event, size) in zip(response.events, eventSizes) {
+            if !current.events.isEmpty, currentSize + size >= limit {
+                parts.append(current)
+                current.events = []
+                currentSize = baseSize + 2
+            }
+            current.events.append(event)
+            currentSize += size
+        }
+        current.fragment = false
+        parts.append(current)
+        return parts
+    }
+
+    private static func varintLength(_ value: Int) -> Int {
+        var length = 1
+        var rest = value >> 7
+        while rest > 0 {
+            length += 1
+            rest >>= 7
+        }
+        return length
+    }
+
+    /// etcd adds up to a tenth of the interval at random, so that streams do not tick together.
+    static func jittered(_ interval: Duration) -> Duration {
+        let nanoseconds = interval.components.seconds * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000
+        let jitter = nanoseconds >= 10 ? Int64.random(in: 0..<(nanoseconds / 10)) : 0
+        return .nanoseconds(nanoseconds + jitter)
+    }
+}
