@@ -50,6 +50,11 @@ struct WatchService: Etcdserverpb_Watch.SimpleServiceProtocol {
                 // The client stopped sending; its watchers stay until it closes the stream.
                 while true { try await Task.sleep(for: .seconds(3_600)) }
             }
+            group.addTask {
+                // gRPC reports a client that reset the stream or disconnected here, not by
+                // cancelling this task.
+                try await context.cancellation.cancelled
+            }
             // Whichever child ends first (the client went away, a write failed, the server is
             // stopping) ends the stream.
             defer { group.cancelAll() }
