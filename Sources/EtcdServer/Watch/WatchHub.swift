@@ -42,8 +42,9 @@ struct WatchLimits: Sendable {
     /// with more changes is read whole).
     var catchUpBatchEvents = 1_000
     /// Most bytes of keys and values in one catch-up round (again whole revisions). This also
-    /// bounds the responses catch-up sends: clients refuse messages over 4 MiB by default.
-    var catchUpBatchBytes = 1 << 20
+    /// bounds the responses catch-up sends, which etcd does not: gRPC clients other than Go's
+    /// refuse messages over 4 MiB by default.
+    var catchUpBatchBytes = 3 << 20
     /// How often catch-up looks again for watchers that could not be served (their stream was
     /// full), in addition to being woken whenever there is new work for it.
     var catchUpRetryInterval: Duration = .milliseconds(100)
