@@ -131,7 +131,8 @@ let package = Package(
         .testTarget(
             name: "EtcdServerTests",
             dependencies: [
-                "EtcdServer", "EtcdAPI", "EtcdCommon", "EtcdTestSupport", "EtcdTransport", grpcCore, grpcHTTP2,
+                "EtcdServer", "EtcdAPI", "EtcdCommon", "EtcdMVCC", "EtcdBackend", "EtcdReplica", "EtcdTestSupport",
+                "EtcdTransport", grpcCore, grpcHTTP2, swiftProtobuf,
                 nioCore, nioPosix,
                 .product(name: "NIOEmbedded", package: "swift-nio"), logging,
             ],

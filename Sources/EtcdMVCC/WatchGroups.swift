@@ -140,11 +140,22 @@ public struct WatchGroups<ID: Hashable> {
     ) -> [Delivery] {
         precondition(through <= currentRevision, "catchUp: through \(through) is past the current revision \(currentRevision)")
         let from = from ?? catchUpStart ?? through + 1
+        let history = events.filter { $0.kv.modRevision <= through }
+        // Single-key watchers (the common case) look their key up instead of scanning the batch,
+        // so a round costs about events + watchers, not their product.
+        var historyByKey: [[UInt8]: [MVCCEvent]] = [:]
+        for event in history { historyByKey[event.kv.key, default: []].append(event) }
         var deliveries: [Delivery] = []
         for id in unsynced where isReady(id) {
             guard var watch = watches[id], watch.nextRevision >= from else { continue }
             if watch.nextRevision <= through {
-                let wanted = events.filter { $0.kv.modRevision <= through && watch.wants($0) }
+                let candidates: [MVCCEvent]
+                if case .key(let key) = watch.range {
+                    candidates = historyByKey[key] ?? []
+                } else {
+                    candidates = history
+                }
+                let wanted = candidates.filter { watch.wants($0) }
                 if !wanted.isEmpty { deliveries.append(Delivery(watcher: id, events: wanted)) }
                 watch.nextRevision = through + 1
                 watches[id] = watch

@@ -166,33 +166,12 @@ struct EtcdCommand: AsyncParsableCommand {
         }
     }
 
-    /// Go's `time.ParseDuration`, which etcd's duration flags use: an optional sign, then one or
-    /// more decimal numbers each with a unit (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`), or a bare `0`.
+    /// etcd's duration flags take Go's duration syntax (`10m0s`, `100ms`).
     static func parseDuration(_ text: String, flag: String) throws -> Duration {
-        let failure = ValidationError("invalid value \"\(text)\" for flag -\(flag): parse error")
-        var rest = Substring(text)
-        var negative = false
-        if let sign = rest.first, sign == "-" || sign == "+" {
-            negative = sign == "-"
-            rest = rest.dropFirst()
+        guard let duration = GoDuration.parse(text) else {
+            throw ValidationError("invalid value \"\(text)\" for flag -\(flag): parse error")
         }
-        if rest == "0" { return .zero }
-        guard !rest.isEmpty else { throw failure }
-        let units: [(String, Double)] = [
-            ("ns", 1), ("us", 1e3), ("µs", 1e3), ("μs", 1e3), ("ms", 1e6), ("s", 1e9), ("m", 60e9), ("h", 3_600e9),
-        ]
-        var nanoseconds = 0.0
-        while !rest.isEmpty {
-            let number = rest.prefix { $0.isASCII && ($0.isNumber || $0 == ".") }
-            guard !number.isEmpty, number != ".", let value = Double(number) else { throw failure }
-            rest = rest.dropFirst(number.count)
-            let unitText = rest.prefix { !($0.isASCII && ($0.isNumber || $0 == ".")) }
-            guard let unit = units.first(where: { $0.0 == unitText }) else { throw failure }
-            rest = rest.dropFirst(unitText.count)
-            nanoseconds += value * unit.1
-        }
-        guard nanoseconds < 9.3e18 else { throw failure }
-        return .nanoseconds(Int64(negative ? -nanoseconds : nanoseconds))
+        return duration
     }
 
     static func parseLogLevel(_ text: String) throws -> Logger.Level {

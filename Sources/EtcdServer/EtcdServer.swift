@@ -26,6 +26,7 @@ public final class EtcdServer: Service, Sendable {
     private let logger: Logger
     private let boundAddresses = Mutex<[SocketAddressDescription]?>(nil)
     private let addressesReady = AsyncStream<Void>.makeStream()
+    private let runningWatchHub = Mutex<WatchHub?>(nil)
 
     public init(configuration: ServerConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -36,6 +37,11 @@ public final class EtcdServer: Service, Sendable {
     public func clientAddresses() async -> [SocketAddressDescription] {
         for await _ in addressesReady.stream { break }
         return boundAddresses.withLock { $0 } ?? []
+    }
+
+    /// Watchers and watch streams open right now (nil before the server runs).
+    public var watchCounts: (watchers: Int, unsynced: Int, streams: Int)? {
+        runningWatchHub.withLock { $0 }?.counts
     }
 
     public func run() async throws {
@@ -64,6 +70,7 @@ public final class EtcdServer: Service, Sendable {
         let startRevision = replica.store.currentRevision
         let handle = ReplicaHandle(replica)
         let watchHub = WatchHub(currentRevision: startRevision, replica: handle)
+        runningWatchHub.withLock { $0 = watchHub }
         let mailbox = RaftMailbox()
         let pending = PendingRequests(capacity: configuration.maxPendingProposals)
         let status = MemberStatusBoard()

@@ -5,6 +5,19 @@ import Testing
 
 @Suite("Configuration")
 struct ConfigurationTests {
+    @Test("Go durations parse as etcd's duration flags read them; anything else is refused")
+    func goDurations() {
+        #expect(GoDuration.parse("10m0s") == .seconds(600))
+        #expect(GoDuration.parse("100ms") == .milliseconds(100))
+        #expect(GoDuration.parse("1h2m3.5s") == .seconds(3_723) + .milliseconds(500))
+        #expect(GoDuration.parse("1.5us") == .nanoseconds(1_500))
+        #expect(GoDuration.parse("-2s") == .seconds(-2))
+        #expect(GoDuration.parse("0") == .zero)
+        for bad in ["", "10", "s", "1x", "1s2", ".s", "ten seconds", "1 s", "+"] {
+            #expect(GoDuration.parse(bad) == nil, "\(bad.debugDescription) was accepted")
+        }
+    }
+
     @Test("a member on etcd's defaults gets etcd's default member and cluster IDs")
     func defaultIdentity() throws {
         let identity = try MemberIdentity.resolve(ServerConfiguration())

@@ -4,6 +4,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
+import Testing
 
 /// Runs an in-process server on 127.0.0.1 with a port chosen by the system, and stops it (by
 /// cancelling its task) when `body` returns or throws.
@@ -11,6 +12,15 @@ func withServer<Result: Sendable>(
     dataDirectory: String? = nil,
     configure: (inout ServerConfiguration) -> Void = { _ in },
     _ body: @Sendable (_ port: Int) async throws -> Result
+) async throws -> Result {
+    try await withServerHandle(dataDirectory: dataDirectory, configure: configure) { _, port in try await body(port) }
+}
+
+/// ``withServer(dataDirectory:configure:_:)``, also handing `body` the server itself.
+func withServerHandle<Result: Sendable>(
+    dataDirectory: String? = nil,
+    configure: (inout ServerConfiguration) -> Void = { _ in },
+    _ body: @Sendable (_ server: EtcdServer, _ port: Int) async throws -> Result
 ) async throws -> Result {
     let directory = dataDirectory ?? FileManager.default.temporaryDirectory
         .appendingPathComponent("etcd-server-test-\(UUID().uuidString)").path
@@ -30,7 +40,7 @@ func withServer<Result: Sendable>(
             throw TestFailure("the server stopped before it listened")
         }
         do {
-            let result = try await body(port)
+            let result = try await body(server, port)
             group.cancelAll()
             try await group.waitForAll()
             return result
@@ -53,6 +63,19 @@ func withKVClient<Result: Sendable>(
     )
     return try await withGRPCClient(transport: transport) { client in
         try await body(Etcdserverpb_KV.Client(wrapping: client), client)
+    }
+}
+
+/// Polls `condition` every 10 ms; fails after `timeout`.
+func waitUntil(
+    timeout: Duration = .seconds(20), sourceLocation: SourceLocation = #_sourceLocation, _ condition: () -> Bool
+) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while !condition() {
+        guard ContinuousClock.now < deadline else {
+            throw TestFailure("condition not met within \(timeout) (\(sourceLocation))")
+        }
+        try await Task.sleep(for: .milliseconds(10))
     }
 }
 

@@ -363,7 +363,9 @@ final class WatchHub: Sendable {
                 }
             }
             for await _ in signals {
-                while catchUpRound() {}
+                // Each round blocks its thread on the backend for one batch; yielding between
+                // rounds keeps a long catch-up from holding a thread of the shared pool.
+                while catchUpRound() { await Task.yield() }
             }
             group.cancelAll()
         }

@@ -50,6 +50,11 @@ struct WatchService: Etcdserverpb_Watch.SimpleServiceProtocol {
                 // The client stopped sending; its watchers stay until it closes the stream.
                 while true { try await Task.sleep(for: .seconds(3_600)) }
             }
+            group.addTask {
+                // gRPC reports a client that reset the stream or disconnected here, not by
+                // cancelling this task.
+                try await context.cancellation.cancelled
+            }
             // Whichever child ends first (the client went away, a write failed, the server is
             // stopping) ends the stream.
             defer { group.cancelAll() }
@@ -66,12 +71,15 @@ struct WatchService: Etcdserverpb_Watch.SimpleServiceProtocol {
         }
     }
 
+    /// Writes one batch taken from the outbox as one write to the transport (one flush for all).
     private func send(_ messages: [OutgoingWatchMessage], to writer: RPCWriter<Etcdserverpb_WatchResponse>) async throws {
+        var responses: [Etcdserverpb_WatchResponse] = []
+        responses.reserveCapacity(messages.count)
         for message in messages {
             switch message {
             case .control(var response):
                 header.fill(&response.header)
-                try await writer.write(response)
+                responses.append(response)
             case .events(let watchID, let headerRevision, let events, let prevKV, let fragment):
                 var response = Etcdserverpb_WatchResponse()
                 response.header.revision = headerRevision
@@ -79,12 +87,13 @@ struct WatchService: Etcdserverpb_Watch.SimpleServiceProtocol {
                 response.watchID = watchID
                 response.events = wireEvents(events, withPreviousValues: prevKV)
                 if fragment {
-                    for part in Self.fragments(of: response, limit: fragmentLimit) { try await writer.write(part) }
+                    responses += Self.fragments(of: response, limit: fragmentLimit)
                 } else {
-                    try await writer.write(response)
+                    responses.append(response)
                 }
             }
         }
+        try await writer.write(contentsOf: responses)
     }
 
     private func wireEvents(_ events: [MVCCEvent], withPreviousValues: Bool) -> [Mvccpb_Event] {
