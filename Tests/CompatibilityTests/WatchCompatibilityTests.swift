@@ -47,6 +47,40 @@ struct WatchCompatibilityTests {
         }
     }
 
+    @Test("watch \"\" --prefix watches every key")
+    func everyKey() async throws {
+        try await expectCompatible("watch every key") { side in
+            try await side.etcdctl("put", "m", "first")
+            try await side.etcdctlInBackground(["watch", "", "--prefix", "--rev=2"]) { watcher in
+                await watcher.waitForValue("first")
+                for (key, value) in [("\u{1}", "lowest printable-less"), ("zzz", "high"), ("a/b/c", "deep")] {
+                    try await side.etcdctl("put", key, value)
+                }
+                try await side.etcdctl("del", "", "--prefix")
+                try await side.etcdctl("put", "m", "last")
+                await watcher.waitForValue("last")
+            }
+        }
+    }
+
+    @Test("watch with an exec command: etcdctl runs it per event with the event in its environment")
+    func execCommand() async throws {
+        try await expectCompatible("watch -- command") { side in
+            try await side.etcdctl("put", "e", "e1")
+            let command = "echo \"exec: $ETCD_WATCH_EVENT_TYPE $ETCD_WATCH_KEY $ETCD_WATCH_VALUE $ETCD_WATCH_REVISION\""
+            try await side.etcdctlInBackground(["watch", "e", "--rev=2", "--", "sh", "-c", command]) { watcher in
+                await watcher.waitForOutput("the command's line for e1") {
+                    $0.contains { $0.hasPrefix("exec:") && $0.contains("e1") }
+                }
+                try await side.etcdctl("del", "e")
+                try await side.etcdctl("put", "e", "e2")
+                await watcher.waitForOutput("the command's line for e2") {
+                    $0.contains { $0.hasPrefix("exec:") && $0.contains("e2") }
+                }
+            }
+        }
+    }
+
     @Test("watch a key range [a, c) given as key and range end")
     func keyRange() async throws {
         try await expectCompatible("watch a range") { side in
@@ -139,6 +173,21 @@ struct WatchCompatibilityTests {
                 try await side.etcdctl("del", "j/", "--prefix")
                 try await side.etcdctl("put", "j/4", "d")
                 await watcher.waitForValue("d")
+            }
+        }
+    }
+
+    @Test("watch -w fields prints each response's header and events field by field")
+    func fieldsOutput() async throws {
+        try await expectCompatible("watch -w fields") { side in
+            try await side.etcdctl("put", "f/1", "a")
+            try await side.etcdctl("put", "f/1", "b")
+            try await side.etcdctlInBackground(["watch", "f/", "--prefix", "--rev=2", "--prev-kv", "-w", "fields"]) {
+                watcher in
+                await watcher.waitForOutput("the value \"b\"") { $0.contains("\"Value\" : \"b\"") }
+                try await side.etcdctl("del", "f/1")
+                try await side.etcdctl("put", "f/2", "c")
+                await watcher.waitForOutput("the value \"c\"") { $0.contains("\"Value\" : \"c\"") }
             }
         }
     }

@@ -99,7 +99,9 @@ public final class WatchStream: Sendable {
         }
     }
 
-    fileprivate func finishSending() {
+    /// Ends the request side of the RPC (an HTTP/2 half-close); the response side stays open as
+    /// long as the server keeps it open.
+    public func finishSending() {
         requests.finish()
     }
 }
