@@ -243,6 +243,57 @@ struct WatchGuaranteesTests {
             "\(context): revisions out of order across the resume")
     }
 
+    @Test("a client that stops reading is moved to catch-up: other streams go on, and it later gets every event in order")
+    func slowClient() async throws {
+        try await withServerHandle(configure: { $0.unsafeNoFsync = true }) { server, port in
+            try await withKVClient(port: port) { kv, client in
+                // The slow client has a connection of its own, so only its stream backs up.
+                try await withKVClient(port: port) { _, slowConnection in
+                    let slow = WatchStreamClient(Etcdserverpb_Watch.Client(wrapping: slowConnection))
+                    let fast = WatchStreamClient(Etcdserverpb_Watch.Client(wrapping: client))
+                    slow.create(key: "big/", rangeEnd: "big0")
+                    fast.create(key: "big/", rangeEnd: "big0")
+                    try await slow.waitFor("created") { $0.contains(where: \.created) }
+                    try await fast.waitFor("created") { $0.contains(where: \.created) }
+                    slow.setPaused(true)
+                    // 48 MB of values: far more than the outbox, the connection's windows and the
+                    // sockets' buffers together.
+                    let value = Data(repeating: 0x78, count: 48 * 1_024)
+                    let puts = 1_000
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        for writer in 0..<8 {
+                            group.addTask {
+                                for index in stride(from: writer, to: puts, by: 8) {
+                                    _ = try await kv.put(Etcdserverpb_PutRequest.with {
+                                        $0.key = Data("big/\(index)".utf8)
+                                        $0.value = value
+                                    })
+                                }
+                            }
+                        }
+                        try await group.waitForAll()
+                    }
+                    // Once moved to catch-up, the watcher stays there while its client reads nothing.
+                    let sawCatchUp = (server.watchCounts?.unsynced ?? 0) > 0
+                    func eventCount(_ responses: [Etcdserverpb_WatchResponse]) -> Int {
+                        responses.reduce(0) { $0 + $1.events.count }
+                    }
+                    try await fast.waitFor("every event on the stream that reads") { eventCount($0) == puts }
+                    #expect(eventCount(slow.responses) < puts, "the paused client received everything anyway")
+                    #expect(sawCatchUp, "the paused client's watcher was never moved to catch-up")
+                    slow.setPaused(false)
+                    let responses = try await slow.waitFor(timeout: .seconds(60), "the slow client's events") {
+                        eventCount($0) >= puts
+                    }
+                    let revisions = responses.flatMap { $0.events.map(\.kv.modRevision) }
+                    #expect(revisions == Array(2...Int64(puts + 1)), "events missing, repeated or out of order")
+                    await slow.close()
+                    await fast.close()
+                }
+            }
+        }
+    }
+
     @Test("stopping the server ends open watch streams instead of waiting for their clients")
     func shutdownWithOpenStreams() async throws {
         let clock = ContinuousClock()

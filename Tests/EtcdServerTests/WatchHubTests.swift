@@ -257,6 +257,25 @@ struct WatchHubTests {
         #expect(rounds == 3)
     }
 
+    @Test("catch-up batches stay within their byte budget, in whole revisions")
+    func batchBytes() async throws {
+        var limits = WatchLimits()
+        limits.catchUpBatchBytes = 25
+        let fixture = try HubFixture(limits: limits)
+        try fixture.write([.put("a", String(repeating: "x", count: 9)), .put("b", String(repeating: "x", count: 9))])  // 2: 20 bytes
+        try fixture.put("c", String(repeating: "y", count: 9))  // 3: 10 bytes
+        try fixture.put("d", String(repeating: "z", count: 40))  // 4: 41 bytes, alone over the budget
+        try fixture.put("e", "1")  // 5
+        let stream = fixture.hub.openStream()
+        fixture.create(stream, key: "", rangeEnd: "\0", start: 2)
+        fixture.catchUp()
+        let sizes = seen(await fixture.drain(stream)).compactMap { message -> [String]? in
+            if case .events(_, _, let events) = message { return events.map { String($0.split(separator: "@").last!) } }
+            return nil
+        }
+        #expect(sizes == [["2", "2"], ["3"], ["4"], ["5"]])
+    }
+
     @Test("a start revision in the future waits for it")
     func futureStart() async throws {
         let fixture = try HubFixture()

@@ -11,6 +11,8 @@ final class WatchStreamClient: Sendable {
     private final class Inbox: Sendable {
         let received = Mutex<[Etcdserverpb_WatchResponse]>([])
         let ended = Mutex<(any Error)?>(nil)
+        /// While set, the reader stops taking responses off the connection (a slow client).
+        let paused = Atomic<Bool>(false)
     }
 
     private let outgoing = AsyncStream<Etcdserverpb_WatchRequest>.makeStream()
@@ -30,6 +32,7 @@ final class WatchStreamClient: Sendable {
                     onResponse: { response in
                         for try await message in response.messages {
                             inbox.received.withLock { $0.append(message) }
+                            while inbox.paused.load(ordering: .relaxed) { try await Task.sleep(for: .milliseconds(5)) }
                         }
                     }
                 )
@@ -69,6 +72,11 @@ final class WatchStreamClient: Sendable {
         var request = Etcdserverpb_WatchRequest()
         request.progressRequest = Etcdserverpb_WatchProgressRequest()
         send(request)
+    }
+
+    /// Stops (or resumes) reading responses: the server then sees a client that does not read.
+    func setPaused(_ paused: Bool) {
+        inbox.paused.store(paused, ordering: .relaxed)
     }
 
     var responses: [Etcdserverpb_WatchResponse] { inbox.received.withLock { $0 } }

@@ -41,6 +41,9 @@ struct WatchLimits: Sendable {
     /// Most events read from the backend in one catch-up round (whole revisions; a single revision
     /// with more changes is read whole).
     var catchUpBatchEvents = 1_000
+    /// Most bytes of keys and values in one catch-up round (again whole revisions). This also
+    /// bounds the responses catch-up sends: clients refuse messages over 4 MiB by default.
+    var catchUpBatchBytes = 1 << 20
     /// How often catch-up looks again for watchers that could not be served (their stream was
     /// full), in addition to being woken whenever there is new work for it.
     var catchUpRetryInterval: Duration = .milliseconds(100)
@@ -435,14 +438,23 @@ final class WatchHub: Sendable {
             if start < store.compactMainRevision { return .compacted(store.compactMainRevision) }
             do throws(MVCCError) {
                 let events = try store.events(from: start, through: through, limit: batch + 1)
-                guard events.count > batch, let last = events.last?.kv.modRevision else {
-                    return .events(events, through: through)
+                // Cut where the batch would exceed its byte budget, or where the read stopped
+                // inside a revision (past the event limit): keep whole revisions only.
+                var cut: Int64?
+                var bytes = 0
+                for event in events {
+                    bytes += event.kv.key.count + event.kv.value.count
+                    if bytes > limits.catchUpBatchBytes {
+                        cut = event.kv.modRevision
+                        break
+                    }
                 }
-                // The batch may end inside the last revision: keep whole revisions only, or, when
-                // one revision alone is larger than a batch, read that revision whole.
-                if last > start {
-                    return .events(events.filter { $0.kv.modRevision < last }, through: last - 1)
+                if events.count > batch, let last = events.last?.kv.modRevision { cut = min(cut ?? last, last) }
+                guard let cut else { return .events(events, through: through) }
+                if cut > start {
+                    return .events(events.filter { $0.kv.modRevision < cut }, through: cut - 1)
                 }
+                // The first revision alone is over the budget: it goes whole.
                 return .events(try store.events(from: start, through: start), through: start)
             } catch {
                 if case .compacted = error { return .compacted(store.compactMainRevision) }
