@@ -472,32 +472,38 @@ struct WatchGRPCCompatibilityTests {
                         try await etcd.kv.put(request)
                     }
                 }
-                let last: @Sendable (Etcdserverpb_WatchResponse) -> Bool = { !$0.events.isEmpty && !$0.fragment }
+                // Every step is summarized: the responses hold megabytes of values.
+                let created: @Sendable (Etcdserverpb_WatchResponse) -> Bool = { $0.created }
+                let canceled: @Sendable (Etcdserverpb_WatchResponse) -> Bool = { $0.canceled }
+                let replayed: @Sendable (Etcdserverpb_WatchResponse) -> Bool = {
+                    !$0.fragment && $0.events.contains { $0.kv.modRevision == Int64(Self.fragmentKeys) + 1 }
+                }
                 let all = Etcdserverpb_WatchRequest.create("big/", end: "big0")
                 try await withWatchStream(etcd) { stream in
-                    // Replays of history: etcd sends the whole catch-up as one response, or fragments of it.
-                    // (Summaries, not the responses: those hold megabytes of values.)
-                    await side.watch(
-                        stream,
-                        Self.adjusted(all) {
-                            $0.startRevision = 2
-                            $0.fragment = true
-                        }, expecting: 1)
-                    await side.recordSummaries(stream, "fragmented replay", until: last)
-                    await side.watch(stream, Self.adjusted(all) { $0.startRevision = 2 }, expecting: 1)
-                    await side.recordSummaries(stream, "unfragmented replay", until: last)
-                    await side.watch(stream, .cancel(0), expecting: 1)
-                    await side.watch(stream, .cancel(1), expecting: 1)
+                    // Replays of history: etcd sends the whole catch-up as one response, or
+                    // fragments of it.
+                    let fragmented = Self.adjusted(all) {
+                        $0.startRevision = 2
+                        $0.fragment = true
+                    }
+                    await side.recordSummaries(stream, sending: fragmented, until: created)
+                    await side.recordSummaries(stream, "fragmented replay", until: replayed)
+                    await side.recordSummaries(
+                        stream, sending: Self.adjusted(all) { $0.startRevision = 2 }, until: created)
+                    await side.recordSummaries(stream, "unfragmented replay", until: replayed)
+                    await side.recordSummaries(stream, sending: .cancel(0), until: canceled)
+                    await side.recordSummaries(stream, sending: .cancel(1), until: canceled)
                     // Live: one range delete is one revision; with prev_kv its events pass the limit.
-                    await side.watch(
-                        stream,
-                        Self.adjusted(all) {
-                            $0.prevKv = true
-                            $0.fragment = true
-                        }, expecting: 1)
-                    await side.watch(stream, Self.adjusted(all) { $0.prevKv = true }, expecting: 1)
-                    await side.watch(stream, Self.adjusted(all) { $0.fragment = true }, expecting: 1)
+                    let withPrevious = Self.adjusted(all) {
+                        $0.prevKv = true
+                        $0.fragment = true
+                    }
+                    await side.recordSummaries(stream, sending: withPrevious, until: created)
+                    await side.recordSummaries(stream, sending: Self.adjusted(all) { $0.prevKv = true }, until: created)
+                    await side.recordSummaries(
+                        stream, sending: Self.adjusted(all) { $0.fragment = true }, until: created)
                     await Self.delete(side, etcd, "big/", end: "big0")
+                    let last: @Sendable (Etcdserverpb_WatchResponse) -> Bool = { !$0.events.isEmpty && !$0.fragment }
                     await side.recordSummaries(stream, "the range delete", until: last, occurrences: 3)
                 }
             }
@@ -547,6 +553,15 @@ extension CompatibilitySession {
     /// Records large watch responses by their shape rather than in full: flags, header, how many
     /// events, the first and last event's key, type and revision, and a checksum of all events
     /// (their protobuf encoding), so that a difference in any event still shows.
+    func recordSummaries(
+        _ stream: WatchStream,
+        sending request: Etcdserverpb_WatchRequest,
+        until isLast: @escaping @Sendable (Etcdserverpb_WatchResponse) -> Bool
+    ) async {
+        stream.send(request)
+        await recordSummaries(stream, "after { \(Self.oneLine(request)) }", until: isLast)
+    }
+
     func recordSummaries(
         _ stream: WatchStream,
         _ label: String,
