@@ -33,6 +33,15 @@ func expectCompatible(
             sourceLocation: sourceLocation
         )
     }
+    // A scenario that waits for output real etcd never produced does not test what it claims,
+    // even when both sides agree (both waited in vain).
+    for entry in report.reference.entries {
+        guard let exit = entry.exit, exit.contains(BackgroundEtcdctl.missedWaitMarker) else { continue }
+        Issue.record(
+            "real etcd did not do what the scenario waits for in step \(entry.label.debugDescription): \(exit)",
+            sourceLocation: sourceLocation
+        )
+    }
     guard !report.matches else { return }
     if let reason = knownIssue(report) {
         withKnownIssue(Comment(rawValue: reason)) {

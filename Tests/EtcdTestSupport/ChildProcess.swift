@@ -47,14 +47,22 @@ public final class ChildProcess: Sendable {
     ///   - standardError: a file that receives standard error; the same URL as `standardOutput`
     ///     interleaves both into one file.
     ///   - standardInput: a file to read standard input from, or `nil` for /dev/null.
+    ///   - standardInputPipe: a pipe whose read end becomes standard input, for a child that reads
+    ///     commands while it runs (`etcdctl watch -i`); the caller writes to its write end. Give
+    ///     at most one of `standardInput` and `standardInputPipe`.
     public init(
         executable: URL,
         arguments: [String],
         environment: [String: String]? = nil,
         standardOutput: URL,
         standardError: URL,
-        standardInput: URL? = nil
+        standardInput: URL? = nil,
+        standardInputPipe: Pipe? = nil
     ) throws {
+        precondition(
+            standardInput == nil || standardInputPipe == nil,
+            "standard input is either a file or a pipe, got both for \(executable.path)"
+        )
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
@@ -78,7 +86,15 @@ public final class ChildProcess: Sendable {
         }
         process.standardOutput = outputHandle
         process.standardError = errorHandle
-        process.standardInput = inputHandle
+        if let standardInputPipe {
+            // Writing to a pipe whose reader has exited raises SIGPIPE, whose default action would
+            // end the whole test process; ignored, the write fails with EPIPE instead, which the
+            // writer reports like any other error.
+            _ = signal(SIGPIPE, SIG_IGN)
+            process.standardInput = standardInputPipe
+        } else {
+            process.standardInput = inputHandle
+        }
 
         let exit = ExitLatch()
         process.terminationHandler = { finished in

@@ -13,7 +13,7 @@ public enum EtcdJSON {
     /// The fields whose values are base64 bytes in etcdctl's JSON (keys and values are `[]byte`).
     static let bytesFields: Set<String> = ["key", "value", "range_end"]
 
-    /// Replaces the server-identity fields of every `header` object, at any depth, by
+    /// Replaces the server-identity fields of every `header` (or `Header`) object, at any depth, by
     /// ``placeholder``. A field that is absent stays absent, so a server that omits one differs.
     public static func normalize(_ value: JSONValue) -> JSONValue {
         switch value {
@@ -22,7 +22,9 @@ public enum EtcdJSON {
         case .object(let members):
             var result: [String: JSONValue] = [:]
             for (key, member) in members {
-                if key == "header", case .object(var header) = member {
+                // `etcdctl watch -w json` prints clientv3's WatchResponse struct, whose header
+                // field has no JSON tag and so keeps its Go name, `Header`.
+                if key == "header" || key == "Header", case .object(var header) = member {
                     for field in serverIdentityFields where header[field] != nil { header[field] = placeholder }
                     result[key] = normalize(.object(header))
                 } else {

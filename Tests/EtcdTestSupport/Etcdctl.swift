@@ -32,15 +32,10 @@ public struct Etcdctl: Sendable {
                 try Data(standardInput.utf8).write(to: url)
                 input = url
             }
-            var environment = ProcessInfo.processInfo.environment
-            environment["ETCDCTL_API"] = "3"
-            for name in environment.keys where name.hasPrefix("ETCDCTL_") && name != "ETCDCTL_API" {
-                environment[name] = nil
-            }
             let child = try ChildProcess(
                 executable: executable,
                 arguments: ["--endpoints=\(endpoints)"] + arguments,
-                environment: environment,
+                environment: Self.environment(),
                 standardOutput: output,
                 standardError: error,
                 standardInput: input
@@ -64,6 +59,17 @@ public struct Etcdctl: Sendable {
     /// Runs `etcdctl <arguments>`.
     public func run(_ arguments: String..., standardInput: String? = nil) async throws -> EtcdctlResult {
         try await run(arguments, standardInput: standardInput)
+    }
+
+    /// The environment etcdctl runs with: API v3, and none of the caller's other `ETCDCTL_*`
+    /// settings, which would change what it sends.
+    static func environment() -> [String: String] {
+        var environment = ProcessInfo.processInfo.environment
+        environment["ETCDCTL_API"] = "3"
+        for name in environment.keys where name.hasPrefix("ETCDCTL_") && name != "ETCDCTL_API" {
+            environment[name] = nil
+        }
+        return environment
     }
 }
 
