@@ -63,7 +63,7 @@ final class HubFixture: @unchecked Sendable {
     /// Everything queued on `stream` right now, or nothing (without waiting).
     func drain(_ stream: UInt64) async -> [OutgoingWatchMessage] {
         let messages = await withTaskGroup(of: [OutgoingWatchMessage]?.self) { group in
-            group.addTask { await self.hub.nextMessages(on: stream) }
+            group.addTask { await self.hub.nextMessages(on: stream).map(Array.init) }
             group.addTask {
                 try? await Task.sleep(for: .milliseconds(20))
                 return nil

@@ -158,7 +158,8 @@ final class WatchHub: Sendable {
         let skipsPuts = request.filters.contains(.noput)
         let skipsDeletes = request.filters.contains(.nodelete)
         let (waiter, needsCatchUp) = state.withLock { state -> (CheckedContinuation<Void, Never>?, Bool) in
-            guard var entry = state.streams[stream] else { return (nil, false) }
+            // Taken out while it changes, so that its outbox is not copied (copy on write).
+            guard var entry = state.streams.removeValue(forKey: stream) else { return (nil, false) }
             let current = state.groups.currentRevision
             var response = Etcdserverpb_WatchResponse()
             response.header.revision = current
@@ -225,7 +226,7 @@ final class WatchHub: Sendable {
     /// empty response carrying the current revision.
     func progressTick(on stream: UInt64) {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            guard var entry = state.streams[stream] else { return nil }
+            guard var entry = state.streams.removeValue(forKey: stream) else { return nil }
             let current = state.groups.currentRevision
             var queued = false
             for (watchID, settings) in entry.watchers.sorted(by: { $0.key < $1.key }) where settings.progressNotify {
@@ -250,17 +251,19 @@ final class WatchHub: Sendable {
     /// Waits until the stream has messages and takes them all (the sender writes them, then comes
     /// back: until then they still count against the outbox's limits). Nil once the stream is
     /// closed or the calling task is cancelled.
-    func nextMessages(on stream: UInt64) async -> [OutgoingWatchMessage]? {
+    func nextMessages(on stream: UInt64) async -> Deque<OutgoingWatchMessage>? {
         var signalCatchUp = false
         defer { if signalCatchUp { catchUpSignal.continuation.yield() } }
         while true {
             enum Step {
-                case messages([OutgoingWatchMessage])
+                case messages(Deque<OutgoingWatchMessage>)
                 case closed
                 case wait
             }
             let step = state.withLock { state -> Step in
-                guard var entry = state.streams[stream], !entry.closed else { return .closed }
+                guard var entry = state.streams.removeValue(forKey: stream) else { return .closed }
+                defer { state.streams[stream] = entry }
+                if entry.closed { return .closed }
                 // What the sender took last time has been written: it no longer counts.
                 entry.inFlightBytes = 0
                 entry.inFlightMessages = 0
@@ -272,16 +275,14 @@ final class WatchHub: Sendable {
                 if entry.outbox.isEmpty {
                     step = .wait
                 } else {
-                    let taken = Array(entry.outbox)
-                    entry.outbox.removeAll(keepingCapacity: true)
+                    let taken = entry.outbox
+                    entry.outbox = Deque(minimumCapacity: taken.count)
                     entry.inFlightBytes = entry.outboxBytes
                     entry.inFlightMessages = taken.count
                     entry.outboxBytes = 0
                     step = .messages(taken)
                 }
-                let receiver = entry.takeReceiver()
-                state.streams[stream] = entry
-                receiver?.resume()
+                entry.takeReceiver()?.resume()
                 return step
             }
             switch step {
@@ -549,18 +550,24 @@ struct HubState {
         _ delivery: WatchGroups<WatcherKey>.Delivery, headerRevision: Int64, firstRevision: Int64, limits: WatchLimits
     ) -> (woken: CheckedContinuation<Void, Never>?, demoted: Bool) {
         let key = delivery.watcher
-        guard let settings = streams[key.stream]?.watchers[key.watchID] else { return (nil, false) }
-        let message = OutgoingWatchMessage.events(
-            watchID: key.watchID, headerRevision: headerRevision, events: delivery.events,
-            prevKV: settings.prevKV, fragment: settings.fragment)
-        guard streams[key.stream]?.hasRoom(for: message.estimatedBytes, limits) == true else {
-            groups.demote(key, nextRevision: firstRevision)
-            streams[key.stream]?.starved = true
-            return (nil, true)
+        guard let index = streams.index(forKey: key.stream) else { return (nil, false) }
+        // One lookup, and the outbox changed in place (this runs for every event delivered).
+        func queue(into entry: inout StreamState) -> (woken: CheckedContinuation<Void, Never>?, demoted: Bool) {
+            guard let settings = entry.watchers[key.watchID] else { return (nil, false) }
+            let message = OutgoingWatchMessage.events(
+                watchID: key.watchID, headerRevision: headerRevision, events: delivery.events,
+                prevKV: settings.prevKV, fragment: settings.fragment)
+            guard entry.hasRoom(for: message.estimatedBytes, limits) else {
+                entry.starved = true
+                return (nil, true)
+            }
+            entry.enqueue(message)
+            if settings.progressNotify { entry.watchers[key.watchID]?.quietSinceTick = false }
+            return (entry.takeSender(), false)
         }
-        streams[key.stream]?.enqueue(message)
-        streams[key.stream]?.watchers[key.watchID]?.quietSinceTick = false
-        return (streams[key.stream]?.takeSender(), false)
+        let outcome = queue(into: &streams.values[index])
+        if outcome.demoted { groups.demote(key, nextRevision: firstRevision) }
+        return outcome
     }
 
     /// Queues the answer to a waiting progress request if every watcher on the stream is synced.

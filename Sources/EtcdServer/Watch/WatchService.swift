@@ -1,3 +1,4 @@
+import DequeModule
 import EtcdAPI
 import EtcdCommon
 import EtcdMVCC
@@ -72,7 +73,7 @@ struct WatchService: Etcdserverpb_Watch.SimpleServiceProtocol {
     }
 
     /// Writes one batch taken from the outbox as one write to the transport (one flush for all).
-    private func send(_ messages: [OutgoingWatchMessage], to writer: RPCWriter<Etcdserverpb_WatchResponse>) async throws {
+    private func send(_ messages: Deque<OutgoingWatchMessage>, to writer: RPCWriter<Etcdserverpb_WatchResponse>) async throws {
         var responses: [Etcdserverpb_WatchResponse] = []
         responses.reserveCapacity(messages.count)
         for message in messages {
