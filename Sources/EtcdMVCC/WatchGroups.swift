@@ -18,7 +18,9 @@ public struct WatchGroups<ID: Hashable> {
     /// One watcher's registration.
     public struct Watch: Hashable {
         public var range: KeyRange
-        /// The first revision not yet handed to this watcher.
+        /// The first revision not yet handed to this watcher. Stored for unsynced watchers and
+        /// for those waiting for a future revision; a synced watcher's is the revision after the
+        /// current one, whatever is stored (``WatchGroups/watch(_:)`` reports the real one).
         public var nextRevision: Int64
         /// etcd's NOPUT and NODELETE filters.
         public var skipsPuts: Bool
@@ -96,6 +98,20 @@ public struct WatchGroups<ID: Hashable> {
     /// synced watcher must be sent; unsynced watchers get these later from history.
     public mutating func publish(revision: Int64, events: [MVCCEvent]) -> [Delivery] {
         precondition(revision > currentRevision, "publish: revision \(revision) is not after \(currentRevision)")
+        // A synced watcher's next revision is implicitly the one after the current revision (see
+        // `watch(_:)`), so nothing is stored per watcher here: this runs for every write.
+        defer { currentRevision = revision }
+        if events.count == 1 {
+            // One change (a plain put or delete): every matching watcher shares the same array.
+            let event = events[0]
+            precondition(event.kv.modRevision == revision, "publish: event at \(event.kv.modRevision) in revision \(revision)")
+            var deliveries: [Delivery] = []
+            syncedIndex.forEachWatcher(of: event.kv.key) { id in
+                guard let watch = watches[id], watch.wants(event) else { return }
+                deliveries.append(Delivery(watcher: id, events: events))
+            }
+            return deliveries
+        }
         var order: [ID] = []
         var matched: [ID: [MVCCEvent]] = [:]
         for event in events {
@@ -106,11 +122,7 @@ public struct WatchGroups<ID: Hashable> {
                 matched[id, default: []].append(event)
             }
         }
-        currentRevision = revision
-        return order.map { id in
-            watches[id]?.nextRevision = revision + 1
-            return Delivery(watcher: id, events: matched[id] ?? [])
-        }
+        return order.map { id in Delivery(watcher: id, events: matched[id] ?? []) }
     }
 
     /// The earliest revision an unsynced watcher needs, or nil when all are synced: where the

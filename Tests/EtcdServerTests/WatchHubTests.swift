@@ -125,11 +125,11 @@ enum Seen: Equatable, CustomStringConvertible {
     }
 
     /// `put k=v@rev` or `del k@rev`.
-    static func describe(_ event: MVCCEvent) -> String {
+    static func describe(_ event: Mvccpb_Event) -> String {
         let key = String(decoding: event.kv.key, as: UTF8.self)
-        switch event.kind {
+        switch event.type {
         case .put: return "put \(key)=\(String(decoding: event.kv.value, as: UTF8.self))@\(event.kv.modRevision)"
-        case .delete: return "del \(key)@\(event.kv.modRevision)"
+        default: return "del \(key)@\(event.kv.modRevision)"
         }
     }
 
@@ -402,7 +402,7 @@ struct WatchHubTests {
         try fixture.put("a", "2")
         try fixture.write([.delete("a")])
         let events = try fixture.handle.withReplica { try $0.store.events(from: 2) }
-        let previous = fixture.hub.previousValues(for: events).map { $0.map { String(decoding: $0.value, as: UTF8.self) } }
+        let previous = fixture.hub.previousValues(for: OutgoingWatchMessage.wire(events)).map { $0.map { String(decoding: $0.value, as: UTF8.self) } }
         #expect(previous == [nil, "1", "2"])
     }
 

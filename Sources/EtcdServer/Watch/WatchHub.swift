@@ -17,9 +17,10 @@ enum OutgoingWatchMessage: Sendable {
     /// created, canceled, compaction and progress responses: complete but for the header's
     /// cluster, member and term.
     case control(Etcdserverpb_WatchResponse)
-    /// Events for one watcher: whole revisions, in order. `headerRevision` is the response
-    /// header's revision (the revision published, or the current one for history).
-    case events(watchID: Int64, headerRevision: Int64, events: [MVCCEvent], prevKV: Bool, fragment: Bool)
+    /// Events for one watcher: whole revisions, in order, already in wire form (a revision's events
+    /// are converted once and shared by every watcher that gets all of them). `headerRevision` is
+    /// the response header's revision (the revision published, or the current one for history).
+    case events(watchID: Int64, headerRevision: Int64, events: [Mvccpb_Event], prevKV: Bool, fragment: Bool)
 
     /// What the outbox counts against its limit: roughly the bytes the message will take.
     var estimatedBytes: Int {
@@ -28,6 +29,18 @@ enum OutgoingWatchMessage: Sendable {
         case .events(_, _, let events, _, _):
             return events.reduce(64) { $0 + $1.kv.key.count + $1.kv.value.count + 48 }
         }
+    }
+
+    /// An event as the Watch API sends it.
+    static func wire(_ event: MVCCEvent) -> Mvccpb_Event {
+        var wire = Mvccpb_Event()
+        wire.type = event.kind == .put ? .put : .delete
+        wire.kv = Mvccpb_KeyValue(event.kv)
+        return wire
+    }
+
+    static func wire(_ events: [MVCCEvent]) -> [Mvccpb_Event] {
+        events.map { wire($0) }
     }
 }
 
@@ -86,9 +99,14 @@ final class WatchHub: Sendable {
             var woken: [CheckedContinuation<Void, Never>] = []
             var demoted = false
             for change in changes {
-                for delivery in state.groups.publish(revision: change.revision, events: change.events) {
+                let deliveries = state.groups.publish(revision: change.revision, events: change.events)
+                guard !deliveries.isEmpty else { continue }
+                let whole = OutgoingWatchMessage.wire(change.events)
+                for delivery in deliveries {
+                    let events = delivery.events.count == change.events.count ? whole : OutgoingWatchMessage.wire(delivery.events)
                     let outcome = state.deliver(
-                        delivery, headerRevision: change.revision, firstRevision: change.revision, limits: limits)
+                        delivery, events: events, headerRevision: change.revision, firstRevision: change.revision,
+                        limits: limits)
                     if let waiter = outcome.woken { woken.append(waiter) }
                     demoted = demoted || outcome.demoted
                 }
@@ -342,12 +360,12 @@ final class WatchHub: Sendable {
 
     /// The previous version of each event's key (etcd's `prev_kv`: the key read at the revision
     /// before the event), for the events that are not creations; nil where history is compacted.
-    func previousValues(for events: [MVCCEvent]) -> [KeyValue?] {
+    func previousValues(for events: [Mvccpb_Event]) -> [KeyValue?] {
         replica.withReplica { replica in
             events.map { event -> KeyValue? in
-                if event.kind == .put && event.kv.createRevision == event.kv.modRevision { return nil }
+                if event.type == .put && event.kv.createRevision == event.kv.modRevision { return nil }
                 let options = RangeOptions(limit: 1, revision: event.kv.modRevision - 1)
-                return (try? replica.store.range(.key(event.kv.key), options: options))?.kvs.first
+                return (try? replica.store.range(.key([UInt8](event.kv.key)), options: options))?.kvs.first
             }
         }
     }
@@ -409,8 +427,8 @@ final class WatchHub: Sendable {
                     events: events, from: plan.start, through: through, where: { ready.contains($0.stream) })
                 for delivery in deliveries {
                     let outcome = state.deliver(
-                        delivery, headerRevision: current, firstRevision: delivery.events[0].kv.modRevision,
-                        limits: limits)
+                        delivery, events: OutgoingWatchMessage.wire(delivery.events), headerRevision: current,
+                        firstRevision: delivery.events[0].kv.modRevision, limits: limits)
                     if let waiter = outcome.woken { woken.append(waiter) }
                 }
             case .failed:
@@ -547,7 +565,8 @@ struct HubState {
     /// back to catch-up from `firstRevision` (the delivery's events will be read again from the
     /// backend when the stream has room).
     mutating func deliver(
-        _ delivery: WatchGroups<WatcherKey>.Delivery, headerRevision: Int64, firstRevision: Int64, limits: WatchLimits
+        _ delivery: WatchGroups<WatcherKey>.Delivery, events: [Mvccpb_Event], headerRevision: Int64,
+        firstRevision: Int64, limits: WatchLimits
     ) -> (woken: CheckedContinuation<Void, Never>?, demoted: Bool) {
         let key = delivery.watcher
         guard let index = streams.index(forKey: key.stream) else { return (nil, false) }
@@ -555,7 +574,7 @@ struct HubState {
         func queue(into entry: inout StreamState) -> (woken: CheckedContinuation<Void, Never>?, demoted: Bool) {
             guard let settings = entry.watchers[key.watchID] else { return (nil, false) }
             let message = OutgoingWatchMessage.events(
-                watchID: key.watchID, headerRevision: headerRevision, events: delivery.events,
+                watchID: key.watchID, headerRevision: headerRevision, events: events,
                 prevKV: settings.prevKV, fragment: settings.fragment)
             guard entry.hasRoom(for: message.estimatedBytes, limits) else {
                 entry.starved = true

@@ -97,14 +97,14 @@ struct WatchService: Etcdserverpb_Watch.SimpleServiceProtocol {
         try await writer.write(contentsOf: responses)
     }
 
-    private func wireEvents(_ events: [MVCCEvent], withPreviousValues: Bool) -> [Mvccpb_Event] {
-        let previous = withPreviousValues ? hub.previousValues(for: events) : []
-        return events.enumerated().map { index, event in
-            var wire = Mvccpb_Event()
-            wire.type = event.kind == .put ? .put : .delete
-            wire.kv = Mvccpb_KeyValue(event.kv)
-            if withPreviousValues, let kv = previous[index] { wire.prevKv = Mvccpb_KeyValue(kv) }
-            return wire
+    /// The events as sent, with the previous value of each key added for watchers that asked.
+    private func wireEvents(_ events: [Mvccpb_Event], withPreviousValues: Bool) -> [Mvccpb_Event] {
+        guard withPreviousValues else { return events }
+        let previous = hub.previousValues(for: events)
+        return zip(events, previous).map { event, previous in
+            var event = event
+            if let previous { event.prevKv = Mvccpb_KeyValue(previous) }
+            return event
         }
     }
 
