@@ -119,7 +119,7 @@ enum Seen: Equatable, CustomStringConvertible {
             } else {
                 self = .progress(id: response.watchID, revision: response.header.revision)
             }
-        case .events(let id, let header, let events, _, _):
+        case .events(let id, let header, let events, _, _, _):
             self = .events(id: id, header: header, events.map(Seen.describe))
         }
     }
@@ -404,6 +404,42 @@ struct WatchHubTests {
         let events = try fixture.handle.withReplica { try $0.store.events(from: 2) }
         let previous = fixture.hub.previousValues(for: OutgoingWatchMessage.wire(events)).map { $0.map { String(decoding: $0.value, as: UTF8.self) } }
         #expect(previous == [nil, "1", "2"])
+    }
+
+    @Test("responses encoded once per revision are the bytes SwiftProtobuf writes for the same message")
+    func wireEncoding() throws {
+        var events: [Mvccpb_Event] = []
+        for index in 0..<3 {
+            var event = Mvccpb_Event()
+            event.type = index == 1 ? .delete : .put
+            event.kv.key = Data("key\(index)".utf8)
+            event.kv.modRevision = 300
+            if index != 1 {
+                event.kv.value = Data(repeating: UInt8(index), count: index * 200)
+                event.kv.createRevision = 7
+                event.kv.version = Int64(index + 1)
+                event.kv.lease = index == 2 ? 0x1234 : 0
+            }
+            events.append(event)
+        }
+        let encoded = WatchWire.encode(events)
+        for (watchID, revision, cluster) in [(Int64(0), Int64(300), UInt64(0)), (5, 1, 0xcdf8_1819_4e3a_8c32), (-1, 0, 1), (Int64.max, Int64.max, .max)] {
+            var header = Etcdserverpb_ResponseHeader()
+            header.clusterID = cluster
+            header.memberID = 0x8e9e_05c5_2164_694d
+            header.revision = revision
+            header.raftTerm = 2
+            var message = Etcdserverpb_WatchResponse()
+            message.header = header
+            message.watchID = watchID
+            message.events = events
+            let expected: [UInt8] = try message.serializedBytes()
+            let wire = try WatchWire.events(header: header, watchID: watchID, encodedEvents: encoded).serialized()
+            #expect(wire == expected, "watch \(watchID) at \(revision)")
+            #expect(try Etcdserverpb_WatchResponse(serializedBytes: wire) == message)
+        }
+        let empty = try WatchWire.events(header: Etcdserverpb_ResponseHeader(), watchID: 0, encodedEvents: []).serialized()
+        #expect(empty == (try Etcdserverpb_WatchResponse().serializedBytes() as [UInt8]))
     }
 
     @Test("fragments: large responses split under the limit, at least one event each, all but the last marked")

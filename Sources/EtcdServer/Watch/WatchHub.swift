@@ -20,13 +20,15 @@ enum OutgoingWatchMessage: Sendable {
     /// Events for one watcher: whole revisions, in order, already in wire form (a revision's events
     /// are converted once and shared by every watcher that gets all of them). `headerRevision` is
     /// the response header's revision (the revision published, or the current one for history).
-    case events(watchID: Int64, headerRevision: Int64, events: [Mvccpb_Event], prevKV: Bool, fragment: Bool)
+    /// `encoded` is the events' encoding when it was made once for all the watchers of a revision.
+    case events(
+        watchID: Int64, headerRevision: Int64, events: [Mvccpb_Event], encoded: [UInt8]?, prevKV: Bool, fragment: Bool)
 
     /// What the outbox counts against its limit: roughly the bytes the message will take.
     var estimatedBytes: Int {
         switch self {
         case .control: return 64
-        case .events(_, _, let events, _, _):
+        case .events(_, _, let events, _, _, _):
             return events.reduce(64) { $0 + $1.kv.key.count + $1.kv.value.count + 48 }
         }
     }
@@ -102,11 +104,13 @@ final class WatchHub: Sendable {
                 let deliveries = state.groups.publish(revision: change.revision, events: change.events)
                 guard !deliveries.isEmpty else { continue }
                 let whole = OutgoingWatchMessage.wire(change.events)
+                let wholeEncoded = WatchWire.encode(whole)
                 for delivery in deliveries {
-                    let events = delivery.events.count == change.events.count ? whole : OutgoingWatchMessage.wire(delivery.events)
+                    let isWhole = delivery.events.count == change.events.count
                     let outcome = state.deliver(
-                        delivery, events: events, headerRevision: change.revision, firstRevision: change.revision,
-                        limits: limits)
+                        delivery, events: isWhole ? whole : OutgoingWatchMessage.wire(delivery.events),
+                        encoded: isWhole ? wholeEncoded : nil, headerRevision: change.revision,
+                        firstRevision: change.revision, limits: limits)
                     if let waiter = outcome.woken { woken.append(waiter) }
                     demoted = demoted || outcome.demoted
                 }
@@ -427,8 +431,8 @@ final class WatchHub: Sendable {
                     events: events, from: plan.start, through: through, where: { ready.contains($0.stream) })
                 for delivery in deliveries {
                     let outcome = state.deliver(
-                        delivery, events: OutgoingWatchMessage.wire(delivery.events), headerRevision: current,
-                        firstRevision: delivery.events[0].kv.modRevision, limits: limits)
+                        delivery, events: OutgoingWatchMessage.wire(delivery.events), encoded: nil,
+                        headerRevision: current, firstRevision: delivery.events[0].kv.modRevision, limits: limits)
                     if let waiter = outcome.woken { woken.append(waiter) }
                 }
             case .failed:
@@ -565,8 +569,8 @@ struct HubState {
     /// back to catch-up from `firstRevision` (the delivery's events will be read again from the
     /// backend when the stream has room).
     mutating func deliver(
-        _ delivery: WatchGroups<WatcherKey>.Delivery, events: [Mvccpb_Event], headerRevision: Int64,
-        firstRevision: Int64, limits: WatchLimits
+        _ delivery: WatchGroups<WatcherKey>.Delivery, events: [Mvccpb_Event], encoded: [UInt8]?,
+        headerRevision: Int64, firstRevision: Int64, limits: WatchLimits
     ) -> (woken: CheckedContinuation<Void, Never>?, demoted: Bool) {
         let key = delivery.watcher
         guard let index = streams.index(forKey: key.stream) else { return (nil, false) }
@@ -574,7 +578,7 @@ struct HubState {
         func queue(into entry: inout StreamState) -> (woken: CheckedContinuation<Void, Never>?, demoted: Bool) {
             guard let settings = entry.watchers[key.watchID] else { return (nil, false) }
             let message = OutgoingWatchMessage.events(
-                watchID: key.watchID, headerRevision: headerRevision, events: events,
+                watchID: key.watchID, headerRevision: headerRevision, events: events, encoded: encoded,
                 prevKV: settings.prevKV, fragment: settings.fragment)
             guard entry.hasRoom(for: message.estimatedBytes, limits) else {
                 entry.starved = true

@@ -5,6 +5,7 @@ import EtcdMVCC
 import EtcdReplica
 import Foundation
 import GRPCCore
+import GRPCProtobuf
 import SwiftProtobuf
 
 /// etcd's Watch service: one bidirectional stream carries any number of watchers. Requests
@@ -13,7 +14,7 @@ import SwiftProtobuf
 ///
 /// As in etcd, the stream stays open after the client stops sending (it may still be waiting for
 /// events), and ends when the client goes away or the server stops.
-struct WatchService: Etcdserverpb_Watch.SimpleServiceProtocol {
+struct WatchService: RegistrableRPCService {
     let hub: WatchHub
     let header: ResponseHeaderSource
     /// A response larger than this is split for watchers that asked for fragments (etcd: the
@@ -22,9 +23,24 @@ struct WatchService: Etcdserverpb_Watch.SimpleServiceProtocol {
     /// etcd's `--experimental-watch-progress-notify-interval`.
     let progressNotifyInterval: Duration
 
+    /// Registered by hand rather than through the generated protocol, so that responses can reach
+    /// the transport already encoded (``WatchWire``).
+    func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+        router.registerHandler(
+            forMethod: Etcdserverpb_Watch.Method.Watch.descriptor,
+            deserializer: ProtobufDeserializer<Etcdserverpb_WatchRequest>(),
+            serializer: WatchWireSerializer()
+        ) { request, context in
+            StreamingServerResponse { writer in
+                try await watch(request: request.messages, response: writer, context: context)
+                return [:]
+            }
+        }
+    }
+
     func watch(
         request: RPCAsyncSequence<Etcdserverpb_WatchRequest, any Error>,
-        response: RPCWriter<Etcdserverpb_WatchResponse>,
+        response: RPCWriter<WatchWire>,
         context: ServerContext
     ) async throws {
         let stream = hub.openStream()
@@ -73,24 +89,30 @@ struct WatchService: Etcdserverpb_Watch.SimpleServiceProtocol {
     }
 
     /// Writes one batch taken from the outbox as one write to the transport (one flush for all).
-    private func send(_ messages: Deque<OutgoingWatchMessage>, to writer: RPCWriter<Etcdserverpb_WatchResponse>) async throws {
-        var responses: [Etcdserverpb_WatchResponse] = []
+    private func send(_ messages: Deque<OutgoingWatchMessage>, to writer: RPCWriter<WatchWire>) async throws {
+        var responses: [WatchWire] = []
         responses.reserveCapacity(messages.count)
         for message in messages {
             switch message {
             case .control(var response):
                 header.fill(&response.header)
-                responses.append(response)
-            case .events(let watchID, let headerRevision, let events, let prevKV, let fragment):
+                responses.append(.message(response))
+            case .events(let watchID, let headerRevision, let events, let encoded, let prevKV, let fragment):
+                var responseHeader = Etcdserverpb_ResponseHeader()
+                responseHeader.revision = headerRevision
+                header.fill(&responseHeader)
+                if let encoded, !prevKV, !fragment {
+                    responses.append(.events(header: responseHeader, watchID: watchID, encodedEvents: encoded))
+                    continue
+                }
                 var response = Etcdserverpb_WatchResponse()
-                response.header.revision = headerRevision
-                header.fill(&response.header)
+                response.header = responseHeader
                 response.watchID = watchID
                 response.events = wireEvents(events, withPreviousValues: prevKV)
                 if fragment {
-                    responses += Self.fragments(of: response, limit: fragmentLimit)
+                    responses += Self.fragments(of: response, limit: fragmentLimit).map { .message($0) }
                 } else {
-                    responses.append(response)
+                    responses.append(.message(response))
                 }
             }
         }
