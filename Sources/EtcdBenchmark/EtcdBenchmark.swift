@@ -10,7 +10,7 @@ struct EtcdBenchmark: AsyncParsableCommand {
         abstract: "A low-level benchmark tool for etcd3 (modelled on etcd's tools/benchmark).",
         subcommands: [
             PutCommand.self, RangeCommand.self, TxnPutCommand.self, TxnMixedCommand.self, WatchCommand.self,
-            WatchLatencyCommand.self, LeaseKeepAliveCommand.self, RaftCommand.self,
+            WatchLatencyCommand.self, WatchMixedCommand.self, LeaseKeepAliveCommand.self, RaftCommand.self,
         ]
     )
 

@@ -67,7 +67,7 @@ struct WatchLatencyCommand: AsyncParsableCommand {
         }
         var latencies = LatencyRecorder()
         for state in states {
-            latencies.merge(state.eventLatency.withLock { $0 })
+            latencies.merge(state.eventLatency.withLock { $0[0] })
             if let failure = state.failure.withLock({ $0 }) { latencies.recordError(failure) }
         }
         let (cost, elapsed, putFailures, expected, received) = outcome
@@ -118,8 +118,14 @@ struct WatchStreamFailed: Error, CustomStringConvertible {
 
 /// Waits until every stream has `perStream` watchers created; fails fast if a stream fails.
 func waitForWatchers(_ states: [WatchStreamState], perStream: Int, timeoutSeconds: Double) async throws {
+    try await waitForWatchers(states, counts: states.map { _ in perStream }, timeoutSeconds: timeoutSeconds)
+}
+
+/// Waits until stream `i` has `counts[i]` watchers created; fails fast if a stream fails.
+func waitForWatchers(_ states: [WatchStreamState], counts: [Int], timeoutSeconds: Double) async throws {
+    precondition(states.count == counts.count, "\(states.count) streams but \(counts.count) watcher counts")
     try await waitUntil(timeoutSeconds: timeoutSeconds) {
-        states.allSatisfy { $0.created.load(ordering: .relaxed) >= perStream }
+        zip(states, counts).allSatisfy { $0.created.load(ordering: .relaxed) >= $1 }
             || states.contains { $0.failure.withLock { $0 } != nil }
     }
     if let reason = states.lazy.compactMap({ $0.failure.withLock { $0 } }).first {
