@@ -19,6 +19,9 @@ struct Connections: Sendable {
     let counters: HTTP2ConnectionCounters
     /// Where client tasks should run, with `--event-loop-executor`.
     var executor: EventLoopTaskExecutor?
+    /// With `extraConnectionsOnOwnThread`, the thread that carries the extra connections, as an
+    /// executor for the tasks that use them.
+    var extraExecutor: EventLoopTaskExecutor?
     /// Sent with every request: the `token` from `--user`, or nothing.
     var metadata: Metadata = [:]
 
@@ -32,9 +35,34 @@ struct Connections: Sendable {
     }
 
     /// Opens the connections, authenticates if asked, runs `body`, and shuts everything down.
+    ///
+    /// With `extraConnectionsOnOwnThread`, the extra connections get an event loop thread of their
+    /// own (see `extraExecutor`): watch-mixed's puts must not queue behind thousands of watch events
+    /// per second in the same loop or task pool, or the put latency it reports is the tool's.
     static func with<Result: Sendable>(
         _ options: GlobalOptions,
         extraConnections: Int = 0,
+        extraConnectionsOnOwnThread: Bool = false,
+        _ body: (Connections) async throws -> Result
+    ) async throws -> Result {
+        guard extraConnectionsOnOwnThread, extraConnections > 0 else {
+            return try await with(options, extraConnections: extraConnections, extraLoop: nil, body)
+        }
+        let extraLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        do {
+            let result = try await with(options, extraConnections: extraConnections, extraLoop: extraLoop, body)
+            try await extraLoop.shutdownGracefully()
+            return result
+        } catch {
+            try? await extraLoop.shutdownGracefully()
+            throw error
+        }
+    }
+
+    private static func with<Result: Sendable>(
+        _ options: GlobalOptions,
+        extraConnections: Int,
+        extraLoop: MultiThreadedEventLoopGroup?,
         _ body: (Connections) async throws -> Result
     ) async throws -> Result {
         let counters = HTTP2ConnectionCounters()
@@ -56,7 +84,7 @@ struct Connections: Sendable {
                 target: target(for: endpoint),
                 transportSecurity: security,
                 config: transportConfig(counters: counters, answerPings: !options.withoutPingResponder),
-                eventLoopGroup: loopGroup
+                eventLoopGroup: index >= options.conns ? (extraLoop ?? loopGroup) : loopGroup
             )
             return GRPCClient(transport: transport)
         }
@@ -71,7 +99,8 @@ struct Connections: Sendable {
                 clients: Array(all[..<options.conns]),
                 extraClients: Array(all[options.conns...]),
                 counters: counters,
-                executor: executor
+                executor: executor,
+                extraExecutor: extraLoop.map { EventLoopTaskExecutor(group: $0) }
             )
             if let user = options.user {
                 connections.metadata = try await authenticate(user: user, client: all[0])

@@ -10,8 +10,8 @@ import Synchronization
 /// `--hot-watchers` watchers of one prefix (spread over the same streams, or on `--hot-streams` of
 /// their own). Once every watcher is created (and after `--idle-seconds`, so that a script can read
 /// the server's memory with the watchers idle), `--put-total` puts at `--put-rate` from a
-/// connection of their own, `--clients` in flight, alternate between the distinct keys and the hot
-/// prefix (see `WatchMixedPlan`). Every value carries its put's start time, so each received event
+/// connection and event loop thread of their own, up to `--clients` in flight, alternate between
+/// the distinct keys and the hot prefix (see `WatchMixedPlan`). Every value carries its put's start time, so each received event
 /// gives one put→event latency. Reports watcher creation, the puts, the events/s from the first put
 /// to the last event, and event latency overall and per kind of watcher.
 ///
@@ -61,6 +61,11 @@ struct WatchMixedCommand: AsyncParsableCommand {
     @Option(help: "Seconds to wait for outstanding events after the last put.")
     var drainTimeout: Double = 10
 
+    /// For showing why the puts get a thread of their own: without it, put responses wait behind
+    /// the watch events in the tool's shared event loops and task pool.
+    @Flag(help: .hidden)
+    var putsShareThreads = false
+
     func validate() throws {
         guard distinctWatchers >= 0, hotWatchers >= 0, distinctWatchers + hotWatchers >= 1 else {
             throw ValidationError("--distinct-watchers and --hot-watchers must not be negative, and not both 0")
@@ -93,7 +98,11 @@ struct WatchMixedCommand: AsyncParsableCommand {
         let targets = (0..<plan.streamCount).map { plan.targets(onStream: $0) }
         let states = targets.map { _ in WatchStreamState(eventClasses: WatchMixedPlan.EventClass.allCases.count) }
         let classify: EventClassifier = { plan.eventClass(ofKey: $0).rawValue }
-        let outcome = try await Connections.with(global, extraConnections: 1) { connections in
+        let outcome = try await Connections.with(
+            global,
+            extraConnections: 1,
+            extraConnectionsOnOwnThread: !putsShareThreads
+        ) { connections in
             try await withThrowingTaskGroup(of: Void.self) { group in
                 let creationMeter = CostMeter(
                     counters: connections.counters,
@@ -153,11 +162,14 @@ struct WatchMixedCommand: AsyncParsableCommand {
         let meter = CostMeter(counters: connections.counters, connectionCount: connections.connectionCount)
         let putStart = ProcessClock.nowNanoseconds()
         let value = randomBytes(valSize, seed: 0x5EED)
+        // The put tasks run on the put connection's own thread (see Connections.with).
+        var putConnections = connections
+        putConnections.executor = connections.extraExecutor ?? connections.executor
         let putReports = await runLoad(
             operation: "watch-mixed-put",
             classes: WatchMixedPlan.EventClass.allCases.map { "\($0)" },
             options: putOptions,
-            connections: connections,
+            connections: putConnections,
             ratePerSecond: putRate
         ) { _ in
             MixedPutWorker(
