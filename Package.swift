@@ -69,6 +69,12 @@ let package = Package(
             dependencies: ["EtcdBackend", .product(name: "Collections", package: "swift-collections")],
             swiftSettings: strictSettings
         ),
+        // The lessor: leases, their keys and (on the leader) their expiry; no I/O, time is passed in.
+        .target(
+            name: "EtcdLease",
+            dependencies: ["EtcdBackend", .product(name: "HeapModule", package: "swift-collections")],
+            swiftSettings: strictSettings
+        ),
         .target(
             name: "EtcdReplica",
             dependencies: [
@@ -120,6 +126,7 @@ let package = Package(
         .testTarget(name: "EtcdSimulationTests", dependencies: ["EtcdRaft"], swiftSettings: strictSettings),
         .testTarget(name: "EtcdWALTests", dependencies: ["EtcdWAL", "EtcdRaft"], swiftSettings: strictSettings),
         .testTarget(name: "EtcdBackendTests", dependencies: ["EtcdBackend"], swiftSettings: strictSettings),
+        .testTarget(name: "EtcdLeaseTests", dependencies: ["EtcdLease", "EtcdBackend"], swiftSettings: strictSettings),
         .testTarget(name: "EtcdMVCCTests", dependencies: ["EtcdMVCC", "EtcdBackend"], swiftSettings: strictSettings),
         .testTarget(
             name: "EtcdReplicaTests",
