@@ -78,14 +78,14 @@ let package = Package(
         .target(
             name: "EtcdReplica",
             dependencies: [
-                "EtcdCommon", "EtcdAPI", "EtcdMVCC", "EtcdBackend", "EtcdRaft", "EtcdWAL", logging, swiftProtobuf,
+                "EtcdCommon", "EtcdAPI", "EtcdMVCC", "EtcdLease", "EtcdBackend", "EtcdRaft", "EtcdWAL", logging, swiftProtobuf,
             ],
             swiftSettings: strictSettings
         ),
         .target(
             name: "EtcdServer",
             dependencies: [
-                "EtcdCommon", "EtcdAPI", "EtcdReplica", "EtcdMVCC", "EtcdBackend", "EtcdRaft", "EtcdTransport",
+                "EtcdCommon", "EtcdAPI", "EtcdReplica", "EtcdMVCC", "EtcdLease", "EtcdBackend", "EtcdRaft", "EtcdTransport",
                 grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, logging, nioCore, nioPosix, nioHTTP2, crypto,
                 dequeModule, serviceLifecycle, nioConcurrencyHelpers,
             ],
@@ -131,7 +131,8 @@ let package = Package(
         .testTarget(
             name: "EtcdReplicaTests",
             dependencies: [
-                "EtcdReplica", "EtcdAPI", "EtcdCommon", "EtcdMVCC", "EtcdBackend", "EtcdRaft", "EtcdWAL", logging, swiftProtobuf,
+                "EtcdReplica", "EtcdAPI", "EtcdCommon", "EtcdMVCC", "EtcdLease", "EtcdBackend", "EtcdRaft", "EtcdWAL", logging,
+                swiftProtobuf,
             ],
             swiftSettings: strictSettings
         ),

@@ -72,3 +72,13 @@ public enum LeaseError: Error, Hashable, Sendable {
     /// A grant above ``Lessor/maxTTLSeconds`` (`ErrLeaseTTLTooLarge`).
     case ttlTooLarge
 }
+
+extension MonotonicTime {
+    private static let origin = ContinuousClock.now
+
+    /// The process's monotonic clock (time since the lessor module first read it), for shells.
+    /// The lessor itself never calls it.
+    @Sendable public static func processClock() -> MonotonicTime {
+        MonotonicTime(nanoseconds: origin.duration(to: .now).nanoseconds)
+    }
+}

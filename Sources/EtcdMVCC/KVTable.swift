@@ -84,12 +84,13 @@ struct KVTable {
         var key: [UInt8]
         var createRevision: Int64
         var version: Int64
+        var lease: Int64
         var tombstone: Bool
     }
 
     /// Calls `body` for every row in revision order (etcd restores its index the same way).
     func forEachIndexRow(_ body: (IndexRow) -> Void) throws(BackendError) {
-        let sql = "SELECT main, sub, key, create_revision, version, tombstone FROM kv ORDER BY main, sub"
+        let sql = "SELECT main, sub, key, create_revision, version, lease, tombstone FROM kv ORDER BY main, sub"
         try backend.withStatement(sql) { statement throws(BackendError) in
             while try statement.step() {
                 body(
@@ -98,7 +99,8 @@ struct KVTable {
                         key: statement.bytes(at: 2),
                         createRevision: statement.int64(at: 3),
                         version: statement.int64(at: 4),
-                        tombstone: statement.int64(at: 5) != 0
+                        lease: statement.int64(at: 5),
+                        tombstone: statement.int64(at: 6) != 0
                     )
                 )
             }

@@ -41,6 +41,9 @@ public final class MVCCStore {
     public var recordsChanges = false
     /// Revisions written since the last ``takeChanges()``, oldest first.
     private var recordedChanges: [RevisionChanges] = []
+    /// The lease of every live key that has one, as the last rebuild from disk found it, until
+    /// the lessor takes it (``takeRestoredLeaseAttachments()``).
+    private var restoredLeaseAttachments: [[UInt8]: Int64] = [:]
     /// A backend failure inside the current batch: the batch can only be rolled back now.
     private var batchFailure: BackendError?
 
@@ -178,6 +181,14 @@ public final class MVCCStore {
         if recordsChanges { recordedChanges.append(changes) }
     }
 
+    /// The lease of each live key that has one, as of the last time memory was rebuilt from disk
+    /// (at open, and after a rolled-back batch); handed out once, for the lessor to re-attach
+    /// keys (etcd's lessor recovers its attachments from the keys the same way).
+    public func takeRestoredLeaseAttachments() -> [([UInt8], Int64)] {
+        defer { restoredLeaseAttachments = [:] }
+        return restoredLeaseAttachments.map { ($0.key, $0.value) }
+    }
+
     // MARK: Batches
 
     /// Opens the backend transaction that the following writes join.
@@ -293,10 +304,17 @@ public final class MVCCStore {
     /// creation revision and version, so compacted history is not needed.
     private func rebuild() throws(BackendError) {
         index.removeAll()
+        restoredLeaseAttachments.removeAll()
         compactMainRevision = try table.meta(Self.compactedRevisionMetaName) ?? -1
         var latest: Int64 = 1
         try table.forEachIndexRow { row in
             latest = row.revision.main
+            // Rows come in revision order, so each key's last row decides its lease.
+            if row.tombstone || row.lease == 0 {
+                restoredLeaseAttachments[row.key] = nil
+            } else {
+                restoredLeaseAttachments[row.key] = row.lease
+            }
             if row.tombstone {
                 // A tombstone for a key with no live generation carries nothing to restore.
                 _ = index.tombstone(row.key, row.revision)

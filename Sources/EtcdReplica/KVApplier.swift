@@ -1,5 +1,6 @@
 package import EtcdAPI
 import EtcdCommon
+package import EtcdLease
 package import EtcdMVCC
 import Foundation
 
@@ -18,12 +19,17 @@ extension WriteTransaction: KVReadView {}
 /// are assumed validated (``RequestValidation``) before they reach here.
 package struct KVApplier {
     package let store: MVCCStore
-    /// Whether a lease exists. Until the lessor exists no lease does, so every put that names a
-    /// lease is refused, as etcd refuses a lease it does not know.
-    package var leaseExists: (Int64) -> Bool = { _ in false }
+    /// The leases: a put naming one must find it, and every write transaction's puts and
+    /// deletes attach and detach keys (etcd's mvcc store calls its lessor the same way).
+    package let lessor: Lessor
 
-    package init(store: MVCCStore) {
+    package init(store: MVCCStore, lessor: Lessor) {
         self.store = store
+        self.lessor = lessor
+    }
+
+    package func leaseExists(_ id: Int64) -> Bool {
+        lessor.contains(LeaseID(id))
     }
 
     // MARK: Range
@@ -187,6 +193,12 @@ package struct KVApplier {
         do {
             let result = try body(txn)
             txn.end()
+            for event in txn.changes {
+                switch event.kind {
+                case .put: lessor.recordPut(event.kv.key, lease: LeaseID(event.kv.lease))
+                case .delete: lessor.recordDelete(event.kv.key)
+                }
+            }
             return result
         } catch {
             let changed = txn.changeCount > 0

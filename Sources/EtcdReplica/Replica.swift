@@ -1,6 +1,7 @@
 public import EtcdAPI
 import EtcdBackend
 import EtcdCommon
+public import EtcdLease
 public import EtcdMVCC
 public import EtcdRaft
 public import Logging
@@ -12,6 +13,9 @@ public enum ApplyResponse: Sendable {
     case deleteRange(Etcdserverpb_DeleteRangeResponse)
     case txn(Etcdserverpb_TxnResponse)
     case compaction(Etcdserverpb_CompactionResponse)
+    case leaseGrant(Etcdserverpb_LeaseGrantResponse)
+    case leaseRevoke(Etcdserverpb_LeaseRevokeResponse)
+    case leaseCheckpoint(Etcdserverpb_LeaseCheckpointResponse)
 }
 
 /// The result of one applied request, under the ID its proposer gave it (`header.id`), so that
@@ -42,6 +46,12 @@ public struct AppliedRequest: Sendable {
 /// Not `Sendable`: the server keeps it behind one lock (reads and applies share it).
 public final class Replica {
     public let store: MVCCStore
+    /// The leases, their keys and (on the leader) their expiry; changed by applied entries and,
+    /// for expiry, by the leader's own calls under the same lock.
+    public let lessor: Lessor
+    private let leaseTable: LeaseTable
+    /// The leader's monotonic clock, read when an applied grant or checkpoint starts a deadline.
+    private let clock: @Sendable () -> MonotonicTime
     private var applier: KVApplier
     private let logger: Logger
     /// The last entry applied to the store, in the open batch or committed.
@@ -57,10 +67,25 @@ public final class Replica {
     static let appliedIndexMetaKey = "consistent_index"
     static let termMetaKey = "term"
 
-    public init(store: MVCCStore, logger: Logger) throws(ReplicaError) {
+    /// Opens the replica on `store`: reads the consistent index, and loads the leases and the
+    /// keys attached to them from the backend. `leases` sets the minimum TTL and checkpoints;
+    /// `clock` is the monotonic clock of the leader's deadlines.
+    public init(
+        store: MVCCStore,
+        logger: Logger,
+        leases: Lessor.Configuration = Lessor.Configuration(minTTLSeconds: 2),
+        clock: @escaping @Sendable () -> MonotonicTime = MonotonicTime.processClock
+    ) throws(ReplicaError) {
         self.store = store
         self.logger = logger
-        self.applier = KVApplier(store: store)
+        self.clock = clock
+        lessor = Lessor(configuration: leases)
+        applier = KVApplier(store: store, lessor: lessor)
+        do {
+            leaseTable = try LeaseTable(backend: store.backend)
+        } catch {
+            throw .storage("\(error)")
+        }
         do {
             appliedIndex = UInt64(clamping: try store.meta(Self.appliedIndexMetaKey) ?? 0)
             appliedTerm = UInt64(clamping: try store.meta(Self.termMetaKey) ?? 0)
@@ -68,6 +93,26 @@ public final class Replica {
             throw ReplicaError(error)
         }
         committedIndex = appliedIndex
+        try reloadLeases()
+    }
+
+    /// Rebuilds the lessor from the backend (at open, and after a batch was rolled back, which
+    /// rebuilt the store from disk too). Leases start "forever"; a leader promotes them again.
+    private func reloadLeases() throws(ReplicaError) {
+        let persisted: [PersistedLease]
+        do {
+            persisted = try leaseTable.all()
+        } catch {
+            throw .storage("\(error)")
+        }
+        let attachments = store.takeRestoredLeaseAttachments().map { ($0.0, LeaseID($0.1)) }
+        let orphans = lessor.restore(leases: persisted, attachments: attachments)
+        for (key, lease) in orphans.prefix(10) {
+            logger.warning(
+                "key attached to a lease that does not exist",
+                metadata: ["lease_id": "\(lease)", "key_bytes": "\(key.count)"]
+            )
+        }
     }
 
     // MARK: Reads
@@ -153,6 +198,7 @@ public final class Replica {
             // commitBatch has already rolled back and rebuilt memory from disk.
             appliedIndex = committedIndex
             entriesInBatch = 0
+            try? reloadLeases()
             logger.critical("backend commit failed", metadata: ["reason": "\(error)"])
             throw ReplicaError(error)
         }
@@ -178,6 +224,7 @@ public final class Replica {
         if batchOpen {
             store.abortBatch()
             batchOpen = false
+            try? reloadLeases()
         }
         appliedIndex = committedIndex
         appliedTerm = UInt64(clamping: (try? store.meta(Self.termMetaKey)) ?? 0)
@@ -191,9 +238,89 @@ public final class Replica {
             if request.hasDeleteRange { return .success(.deleteRange(try applier.deleteRange(request.deleteRange))) }
             if request.hasTxn { return .success(.txn(try applier.txn(request.txn))) }
             if request.hasCompaction { return .success(.compaction(try applier.compact(request.compaction))) }
+            if request.hasLeaseGrant { return .success(.leaseGrant(try grant(request.leaseGrant))) }
+            if request.hasLeaseRevoke { return .success(.leaseRevoke(try revoke(request.leaseRevoke))) }
+            if request.hasLeaseCheckpoint { return .success(.leaseCheckpoint(try checkpoint(request.leaseCheckpoint))) }
             return .failure(.storage("log entry \(index) holds no request this member can apply"))
         } catch {
             return .failure(error)
         }
     }
+}
+
+// MARK: Lease entries
+
+extension Replica {
+    /// etcd's `applierV3backend.LeaseGrant`: the lease and its row, in the open batch.
+    private func grant(_ request: Etcdserverpb_LeaseGrantRequest) throws(ReplicaError) -> Etcdserverpb_LeaseGrantResponse {
+        let id = LeaseID(request.id)
+        let ttl: Int64
+        do {
+            ttl = try lessor.grant(id, ttl: request.ttl, now: clock())
+        } catch {
+            throw ReplicaError(error)
+        }
+        try saveLease(id)
+        var response = Etcdserverpb_LeaseGrantResponse()
+        response.id = request.id
+        response.ttl = ttl
+        response.header.revision = store.currentRevision
+        return response
+    }
+
+    /// etcd's `LeaseRevoke`: every attached key deleted in one write transaction (one revision,
+    /// keys in byte order so that every member writes the same rows), then the lease and its row.
+    private func revoke(_ request: Etcdserverpb_LeaseRevokeRequest) throws(ReplicaError) -> Etcdserverpb_LeaseRevokeResponse {
+        let id = LeaseID(request.id)
+        guard let keys = lessor.attachedKeys(id) else { throw .request(.leaseNotFound) }
+        if !keys.isEmpty {
+            try applier.inWriteTransaction { (txn) throws(ReplicaError) in
+                for key in keys {
+                    do throws(MVCCError) {
+                        _ = try txn.deleteRange(.key(key))
+                    } catch {
+                        throw ReplicaError(error)
+                    }
+                }
+            }
+        }
+        lessor.remove(id)
+        do {
+            try leaseTable.delete(id)
+        } catch {
+            throw .storage("\(error)")
+        }
+        var response = Etcdserverpb_LeaseRevokeResponse()
+        response.header.revision = store.currentRevision
+        return response
+    }
+
+    /// etcd's `LeaseCheckpoint` with persistence on: the remainders are recorded and saved;
+    /// unknown leases are skipped.
+    private func checkpoint(_ request: Etcdserverpb_LeaseCheckpointRequest) throws(ReplicaError)
+        -> Etcdserverpb_LeaseCheckpointResponse
+    {
+        let now = clock()
+        for checkpoint in request.checkpoints {
+            let id = LeaseID(checkpoint.id)
+            guard lessor.contains(id) else { continue }
+            lessor.checkpoint(id, remainingTTL: checkpoint.remainingTtl, now: now)
+            try saveLease(id)
+        }
+        var response = Etcdserverpb_LeaseCheckpointResponse()
+        response.header.revision = store.currentRevision
+        return response
+    }
+
+    private func saveLease(_ id: LeaseID) throws(ReplicaError) {
+        guard let persisted = lessor.persisted(id) else { return }
+        do {
+            try leaseTable.save(persisted)
+        } catch {
+            throw .storage("\(error)")
+        }
+    }
+
+    /// The leader's clock as this replica reads it.
+    public var now: MonotonicTime { clock() }
 }

@@ -1,4 +1,5 @@
 public import EtcdCommon
+package import EtcdLease
 package import EtcdMVCC
 
 /// Why the replica could not serve a request.
@@ -16,6 +17,15 @@ public enum ReplicaError: Error, Hashable, Sendable {
         case .compacted: self = .request(.compacted)
         case .futureRevision: self = .request(.futureRevision)
         case .backend(let backendError): self = .storage("\(backendError)")
+        }
+    }
+
+    /// The lessor's refusals, as etcd reports them.
+    package init(_ error: LeaseError) {
+        switch error {
+        case .notFound: self = .request(.leaseNotFound)
+        case .exists: self = .request(.leaseExists)
+        case .ttlTooLarge: self = .request(.leaseTTLTooLarge)
         }
     }
 }

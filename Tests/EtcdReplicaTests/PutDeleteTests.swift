@@ -1,6 +1,7 @@
 import EtcdAPI
 import EtcdBackend
 import EtcdCommon
+import EtcdLease
 import EtcdMVCC
 import EtcdReplica
 import Foundation
@@ -112,9 +113,9 @@ struct PutTests {
 struct PutLeaseTests {
     /// An applier on a fresh store that knows exactly the leases in `leases`.
     private func applier(leases: Set<Int64>) throws -> KVApplier {
-        var applier = try KVApplier(store: MVCCStore(backend: Backend(path: nil)))
-        applier.leaseExists = { leases.contains($0) }
-        return applier
+        let lessor = Lessor(configuration: .init(minTTLSeconds: 2))
+        for lease in leases { _ = try lessor.grant(LeaseID(lease), ttl: 60, now: .zero) }
+        return try KVApplier(store: MVCCStore(backend: Backend(path: nil)), lessor: lessor)
     }
 
     /// Runs `body` in one batch, as the replica does for every proposal.

@@ -45,6 +45,9 @@ struct ReplicaTests {
         case .success(.deleteRange(let response)): return response.header.revision
         case .success(.txn(let response)): return response.header.revision
         case .success(.compaction(let response)): return response.header.revision
+        case .success(.leaseGrant(let response)): return response.header.revision
+        case .success(.leaseRevoke(let response)): return response.header.revision
+        case .success(.leaseCheckpoint(let response)): return response.header.revision
         case .failure: return nil
         }
     }

@@ -1,5 +1,6 @@
 import EtcdAPI
 import EtcdBackend
+import EtcdLease
 import EtcdMVCC
 import EtcdRaft
 import EtcdReplica
@@ -33,8 +34,8 @@ final class TestReplica {
         try self.init(store: MVCCStore(backend: Backend(path: nil)))
     }
 
-    init(store: MVCCStore) throws {
-        replica = try Replica(store: store, logger: Logger(label: "etcd.replica.test"))
+    init(store: MVCCStore, clock: @escaping @Sendable () -> MonotonicTime = { .zero }) throws {
+        replica = try Replica(store: store, logger: Logger(label: "etcd.replica.test"), clock: clock)
     }
 
     /// Applies `requests` as consecutive committed entries, commits the backend, and returns
