@@ -3,6 +3,7 @@ public import ServiceLifecycle
 import EtcdAPI
 import EtcdBackend
 import EtcdCommon
+import EtcdLease
 import EtcdMVCC
 import EtcdRaft
 import EtcdReplica
@@ -56,7 +57,7 @@ public final class EtcdServer: Service, Sendable {
         )
         let lock = try DataDirectoryLock(dataDirectory: dataDirectory)
         defer { withExtendedLifetime(lock) {} }
-        let replica = try Self.openReplica(dataDirectory: dataDirectory, logger: logger)
+        let replica = try Self.openReplica(dataDirectory: dataDirectory, leases: leaseConfiguration, logger: logger)
         let persisted = try replica.resolveIdentity(identity)
         let appliedIndex = replica.appliedIndex
         let member = try RaftMember.open(
@@ -109,6 +110,10 @@ public final class EtcdServer: Service, Sendable {
             KVService(writer: proposer, replica: handle, header: header, maxTxnOperations: configuration.maxTxnOperations),
             MaintenanceService(replica: handle, header: header, statusBoard: status),
             ClusterService(header: header, member: memberInfo),
+            LeaseService(
+                writer: proposer, replica: handle, header: header, requestTimeout: configuration.requestTimeout,
+                pollInterval: .milliseconds(configuration.heartbeatIntervalMilliseconds)
+            ),
             WatchService(
                 hub: watchHub, header: header,
                 fragmentLimit: configuration.maxRequestBytes + ServerConfiguration.grpcOverheadBytes,
@@ -186,6 +191,9 @@ public final class EtcdServer: Service, Sendable {
         loop.backendBatchLimit = configuration.backendBatchLimit
         loop.maxProposalsPerCycle = configuration.maxProposalsPerCycle
         loop.unsafeNoFsync = configuration.unsafeNoFsync
+        loop.electionTimeout = .milliseconds(configuration.electionTimeoutMilliseconds)
+        // etcd revokes at most 1,000 leases per second.
+        loop.leaseRevocationsPerTick = max(1, configuration.heartbeatIntervalMilliseconds)
         return loop
     }
 
@@ -196,10 +204,21 @@ public final class EtcdServer: Service, Sendable {
         return words.flatMap { word in (0..<8).map { UInt8(truncatingIfNeeded: word >> (8 * $0)) } }
     }
 
-    private static func openReplica(dataDirectory: String, logger: Logger) throws -> Replica {
+    private static func openReplica(dataDirectory: String, leases: Lessor.Configuration, logger: Logger) throws -> Replica {
         let backend = try Backend(dataDirectory: dataDirectory)
         let store = try MVCCStore(backend: backend)
-        return try Replica(store: store, logger: logger)
+        return try Replica(store: store, logger: logger, leases: leases)
+    }
+
+    /// etcd's lessor settings: the minimum TTL from the election timeout, checkpoints (on and
+    /// persisted by default here), and the retry interval of an expired lease's revocation.
+    private var leaseConfiguration: Lessor.Configuration {
+        Lessor.Configuration(
+            minTTLSeconds: Lessor.Configuration.minTTLSeconds(
+                electionTimeout: .milliseconds(configuration.electionTimeoutMilliseconds)),
+            checkpointInterval: configuration.leaseCheckpointInterval,
+            expiredRetryInterval: configuration.requestTimeout
+        )
     }
 
     private func announce(_ servers: [GRPCServer<HTTP2ServerTransport.Posix>]) async throws {

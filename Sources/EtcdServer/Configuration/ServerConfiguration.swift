@@ -51,6 +51,10 @@ public struct ServerConfiguration: Sendable {
     /// How often watchers that asked for progress notifications get one when idle
     /// (`--experimental-watch-progress-notify-interval`; etcd raises anything below 100 ms to it).
     public var watchProgressNotifyInterval: Duration = .seconds(600)
+    /// How often the leader checkpoints long leases' remaining TTL through Raft
+    /// (`--experimental-lease-checkpoint-interval`); nil turns checkpoints off
+    /// (`--experimental-enable-lease-checkpoint=false`). On by default here, off in etcd.
+    public var leaseCheckpointInterval: Duration? = .seconds(300)
 
     public init() {}
 

@@ -1,5 +1,8 @@
+import EtcdAPI
 import EtcdCommon
+import EtcdLease
 import EtcdMVCC
+import SwiftProtobuf
 import EtcdRaft
 import EtcdReplica
 import Logging
@@ -18,6 +21,11 @@ struct RaftLoopConfiguration: Sendable {
     var maxProposalsPerCycle: Int = 1_000
     /// Durable backend commits are skipped (`--unsafe-no-fsync`).
     var unsafeNoFsync = false
+    /// `--election-timeout`: what a new leader adds to every lease before expiring any, the grace
+    /// after a stall, and the longest gap between lease checks that is not a stall.
+    var electionTimeout: Duration = .seconds(1)
+    /// Most expired leases handed to revocation per tick (etcd revokes at most 1,000 per second).
+    var leaseRevocationsPerTick: Int = 100
 }
 
 /// The one owner of the member's Raft: takes what the mailbox collected, steps it into Raft and
@@ -150,6 +158,12 @@ final class LoopCore {
     private var nextReadContext: UInt64 = 0
     private var lastBackendCommit = ContinuousClock.now
     private var stopped = false
+    /// When the leader last looked for expired leases; a longer gap than an election timeout is
+    /// a stall (see `leaseDuties`).
+    private var lastLeaseCheck: MonotonicTime?
+    /// Expired leases waiting for this member's leadership to be confirmed by a ReadIndex round
+    /// (context and term of the request) before their revocations are proposed.
+    private var leaseConfirmation: (context: UInt64, term: UInt64, leases: [LeaseID])?
 
     init(
         member: RaftMember, replica: ReplicaHandle, pending: PendingRequests, status: MemberStatusBoard,
@@ -181,7 +195,10 @@ final class LoopCore {
     }
 
     func process(_ work: MailboxWork) throws(MemberError) {
-        if work.tick { member.tick() }
+        if work.tick {
+            member.tick()
+            leaseDuties()
+        }
         if !work.proposals.isEmpty {
             do {
                 try member.propose(work.proposals.map(\.data))
@@ -235,7 +252,14 @@ final class LoopCore {
         let replica = self.replica
         let pending = self.pending
         let publishChanges = self.publishChanges
+        let term = member.term
+        var appliedOwnTermEntry = false
         while let cycle = try member.runCycle(apply: { (entries) throws(ReplicaError) in
+            // A leader's first entry of its term is empty; once it is applied, everything from
+            // earlier terms is too, and the lessor may take over expiry (etcd's Promote).
+            if entries.contains(where: { $0.type == .normal && $0.data.isEmpty && $0.term == term }) {
+                appliedOwnTermEntry = true
+            }
             let (results, changes) = try replica.withReplica { (replica) throws(ReplicaError) in
                 (try replica.apply(entries), replica.store.takeChanges())
             }
@@ -243,7 +267,12 @@ final class LoopCore {
             pending.complete(results)
         }) {
             if let last = cycle.lastAppliedIndex { appliedIndex = last }
+            if appliedOwnTermEntry && member.isLeader { promoteLessor() }
             for readState in cycle.readStates {
+                if let context = Self.integer(of: readState.requestContext), leaseConfirmation?.context == context {
+                    revokeConfirmedLeases()
+                    continue
+                }
                 guard let context = Self.integer(of: readState.requestContext),
                     let reads = readsAwaitingIndex.removeValue(forKey: context)
                 else { continue }
@@ -251,6 +280,12 @@ final class LoopCore {
             }
             if let softState = cycle.softState {
                 logger.info("raft state changed", metadata: ["role": "\(softState.role)", "leader": "\(softState.leader)"])
+                if softState.role != .leader {
+                    // Only the leader tracks expiry; a deposed one forgets its deadlines at once.
+                    replica.withReplica { $0.lessor.demote() }
+                    leaseConfirmation = nil
+                    lastLeaseCheck = nil
+                }
                 if softState.leader == .none {
                     // Read requests sent to a leader that is gone get no answer; fail them now
                     // rather than at their deadline.
@@ -259,6 +294,102 @@ final class LoopCore {
                 }
             }
             releaseAppliedReads()
+        }
+    }
+
+    // MARK: Leases
+
+    private func promoteLessor() {
+        let extend = configuration.electionTimeout
+        let promoted = replica.withReplica { replica -> Bool in
+            guard !replica.lessor.isPrimary else { return false }
+            replica.lessor.promote(now: replica.now, extend: extend)
+            return true
+        }
+        if promoted {
+            lastLeaseCheck = nil
+            logger.info("lessor promoted", metadata: ["term": "\(member.term)", "extend": "\(extend)"])
+        }
+    }
+
+    /// The leader's lease work each tick: after a stall, extend every lease and forget any
+    /// unconfirmed revocations; hand expired leases to a leadership confirmation (a ReadIndex
+    /// round, so a leader that was stalled and deposed meanwhile revokes nothing, etcd issues
+    /// #15247 and #12528); propose due checkpoints.
+    private func leaseDuties() {
+        guard member.isLeader else { return }
+        let grace = configuration.electionTimeout
+        let limit = configuration.leaseRevocationsPerTick
+        let awaitingConfirmation = leaseConfirmation != nil
+        let previousCheck = lastLeaseCheck
+        let (now, extended, expired, checkpoints) = replica.withReplica {
+            replica -> (MonotonicTime, Int?, [LeaseID], [(id: LeaseID, remainingTTL: Int64)]) in
+            let now = replica.now
+            guard replica.lessor.isPrimary else { return (now, nil, [], []) }
+            var extended: Int?
+            if let previousCheck, previousCheck.duration(to: now) > grace {
+                extended = replica.lessor.extendAfterStall(now: now, grace: grace)
+            }
+            let expired = awaitingConfirmation ? [] : replica.lessor.takeExpired(now: now, limit: limit)
+            return (now, extended, expired, replica.lessor.takeDueCheckpoints(now: now, limit: 1_000))
+        }
+        lastLeaseCheck = now
+        if let extended, let previousCheck {
+            logger.warning(
+                "leader stalled; leases extended before any expires",
+                metadata: ["stalled": "\(previousCheck.duration(to: now))", "extended_leases": "\(extended)"]
+            )
+            // A confirmation asked for before the stall proves nothing about now.
+            leaseConfirmation = nil
+        }
+        if !expired.isEmpty {
+            nextReadContext += 1
+            do {
+                try member.readIndex(context: Self.bytes(of: nextReadContext))
+                leaseConfirmation = (nextReadContext, member.term, expired)
+            } catch {
+                logger.debug("lease revocation waits: leadership cannot be confirmed", metadata: ["error": "\(error)"])
+            }
+        }
+        if !checkpoints.isEmpty {
+            var entry = Etcdserverpb_InternalRaftRequest()
+            entry.leaseCheckpoint.checkpoints = checkpoints.map { checkpoint in
+                var proto = Etcdserverpb_LeaseCheckpoint()
+                proto.id = checkpoint.id.rawValue
+                proto.remainingTtl = checkpoint.remainingTTL
+                return proto
+            }
+            proposeInternal(entry)
+        }
+    }
+
+    /// Leadership was confirmed after the leases were found expired: propose the revocation of
+    /// each that is still expired (a keepalive cannot revive an expired lease, but a stall's
+    /// extension can).
+    private func revokeConfirmedLeases() {
+        guard let confirmation = leaseConfirmation else { return }
+        leaseConfirmation = nil
+        guard member.isLeader, member.term == confirmation.term else { return }
+        let stillExpired = replica.withReplica { replica in
+            confirmation.leases.filter { replica.lessor.isExpired($0, now: replica.now) }
+        }
+        for lease in stillExpired {
+            var entry = Etcdserverpb_InternalRaftRequest()
+            entry.leaseRevoke.id = lease.rawValue
+            proposeInternal(entry)
+        }
+        if !stillExpired.isEmpty {
+            logger.debug("revoking expired leases", metadata: ["count": "\(stillExpired.count)"])
+        }
+    }
+
+    /// Proposes an entry of the member's own (request ID 0, which no client request has, so its
+    /// result answers nobody).
+    private func proposeInternal(_ entry: Etcdserverpb_InternalRaftRequest) {
+        do {
+            try member.propose([try entry.serializedBytes()])
+        } catch {
+            logger.debug("internal proposal dropped", metadata: ["error": "\(error)"])
         }
     }
 

@@ -34,6 +34,15 @@ final class RequestProposer: Sendable {
         return (memberID.rawValue & 0xffff) << 48 | (milliseconds & 0xff_ffff_ffff) << 8
     }
 
+    /// A lease ID for a grant that names none: the next request ID with the sign bit cleared,
+    /// as etcd does, so IDs are positive and unique across members and restarts.
+    func newLeaseID() -> Int64 {
+        while true {
+            let id = Int64(bitPattern: nextRequestID.add(1, ordering: .relaxed).newValue & ((1 << 63) - 1))
+            if id != 0 { return id }
+        }
+    }
+
     func propose(_ request: Etcdserverpb_InternalRaftRequest) async throws -> ApplyResponse {
         var entry = request
         let id = nextRequestID.add(1, ordering: .relaxed).newValue

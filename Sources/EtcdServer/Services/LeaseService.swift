@@ -1,0 +1,137 @@
+import EtcdAPI
+import EtcdCommon
+import EtcdLease
+import EtcdMVCC
+import EtcdReplica
+import Foundation
+import GRPCCore
+
+/// etcd's Lease service. Grants and revocations are Raft entries; keepalives and time-to-live
+/// are answered by the leader's lessor, which alone tracks expiry.
+struct LeaseService: Etcdserverpb_Lease.SimpleServiceProtocol {
+    let writer: RequestProposer
+    let replica: ReplicaHandle
+    let header: ResponseHeaderSource
+    /// How long a keepalive waits for this member to become primary, or for an expired lease's
+    /// revocation (etcd's request timeout).
+    let requestTimeout: Duration
+    /// How often such a wait looks again (one Raft tick).
+    let pollInterval: Duration
+
+    func leaseGrant(request: Etcdserverpb_LeaseGrantRequest, context: ServerContext) async throws
+        -> Etcdserverpb_LeaseGrantResponse
+    {
+        var entry = Etcdserverpb_InternalRaftRequest()
+        entry.leaseGrant = request
+        // The leader picks an ID when the client does not, before proposing, so that every
+        // member applies the same one (etcd uses its request ID generator, positive IDs only).
+        if entry.leaseGrant.id == 0 { entry.leaseGrant.id = writer.newLeaseID() }
+        guard case .leaseGrant(var response) = try await writer.propose(entry) else {
+            preconditionFailure("a lease grant was answered with another kind of response")
+        }
+        header.fill(&response.header)
+        return response
+    }
+
+    func leaseRevoke(request: Etcdserverpb_LeaseRevokeRequest, context: ServerContext) async throws
+        -> Etcdserverpb_LeaseRevokeResponse
+    {
+        var entry = Etcdserverpb_InternalRaftRequest()
+        entry.leaseRevoke = request
+        guard case .leaseRevoke(var response) = try await writer.propose(entry) else {
+            preconditionFailure("a lease revoke was answered with another kind of response")
+        }
+        header.fill(&response.header)
+        return response
+    }
+
+    func leaseKeepAlive(
+        request: RPCAsyncSequence<Etcdserverpb_LeaseKeepAliveRequest, any Error>,
+        response: RPCWriter<Etcdserverpb_LeaseKeepAliveResponse>,
+        context: ServerContext
+    ) async throws {
+        for try await keepAlive in request {
+            // The header is taken before the renewal, as etcd does, so that its revision is never
+            // newer than the moment the lease was renewed.
+            var answer = Etcdserverpb_LeaseKeepAliveResponse()
+            answer.id = keepAlive.id
+            header.fill(&answer.header)
+            answer.header.revision = replica.withReplica { $0.store.currentRevision }
+            answer.ttl = try await renew(LeaseID(keepAlive.id))
+            try await response.write(answer)
+        }
+    }
+
+    /// The TTL a keepalive answers: the granted TTL, or 0 for a lease that does not exist or has
+    /// expired (once its revocation is applied, so that a client told "gone" never still sees its
+    /// keys).
+    private func renew(_ id: LeaseID) async throws -> Int64 {
+        let deadline = ContinuousClock.now.advanced(by: requestTimeout)
+        while true {
+            let outcome = replica.withReplica { replica in replica.lessor.renew(id, now: replica.now) }
+            switch outcome {
+            case .renewed(let ttl, let clearsCheckpoint):
+                if clearsCheckpoint { try await clearCheckpoint(id) }
+                return ttl
+            case .notFound:
+                return 0
+            case .expired, .notPrimary:
+                // Followers do not exist yet (single member), so the wait is for this member's
+                // own promotion or for the revocation the expiry check is proposing.
+                guard ContinuousClock.now < deadline else {
+                    throw outcome == .notPrimary ? EtcdError.noLeader : EtcdError.timeout
+                }
+                try await Task.sleep(for: pollInterval)
+            }
+        }
+    }
+
+    /// A renewed lease must not keep an old checkpointed remainder, or a promotion would cut
+    /// the renewed TTL short; the remainder is cleared through Raft, as etcd does.
+    private func clearCheckpoint(_ id: LeaseID) async throws {
+        var checkpoint = Etcdserverpb_LeaseCheckpoint()
+        checkpoint.id = id.rawValue
+        checkpoint.remainingTtl = 0
+        var entry = Etcdserverpb_InternalRaftRequest()
+        entry.leaseCheckpoint.checkpoints = [checkpoint]
+        _ = try await writer.propose(entry)
+    }
+
+    func leaseTimeToLive(request: Etcdserverpb_LeaseTimeToLiveRequest, context: ServerContext) async throws
+        -> Etcdserverpb_LeaseTimeToLiveResponse
+    {
+        // Everything committed before the request is applied first (etcd waits for its applied
+        // index), so a lease just revoked is not reported alive.
+        try await writer.waitForLinearizableRead()
+        let status = replica.withReplica { replica in
+            replica.lessor.status(LeaseID(request.id), now: replica.now, includeKeys: request.keys)
+        }
+        var response = Etcdserverpb_LeaseTimeToLiveResponse()
+        response.id = request.id
+        if let status {
+            response.ttl = status.remainingSeconds
+            response.grantedTtl = status.grantedTTL
+            response.keys = status.keys.map { Data($0) }
+        } else {
+            // etcd answers an unknown lease with TTL -1, not an error.
+            response.ttl = -1
+        }
+        header.fill(&response.header)
+        response.header.revision = replica.withReplica { $0.store.currentRevision }
+        return response
+    }
+
+    func leaseLeases(request: Etcdserverpb_LeaseLeasesRequest, context: ServerContext) async throws
+        -> Etcdserverpb_LeaseLeasesResponse
+    {
+        var response = Etcdserverpb_LeaseLeasesResponse()
+        response.leases = replica.withReplica { $0.lessor.leasesByExpiry() }.map { id in
+            var status = Etcdserverpb_LeaseStatus()
+            status.id = id.rawValue
+            return status
+        }
+        header.fill(&response.header)
+        response.header.revision = replica.withReplica { $0.store.currentRevision }
+        return response
+    }
+}
