@@ -19,8 +19,7 @@ struct LeaseKVCompatibilityTests {
     func keysWithLeases() async throws {
         try await expectCompatible(
             "keys with leases",
-            referenceMentions: ["etcdserver: requested lease not found", "etcdserver: lease already exists"],
-            knownIssue: unimplementedRPC
+            referenceMentions: ["etcdserver: requested lease not found", "etcdserver: lease already exists"]
         ) { side in
             try await side.server.withGRPCClient { etcd in
                 await Self.grant(side, etcd, id: Self.leaseID, ttl: 600)

@@ -1,0 +1,164 @@
+import EtcdAPI
+import EtcdServer
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import SwiftProtobuf
+import Testing
+
+/// Runs `body` with KV, Lease and Watch clients on one connection to 127.0.0.1:`port`.
+private func withClients<Result: Sendable>(
+    port: Int,
+    _ body: @Sendable (
+        Etcdserverpb_KV.Client<HTTP2ClientTransport.Posix>, Etcdserverpb_Lease.Client<HTTP2ClientTransport.Posix>,
+        Etcdserverpb_Watch.Client<HTTP2ClientTransport.Posix>
+    ) async throws -> Result
+) async throws -> Result {
+    try await withKVClient(port: port) { kv, client in
+        try await body(kv, Etcdserverpb_Lease.Client(wrapping: client), Etcdserverpb_Watch.Client(wrapping: client))
+    }
+}
+
+private func grant(_ lease: Etcdserverpb_Lease.Client<HTTP2ClientTransport.Posix>, id: Int64 = 0, ttl: Int64) async throws -> Int64 {
+    var request = Etcdserverpb_LeaseGrantRequest()
+    request.id = id
+    request.ttl = ttl
+    return try await lease.leaseGrant(request).id
+}
+
+private func put(_ kv: Etcdserverpb_KV.Client<HTTP2ClientTransport.Posix>, _ key: String, lease: Int64) async throws {
+    var request = Etcdserverpb_PutRequest()
+    request.key = Data(key)
+    request.value = Data("v")
+    request.lease = lease
+    _ = try await kv.put(request)
+}
+
+private func count(_ kv: Etcdserverpb_KV.Client<HTTP2ClientTransport.Posix>, prefix: String) async throws -> Int64 {
+    var request = Etcdserverpb_RangeRequest()
+    request.key = Data(prefix)
+    request.rangeEnd = Data(prefix + "\u{7f}")
+    request.countOnly = true
+    return try await kv.range(request).count
+}
+
+private func keepAlive(_ lease: Etcdserverpb_Lease.Client<HTTP2ClientTransport.Posix>, _ id: Int64) async throws -> Int64 {
+    var message = Etcdserverpb_LeaseKeepAliveRequest()
+    message.id = id
+    let request = message
+    return try await lease.leaseKeepAlive(
+        requestProducer: { writer in try await writer.write(request) },
+        onResponse: { response in
+            for try await message in response.messages { return message.ttl }
+            return Int64(-100)
+        }
+    )
+}
+
+private func timeToLive(_ lease: Etcdserverpb_Lease.Client<HTTP2ClientTransport.Posix>, _ id: Int64) async throws
+    -> Etcdserverpb_LeaseTimeToLiveResponse
+{
+    var request = Etcdserverpb_LeaseTimeToLiveRequest()
+    request.id = id
+    request.keys = true
+    return try await lease.leaseTimeToLive(request)
+}
+
+@Suite("Leases on a running server")
+struct LeaseServerTests {
+    @Test("a lease's keys go when its TTL runs out, within a tolerance, and not before")
+    func expiry() async throws {
+        try await withServer { port in
+            try await withClients(port: port) { kv, lease, _ in
+                let id = try await grant(lease, ttl: 2)
+                let granted = ContinuousClock.now
+                try await put(kv, "expiring/a", lease: id)
+                try await put(kv, "expiring/b", lease: id)
+                while try await count(kv, prefix: "expiring/") > 0 {
+                    try await Task.sleep(for: .milliseconds(20))
+                    #expect(granted.duration(to: .now) < .seconds(5), "keys outlived their 2 s lease by far")
+                }
+                let lived = granted.duration(to: .now)
+                #expect(lived >= .seconds(2), "keys went after \(lived), before the 2 s TTL")
+                #expect(try await timeToLive(lease, id).ttl == -1)
+                #expect(try await keepAlive(lease, id) == 0)
+            }
+        }
+    }
+
+    @Test("keepalives keep a lease alive past its TTL; time-to-live reports the remainder, granted TTL and keys")
+    func keepAlives() async throws {
+        try await withServer { port in
+            try await withClients(port: port) { kv, lease, _ in
+                let id = try await grant(lease, id: 0x42, ttl: 2)
+                try await put(kv, "kept", lease: id)
+                for _ in 0..<8 {
+                    try await Task.sleep(for: .milliseconds(500))
+                    #expect(try await keepAlive(lease, id) == 2)
+                }
+                #expect(try await count(kv, prefix: "kept") == 1)
+                let status = try await timeToLive(lease, id)
+                #expect(status.grantedTtl == 2)
+                #expect((0...2).contains(status.ttl))
+                #expect(status.keys == [Data("kept")])
+                #expect(try await keepAlive(lease, 0x43) == 0)
+                var list = try await lease.leaseLeases(Etcdserverpb_LeaseLeasesRequest())
+                #expect(list.leases.map(\.id) == [0x42])
+                _ = try await lease.leaseRevoke(.with { $0.id = id })
+                list = try await lease.leaseLeases(Etcdserverpb_LeaseLeasesRequest())
+                #expect(list.leases.isEmpty)
+            }
+        }
+    }
+
+    @Test("a revocation deletes all of a lease's keys in one revision, and a watcher gets them in one response")
+    func revokeIsAtomicForWatchers() async throws {
+        try await withServer { port in
+            try await withClients(port: port) { kv, lease, watch in
+                let id = try await grant(lease, ttl: 600)
+                for index in 0..<20 { try await put(kv, "held/\(index)", lease: id) }
+                let stream = WatchStreamClient(watch)
+                stream.create(key: "held/", rangeEnd: "held/\u{7f}")
+                _ = try await stream.waitFor("the watch to be created") { $0.contains { $0.created } }
+                let revoked = try await lease.leaseRevoke(.with { $0.id = id })
+                let responses = try await stream.waitFor("the deletes") { responses in
+                    responses.reduce(0) { $0 + $1.events.count } >= 20
+                }
+                let withEvents = responses.filter { !$0.events.isEmpty }
+                #expect(withEvents.count == 1)
+                #expect(withEvents.first?.events.allSatisfy { $0.type == .delete && $0.kv.modRevision == revoked.header.revision } == true)
+                #expect(try await count(kv, prefix: "held/") == 0)
+                await stream.close()
+            }
+        }
+    }
+
+    @Test("leases and their keys survive a restart, and still expire afterwards")
+    func restart() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lease-restart-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let ids = try await withServer(dataDirectory: directory) { port in
+            try await withClients(port: port) { kv, lease, _ in
+                let long = try await grant(lease, ttl: 600)
+                let short = try await grant(lease, ttl: 3)
+                try await put(kv, "long", lease: long)
+                try await put(kv, "short", lease: short)
+                return (long, short)
+            }
+        }
+        try await withServer(dataDirectory: directory) { port in
+            try await withClients(port: port) { kv, lease, _ in
+                let long = try await timeToLive(lease, ids.0)
+                #expect(long.grantedTtl == 600)
+                #expect(long.keys == [Data("long")])
+                #expect(try await timeToLive(lease, ids.1).keys == [Data("short")])
+                let restarted = ContinuousClock.now
+                while try await count(kv, prefix: "short") > 0 {
+                    try await Task.sleep(for: .milliseconds(50))
+                    #expect(restarted.duration(to: .now) < .seconds(8))
+                }
+                #expect(try await count(kv, prefix: "long") == 1)
+            }
+        }
+    }
+}
