@@ -84,6 +84,21 @@ struct EtcdCommand: AsyncParsableCommand {
         help: "Duration of periodic watch progress notifications.")
     var experimentalWatchProgressNotifyInterval: String = "10m0s"
 
+    @Option(
+        name: .etcd("experimental-enable-lease-checkpoint"),
+        help: "Enable leader to send regular checkpoints to other members to prevent reset of remaining TTL on leader change (on by default here).")
+    var experimentalEnableLeaseCheckpoint: String = "true"
+
+    @Option(
+        name: .etcd("experimental-enable-lease-checkpoint-persist"),
+        help: "Persist checkpointed remaining TTLs, so a restart does not reset them either (default: on with checkpoints; requires them).")
+    var experimentalEnableLeaseCheckpointPersist: String = ""
+
+    @Option(
+        name: .etcd("experimental-lease-checkpoint-interval"),
+        help: "Duration of periodic lease checkpoints.")
+    var experimentalLeaseCheckpointInterval: String = "5m0s"
+
     @Option(name: .etcd("log-level"), help: "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
     var logLevel: String = "info"
 
@@ -153,6 +168,19 @@ struct EtcdCommand: AsyncParsableCommand {
         if progressInterval > .zero {
             configuration.watchProgressNotifyInterval = max(progressInterval, .milliseconds(100))
         }
+        let checkpoints = try Self.parseBool(experimentalEnableLeaseCheckpoint, flag: "experimental-enable-lease-checkpoint")
+        let persist =
+            experimentalEnableLeaseCheckpointPersist.isEmpty
+            ? checkpoints
+            : try Self.parseBool(experimentalEnableLeaseCheckpointPersist, flag: "experimental-enable-lease-checkpoint-persist")
+        if persist && !checkpoints {
+            throw ValidationError(
+                "setting experimental-enable-lease-checkpoint-persist requires experimental-enable-lease-checkpoint")
+        }
+        // Checkpoints are always persisted when on: the remainder lives in the lease's row.
+        let checkpointInterval = try Self.parseDuration(
+            experimentalLeaseCheckpointInterval, flag: "experimental-lease-checkpoint-interval")
+        configuration.leaseCheckpointInterval = checkpoints ? (checkpointInterval > .zero ? checkpointInterval : .seconds(300)) : nil
         try configuration.validate()
         return configuration
     }
@@ -223,11 +251,14 @@ struct EtcdCommand: AsyncParsableCommand {
         "initial-advertise-peer-urls", "initial-cluster", "initial-cluster-token", "initial-cluster-state",
         "max-txn-ops", "max-request-bytes", "log-level", "version", "snapshot-count", "max-wals", "max-snapshots",
         "wal-dir", "heartbeat-interval", "election-timeout", "pre-vote", "unsafe-no-fsync", "backend-batch-interval",
-        "backend-batch-limit", "experimental-watch-progress-notify-interval",
+        "backend-batch-limit", "experimental-watch-progress-notify-interval", "experimental-enable-lease-checkpoint",
+        "experimental-enable-lease-checkpoint-persist", "experimental-lease-checkpoint-interval",
     ]
 
     /// Boolean flags that, as in Go, may be given bare (`--pre-vote` means `--pre-vote=true`).
-    static let booleanFlags = ["pre-vote", "unsafe-no-fsync"]
+    static let booleanFlags = [
+        "pre-vote", "unsafe-no-fsync", "experimental-enable-lease-checkpoint", "experimental-enable-lease-checkpoint-persist",
+    ]
 }
 
 extension NameSpecification {
