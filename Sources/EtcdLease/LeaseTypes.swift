@@ -43,15 +43,11 @@ public struct MonotonicTime: Hashable, Comparable, Sendable, CustomStringConvert
 
 extension Duration {
     /// The whole duration in nanoseconds, saturating at `Int64`'s bounds.
-    var nanoseconds: Int64 {
+    public var nanoseconds: Int64 {
         let (seconds, attoseconds) = components
         let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
         if overflow { return seconds < 0 ? .min : .max }
         return scaled.addingSaturating(attoseconds / 1_000_000_000)
-    }
-
-    static func seconds(ofTTL ttl: Int64) -> Duration {
-        .seconds(ttl)
     }
 }
 
@@ -71,14 +67,4 @@ public enum LeaseError: Error, Hashable, Sendable {
     case exists
     /// A grant above ``Lessor/maxTTLSeconds`` (`ErrLeaseTTLTooLarge`).
     case ttlTooLarge
-}
-
-extension MonotonicTime {
-    private static let origin = ContinuousClock.now
-
-    /// The process's monotonic clock (time since the lessor module first read it), for shells.
-    /// The lessor itself never calls it.
-    @Sendable public static func processClock() -> MonotonicTime {
-        MonotonicTime(nanoseconds: origin.duration(to: .now).nanoseconds)
-    }
 }

@@ -74,7 +74,7 @@ public final class Replica {
         store: MVCCStore,
         logger: Logger,
         leases: Lessor.Configuration = Lessor.Configuration(minTTLSeconds: 2),
-        clock: @escaping @Sendable () -> MonotonicTime = MonotonicTime.processClock
+        clock: @escaping @Sendable () -> MonotonicTime = Replica.processClock
     ) throws(ReplicaError) {
         self.store = store
         self.logger = logger
@@ -323,4 +323,12 @@ extension Replica {
 
     /// The leader's clock as this replica reads it.
     public var now: MonotonicTime { clock() }
+
+    private static let clockOrigin = ContinuousClock.now
+
+    /// The process's monotonic clock, time since the replica module first read it; the lessor
+    /// itself never reads a clock.
+    @Sendable public static func processClock() -> MonotonicTime {
+        MonotonicTime(nanoseconds: clockOrigin.duration(to: .now).nanoseconds)
+    }
 }

@@ -110,38 +110,30 @@ struct LeaseApplyTests {
 
     @Test("leases, their attached keys and checkpointed remainders survive reopening the backend")
     func restart() throws {
-        let directory = try TemporaryTestDirectory()
-        do {
-            let replica = try TestReplica(store: MVCCStore(backend: Backend(dataDirectory: directory.path)))
-            try replica.grant(1, ttl: 600)
-            try replica.grant(2, ttl: 30)
-            try replica.put("a", "v", lease: 1)
-            try replica.put("b", "v", lease: 2)
-            try replica.put("b", "v", lease: 1)
-            try replica.put("c", "v", lease: 2)
-            try replica.checkpoint(1, remaining: 123)
-            try replica.revoke(2)
-            try replica.replica.commitBackend(durably: true)
+        try withTemporaryDirectory { directory in
+            do {
+                let replica = try TestReplica(store: MVCCStore(backend: Backend(dataDirectory: directory)))
+                try replica.grant(1, ttl: 600)
+                try replica.grant(2, ttl: 30)
+                try replica.put("a", "v", lease: 1)
+                try replica.put("b", "v", lease: 2)
+                try replica.put("b", "v", lease: 1)
+                try replica.put("c", "v", lease: 2)
+                try replica.checkpoint(1, remaining: 123)
+                try replica.revoke(2)
+                try replica.replica.commitBackend(durably: true)
+            }
+            let reopened = try TestReplica(store: MVCCStore(backend: Backend(dataDirectory: directory)))
+            let lessor = reopened.replica.lessor
+            #expect(lessor.count == 1)
+            #expect(lessor.persisted(LeaseID(1)) == PersistedLease(id: LeaseID(1), ttl: 600, remainingTTL: 123))
+            #expect(lessor.attachedKeys(LeaseID(1)) == [Array("a".utf8), Array("b".utf8)])
+            // Promotion starts from the checkpointed remainder.
+            lessor.promote(now: .zero, extend: .seconds(1))
+            #expect(lessor.status(LeaseID(1), now: .zero, includeKeys: false)?.remainingSeconds == 124)
+            try reopened.revoke(1)
+            #expect(try reopened.range("a", end: "z").kvs.isEmpty)
         }
-        let reopened = try TestReplica(store: MVCCStore(backend: Backend(dataDirectory: directory.path)))
-        let lessor = reopened.replica.lessor
-        #expect(lessor.count == 1)
-        #expect(lessor.persisted(LeaseID(1)) == PersistedLease(id: LeaseID(1), ttl: 600, remainingTTL: 123))
-        #expect(lessor.attachedKeys(LeaseID(1)) == [Array("a".utf8), Array("b".utf8)])
-        // Promotion starts from the checkpointed remainder.
-        lessor.promote(now: .zero, extend: .seconds(1))
-        #expect(lessor.status(LeaseID(1), now: .zero, includeKeys: false)?.remainingSeconds == 124)
-        try reopened.revoke(1)
-        #expect(try reopened.range("a", end: "z").kvs.isEmpty)
     }
-}
 
-/// A directory removed when the test ends.
-final class TemporaryTestDirectory {
-    let path: String
-    init() throws {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("lease-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
 }
