@@ -139,8 +139,8 @@ let package = Package(
         .testTarget(
             name: "EtcdServerTests",
             dependencies: [
-                "EtcdServer", "EtcdAPI", "EtcdCommon", "EtcdMVCC", "EtcdBackend", "EtcdReplica", "EtcdTestSupport",
-                "EtcdTransport", grpcCore, grpcHTTP2, swiftProtobuf,
+                "EtcdServer", "EtcdAPI", "EtcdCommon", "EtcdMVCC", "EtcdBackend", "EtcdReplica", "EtcdLease", "EtcdRaft",
+                "EtcdTestSupport", "EtcdTransport", grpcCore, grpcHTTP2, swiftProtobuf,
                 nioCore, nioPosix,
                 .product(name: "NIOEmbedded", package: "swift-nio"), logging,
             ],

@@ -2,6 +2,12 @@ import EtcdTransport
 import Foundation
 import Synchronization
 
+// In a release build the C time structs' members resolve to Foundation's CoreFoundation module,
+// which member import visibility then wants imported by name.
+#if canImport(CoreFoundation)
+import CoreFoundation
+#endif
+
 /// Monotonic time and this process's CPU time, read straight from the kernel: the runner reads the
 /// clock twice per request, so it must cost no allocation.
 enum ProcessClock {

@@ -137,6 +137,65 @@ struct LeaseServerTests {
         }
     }
 
+    @Test(
+        "keepalives of expired leases awaiting revocation do not hold up a live lease's renewal on the same stream",
+        .timeLimit(.minutes(1))
+    )
+    func expiredLeasesDoNotBlockTheStream() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lease-stream-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let expiring = (0..<800).map { 0x1000 + Int64($0) }
+        try await withServer(dataDirectory: directory) { port in
+            try await withClients(port: port) { _, lease, _ in
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for slice in stride(from: 0, to: expiring.count, by: 50) {
+                        group.addTask {
+                            for id in expiring[slice..<slice + 50] { _ = try await grant(lease, id: id, ttl: 5) }
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+            }
+        }
+        // After the restart the new leader gives every lease its TTL plus an election timeout
+        // from the same moment, so all 800 expire together, 6 s after it took over. It revokes
+        // 1,000 a second: for most of a second after that, hundreds are expired but not yet
+        // revoked, and a keepalive for one is answered (TTL 0) only once its revocation applies.
+        try await withServer(dataDirectory: directory) { port in
+            try await withClients(port: port) { _, lease, _ in
+                let started = ContinuousClock.now
+                let live = try await grant(lease, id: 0x42, ttl: 60)
+                try await Task.sleep(until: started.advanced(by: .milliseconds(6_200)))
+                let requests = (expiring + [live]).map { id in Etcdserverpb_LeaseKeepAliveRequest.with { $0.id = id } }
+                // The stream stays open until every answer is in: closing it would end the server's side.
+                let (allAnswered, signalAllAnswered) = AsyncStream<Void>.makeStream()
+                let answers = try await lease.leaseKeepAlive(
+                    requestProducer: { writer in
+                        try await writer.write(contentsOf: requests)
+                        for await _ in allAnswered {}
+                    },
+                    onResponse: { response in
+                        var answers: [(id: Int64, ttl: Int64)] = []
+                        for try await message in response.messages {
+                            answers.append((message.id, message.ttl))
+                            if answers.count == requests.count { signalAllAnswered.finish() }
+                        }
+                        signalAllAnswered.finish()
+                        return answers
+                    }
+                )
+                #expect(answers.count == requests.count)
+                #expect(answers.filter { $0.id != live }.allSatisfy { $0.ttl == 0 })
+                let livePosition = try #require(answers.firstIndex { $0.id == live })
+                #expect(answers[livePosition].ttl == 60)
+                // Answered strictly in turn, the live lease would come last, after every revocation.
+                #expect(
+                    livePosition < answers.count - 1,
+                    "the live lease was answered after all \(expiring.count) expired ones")
+            }
+        }
+    }
+
     @Test("leases and their keys survive a restart, and still expire afterwards")
     func restart() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lease-restart-\(UUID().uuidString)").path

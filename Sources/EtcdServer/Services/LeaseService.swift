@@ -5,6 +5,7 @@ import EtcdMVCC
 import EtcdReplica
 import Foundation
 import GRPCCore
+import Synchronization
 
 /// etcd's Lease service. Grants and revocations are Raft entries; keepalives and time-to-live
 /// are answered by the leader's lessor, which alone tracks expiry.
@@ -45,21 +46,69 @@ struct LeaseService: Etcdserverpb_Lease.SimpleServiceProtocol {
         return response
     }
 
+    /// Answers each keepalive as it comes. One that cannot be answered at once (an expired lease
+    /// awaiting its revocation, a renewal that must clear a checkpoint through Raft, a member not
+    /// yet primary) is answered from a task of its own, so that it does not hold up the renewals
+    /// behind it on the stream: etcd answers a stream's keepalives strictly in turn, so a burst of
+    /// expired leases (up to a second each while revocations queue) can make the live leases that
+    /// share their stream miss their deadlines too. Clients match answers by lease ID, not by
+    /// order. Past `maxDeferredPerStream` such answers in flight, the stream waits for its own.
     func leaseKeepAlive(
         request: RPCAsyncSequence<Etcdserverpb_LeaseKeepAliveRequest, any Error>,
         response: RPCWriter<Etcdserverpb_LeaseKeepAliveResponse>,
         context: ServerContext
     ) async throws {
-        for try await keepAlive in request {
-            // The header is taken before the renewal, as etcd does, so that its revision is never
-            // newer than the moment the lease was renewed.
-            var answer = Etcdserverpb_LeaseKeepAliveResponse()
-            answer.id = keepAlive.id
-            header.fill(&answer.header)
-            answer.header.revision = replica.withReplica { $0.store.currentRevision }
-            answer.ttl = try await renew(LeaseID(keepAlive.id))
-            try await response.write(answer)
+        let deferred = DeferredAnswers()
+        try await withThrowingDiscardingTaskGroup { group in
+            for try await keepAlive in request {
+                let id = LeaseID(keepAlive.id)
+                // The header is taken before the renewal, as etcd does, so that its revision is
+                // never newer than the moment the lease was renewed.
+                var answer = Etcdserverpb_LeaseKeepAliveResponse()
+                answer.id = keepAlive.id
+                header.fill(&answer.header)
+                let (revision, outcome) = replica.withReplica { replica in
+                    (replica.store.currentRevision, replica.lessor.renew(id, now: replica.now))
+                }
+                answer.header.revision = revision
+                if case .renewed(let ttl, clearsCheckpoint: false) = outcome {
+                    answer.ttl = ttl
+                    try await response.write(answer)
+                } else if outcome == .notFound {
+                    try await response.write(answer)
+                } else if deferred.count.load(ordering: .relaxed) >= Self.maxDeferredPerStream {
+                    answer.ttl = try await finishRenewal(id, outcome)
+                    try await response.write(answer)
+                } else {
+                    deferred.count.add(1, ordering: .relaxed)
+                    group.addTask { [answer] in
+                        defer { deferred.count.subtract(1, ordering: .relaxed) }
+                        var answer = answer
+                        answer.ttl = try await finishRenewal(id, outcome)
+                        try await response.write(answer)
+                    }
+                }
+            }
         }
+    }
+
+    /// Keepalives of one stream answered out of turn at once; beyond, the stream waits.
+    static let maxDeferredPerStream = 1_000
+
+    /// How many of a stream's keepalives are being answered out of turn.
+    private final class DeferredAnswers: Sendable {
+        let count = Atomic<Int>(0)
+    }
+
+    /// The TTL a keepalive answers, given what the lessor first said: the granted TTL once a
+    /// checkpointed remainder is cleared, or, for an expired lease or a member not yet primary,
+    /// what `renew` says once that settles.
+    private func finishRenewal(_ id: LeaseID, _ outcome: Lessor.RenewOutcome) async throws -> Int64 {
+        if case .renewed(let ttl, clearsCheckpoint: true) = outcome {
+            try await clearCheckpoint(id)
+            return ttl
+        }
+        return try await renew(id)
     }
 
     /// The TTL a keepalive answers: the granted TTL, or 0 for a lease that does not exist or has
