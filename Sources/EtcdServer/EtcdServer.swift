@@ -192,8 +192,8 @@ public final class EtcdServer: Service, Sendable {
         loop.maxProposalsPerCycle = configuration.maxProposalsPerCycle
         loop.unsafeNoFsync = configuration.unsafeNoFsync
         loop.electionTimeout = .milliseconds(configuration.electionTimeoutMilliseconds)
-        // etcd revokes at most 1,000 leases per second.
-        loop.leaseRevocationsPerTick = max(1, configuration.heartbeatIntervalMilliseconds)
+        loop.leaseRevocationsPerTick = max(
+            1, configuration.leaseRevocationsPerSecond * configuration.heartbeatIntervalMilliseconds / 1_000)
         return loop
     }
 
