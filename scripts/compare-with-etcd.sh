@@ -13,23 +13,9 @@ cd "$(dirname "$0")/.."
 quick=0
 [[ "${1:-}" == "--quick" ]] && quick=1
 
-if ! command -v etcd >/dev/null 2>&1; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
-fi
-swift build -c release --product etcd >/dev/null
-swift build -c release --product etcd-benchmark >/dev/null
-bin=$(swift build -c release --show-bin-path)
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+sides="etcd ours"
+# shellcheck source=lib/bench-server.sh
+source scripts/lib/bench-server.sh
 
 etcd_port=$(free_port); etcd_peer=$(free_port); ours_port=$(free_port)
 etcd --name default --data-dir "$work/etcd" \
@@ -54,9 +40,6 @@ wait_healthy "$etcd_port"; wait_healthy "$ours_port"
 for port in "$etcd_port" "$ours_port"; do
     ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$port" put bench-range-key value >/dev/null
 done
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-peak_rss_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 
 if ((quick)); then scale=1; rounds=1; else scale=5; rounds=2; fi
 # name | benchmark arguments (the total is scaled)
@@ -106,6 +89,8 @@ done
 
 python3 - "$results" <<'PY'
 import json, sys
+sys.path.insert(0, "scripts/lib")
+from bench_report import print_table
 rows = [json.loads(line) for line in open(sys.argv[1])]
 names = list(dict.fromkeys(r["name"] for r in rows))
 
@@ -128,7 +113,7 @@ def summary(name, side):
 
 header = ("workload", "etcd req/s", "ours req/s", "ratio", "etcd p50/p99 ms", "ours p50/p99 ms",
           "etcd RSS MB", "ours RSS MB", "etcd CPU s/1k", "ours CPU s/1k", "drops etcd/ours")
-table = [header]
+table = []
 for name in names:
     etcd, etcd_status = summary(name, "etcd")
     ours, ours_status = summary(name, "ours")
@@ -140,9 +125,5 @@ for name in names:
                   cell(etcd, "rss", "%.0f"), cell(ours, "rss", "%.0f"),
                   cell(etcd, "cpu_per_k", "%.3f"), cell(ours, "cpu_per_k", "%.3f"),
                   "%s/%s" % (etcd["drops"] if etcd else "-", ours["drops"] if ours else "-")))
-widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
-for index, row in enumerate(table):
-    print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
-    if index == 0:
-        print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+print_table(list(header), table)
 PY

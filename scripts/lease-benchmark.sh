@@ -60,12 +60,12 @@ print(json.dumps(row))
 PY
 }
 
-# phase_fields NAME START END: the server's, the benchmark's and the machine's CPU seconds and the
-# wall seconds between two samples, as NAME_server_cpu_s=... fields for record.
+# phase_fields NAME START END: the server's and the machine's CPU seconds and the wall seconds
+# between two samples, as NAME_server_cpu_s=... fields for record. The benchmark's own CPU comes
+# from its report: it may have exited by the time a phase's end is sampled.
 phase_fields() {
     local -n from=$2 to=$3
     echo "$1_server_cpu_s=$(((to[0] - from[0]) * 1000 / clock_ticks))e-3" \
-        "$1_bench_cpu_s=$(((to[1] - from[1]) * 1000 / clock_ticks))e-3" \
         "$1_machine_cpu_s=$(((to[2] - from[2]) * 1000 / clock_ticks))e-3" \
         "$1_span_s=$((to[3] - from[3]))e-3"
 }
@@ -83,7 +83,6 @@ for round in $(seq 1 "$rounds"); do
         start=(0 0 0 0); sample start
         status=ok
         wait "$bench_pid" || status="failed: $(tail -1 "$dir/bench.err")"
-        # The benchmark is gone by now: its own CPU comes from its report instead.
         end=(0 0 0 0); sample end
         peak=$(peak_rss_kb "$server_pid")
         stop_server
@@ -127,12 +126,9 @@ done
 
 python3 - "$results" <<'PY'
 import json, statistics, sys
+sys.path.insert(0, "scripts/lib")
+from bench_report import by_operation, print_table
 rows = [json.loads(line) for line in open(sys.argv[1])]
-
-def by_operation(report, name):
-    if report.get("operation") == name:
-        return report
-    return next((r for r in report.get("reports", []) if r["operation"] == name), None)
 
 pct = lambda r, p: r["latency_ms"]["percentiles"][p]
 
@@ -168,18 +164,10 @@ def live_figures(row):
         "lost": report["leases_lost"],
         "server cores": row["hold_server_cpu_s"] / hold,
         "server µs/keepalive": row["hold_server_cpu_s"] * 1e6 / answered,
-        # The benchmark's CPU from its own report: it may be gone by the time the hold's end is sampled.
         "bench cores": keepalives["client_cpu_seconds"] / hold,
         "other cores": max(row["hold_machine_cpu_s"] - row["hold_server_cpu_s"] - keepalives["client_cpu_seconds"], 0)
                        / hold,
     }
-
-def print_table(header, table):
-    widths = [max(len(str(r[i])) for r in [header] + table) for i in range(len(header))]
-    for index, r in enumerate([header] + table):
-        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |")
-        if index == 0:
-            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
 
 def section(title, workload, figures, columns):
     print(title + "\n")

@@ -86,10 +86,9 @@ done
 
 python3 - "$results" <<'PY'
 import json, statistics, sys
+sys.path.insert(0, "scripts/lib")
+from bench_report import by_operation, print_table
 rows = [json.loads(line) for line in open(sys.argv[1])]
-
-def by_operation(report, name):
-    return next((r for r in report.get("reports", []) if r["operation"] == name), None)
 
 def figures(row):
     report = row["report"]
@@ -125,13 +124,6 @@ columns = [("puts/s", "%.0f"), ("events/s", "%.0f"), ("p50", "%.1f"), ("p90", "%
            ("RSS before MB", "%.0f"), ("RSS idle MB", "%.0f"), ("B/idle watcher", "%.0f"), ("peak RSS MB", "%.0f"),
            ("server cores", "%.2f"), ("server µs/event", "%.1f"), ("bench cores", "%.2f"), ("bench µs/event", "%.1f"),
            ("other cores", "%.2f"), ("load before", "%.1f")]
-
-def print_table(header, table):
-    widths = [max(len(str(r[i])) for r in [header] + table) for i in range(len(header))]
-    for index, r in enumerate([header] + table):
-        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |")
-        if index == 0:
-            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
 
 print("Latencies in ms, from each put's start to each watcher receiving its event; cores = CPU seconds / seconds")
 print("from the first put until the events drained.\n")

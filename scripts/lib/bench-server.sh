@@ -1,6 +1,6 @@
-# Shared by the server benchmark scripts (watch-benchmark.sh, lease-benchmark.sh): installs real
-# etcd if it is missing, builds our release binaries, and starts, samples and stops one fresh
-# server at a time, on 127.0.0.1 and free ports. Source it after `cd` to the repository root, with
+# Shared by the server benchmark scripts (compare-with-etcd.sh, watch-benchmark.sh,
+# lease-benchmark.sh): installs real etcd if it is missing, builds our release binaries, and
+# starts, samples and stops one fresh server at a time, on 127.0.0.1 and free ports. Source it after `cd` to the repository root, with
 # `sides` set ("etcd ours", or one of them). Sets `bin` (our release binaries) and `work` (a
 # scratch directory), and stops every process added to `pids` when the script exits, however it
 # exits.

@@ -189,6 +189,9 @@ private func holdLeases(
 ) async {
     guard !leaseIDs.isEmpty else { return }
     let holdEnd = startNanoseconds + UInt64(plan.holdSeconds * 1e9)
+    let due = { @Sendable (sequence: Int) in
+        startNanoseconds + plan.dueNanoseconds(sequence: sequence, stream: stream, leasesOnStream: leaseIDs.count)
+    }
     do {
         try await lease.leaseKeepAlive(
             metadata: metadata,
@@ -199,15 +202,11 @@ private func holdLeases(
                     // Everything due by now goes out in one write (one flush), as clientv3's
                     // keepalive loop sends whatever is due each time it wakes.
                     let now = ProcessClock.nowNanoseconds()
-                    var due = startNanoseconds
-                        + plan.dueNanoseconds(sequence: sequence, stream: stream, leasesOnStream: leaseIDs.count)
-                    while due <= now && due < holdEnd {
+                    while due(sequence) <= now && due(sequence) < holdEnd {
                         var request = Etcdserverpb_LeaseKeepAliveRequest()
                         request.id = leaseIDs[sequence % leaseIDs.count]
                         batch.append(request)
                         sequence += 1
-                        due = startNanoseconds
-                            + plan.dueNanoseconds(sequence: sequence, stream: stream, leasesOnStream: leaseIDs.count)
                     }
                     if !batch.isEmpty {
                         // A lease whose previous keepalive is still unanswered keeps its older
@@ -219,9 +218,10 @@ private func holdLeases(
                         state.sent.add(batch.count, ordering: .relaxed)
                         batch.removeAll(keepingCapacity: true)
                     }
-                    guard due < holdEnd else { break }
+                    let next = due(sequence)
+                    guard next < holdEnd else { break }
                     let sentAt = ProcessClock.nowNanoseconds()
-                    let wake = max(due, sentAt + LiveLeasesPlan.sendTickNanoseconds)
+                    let wake = max(next, sentAt + LiveLeasesPlan.sendTickNanoseconds)
                     try await Task.sleep(for: .nanoseconds(Int64(wake - sentAt)))
                 }
                 _ = try? await waitUntil(timeoutSeconds: plan.drainTimeoutSeconds) { state.outstanding == 0 }

@@ -77,14 +77,16 @@ struct LeaseService: Etcdserverpb_Lease.SimpleServiceProtocol {
                 } else if outcome == .notFound {
                     try await response.write(answer)
                 } else if deferred.count.load(ordering: .relaxed) >= Self.maxDeferredPerStream {
-                    answer.ttl = try await finishRenewal(id, outcome)
+                    answer.ttl = try await renew(id)
                     try await response.write(answer)
                 } else {
+                    // `renew` asks the lessor again: renewing twice in a row changes nothing, and
+                    // it clears a checkpointed remainder or waits as the first answer said.
                     deferred.count.add(1, ordering: .relaxed)
                     group.addTask { [answer] in
                         defer { deferred.count.subtract(1, ordering: .relaxed) }
                         var answer = answer
-                        answer.ttl = try await finishRenewal(id, outcome)
+                        answer.ttl = try await renew(id)
                         try await response.write(answer)
                     }
                 }
@@ -98,17 +100,6 @@ struct LeaseService: Etcdserverpb_Lease.SimpleServiceProtocol {
     /// How many of a stream's keepalives are being answered out of turn.
     private final class DeferredAnswers: Sendable {
         let count = Atomic<Int>(0)
-    }
-
-    /// The TTL a keepalive answers, given what the lessor first said: the granted TTL once a
-    /// checkpointed remainder is cleared, or, for an expired lease or a member not yet primary,
-    /// what `renew` says once that settles.
-    private func finishRenewal(_ id: LeaseID, _ outcome: Lessor.RenewOutcome) async throws -> Int64 {
-        if case .renewed(let ttl, clearsCheckpoint: true) = outcome {
-            try await clearCheckpoint(id)
-            return ttl
-        }
-        return try await renew(id)
     }
 
     /// The TTL a keepalive answers: the granted TTL, or 0 for a lease that does not exist or has
