@@ -30,17 +30,26 @@ public final class Backend {
     }
 
     /// Opens (creating if needed) `<dataDirectory>/member/db.sqlite`, creating the directories.
-    public convenience init(dataDirectory: String) throws(BackendError) {
+    public convenience init(dataDirectory: String, automaticCheckpoints: Bool = true) throws(BackendError) {
         let base = dataDirectory.hasSuffix("/") ? String(dataDirectory.dropLast()) : dataDirectory
         try FileSystem.createDirectories("\(base)/member")
-        try self.init(path: Backend.databasePath(dataDirectory: dataDirectory))
+        try self.init(path: Backend.databasePath(dataDirectory: dataDirectory), automaticCheckpoints: automaticCheckpoints)
     }
+
+    /// Frames in SQLite's WAL file, as its WAL hook last reported them; only counted when the
+    /// owner checkpoints itself (see ``init(path:automaticCheckpoints:)``).
+    private let walFrames = WALFrameCount()
 
     /// Opens the database at `path`, creating it if missing; `nil` opens a fresh in-memory database.
     ///
+    /// With `automaticCheckpoints` (the default) SQLite checkpoints its WAL into the database at
+    /// the commit that takes it past 1,000 pages, syncing both files right there, inside the
+    /// commit. A server that must not hold its readers' lock across an fsync turns that off and
+    /// checkpoints from a ``BackendCheckpointer`` of its own instead, when ``framesInWAL`` says so.
+    ///
     /// Fails with a ``BackendError`` (never a trap) when the file cannot be opened or is not a
     /// SQLite database, e.g. after a torn copy.
-    public init(path: String?) throws(BackendError) {
+    public init(path: String?, automaticCheckpoints: Bool = true) throws(BackendError) {
         self.path = path
         var handle: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
@@ -58,6 +67,14 @@ public final class Backend {
             try execute("PRAGMA journal_mode=WAL")
             try execute("PRAGMA synchronous=NORMAL")
             try execute("SELECT count(*) FROM sqlite_master")
+            if !automaticCheckpoints {
+                // A WAL hook replaces SQLite's automatic checkpoints (which are themselves a WAL
+                // hook); this one only records how long the WAL has grown.
+                sqlite3_wal_hook(handle, { context, _, _, frames in
+                    if let context { Unmanaged<WALFrameCount>.fromOpaque(context).takeUnretainedValue().store(frames) }
+                    return SQLITE_OK
+                }, Unmanaged.passUnretained(walFrames).toOpaque())
+            }
         } catch {
             // The initializer has not finished, so deinit will not run: release the connection here.
             sqlite3_close_v2(handle)
@@ -150,6 +167,9 @@ public final class Backend {
         _ = sqlite3_exec(connection, "ROLLBACK", nil, nil, nil)
     }
 
+    /// Frames (pages) in the WAL file after the last commit, when checkpoints are the owner's.
+    public var framesInWAL: Int { walFrames.load() }
+
     // MARK: Size, for etcd's Status RPC
 
     /// Bytes the database occupies (`page_count * page_size`): etcd's `dbSize`.
@@ -178,4 +198,13 @@ public final class Backend {
     func error(_ result: Int32, _ operation: String) -> BackendError {
         BackendError(code: result, message: String(cString: sqlite3_errmsg(connection)), operation: operation)
     }
+}
+
+/// The WAL hook's report, shared with the C callback through an unretained pointer (the
+/// backend owns it and outlives the connection's hook). The hook runs on the thread that
+/// commits, which is the backend's one owner, so no lock is needed.
+final class WALFrameCount {
+    private var frames: Int32 = 0
+    func store(_ value: Int32) { frames = value }
+    func load() -> Int { Int(frames) }
 }

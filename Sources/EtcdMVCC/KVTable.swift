@@ -107,16 +107,22 @@ struct KVTable {
         }
     }
 
-    /// Events with main revision in `[start, end]`, in revision order, at most `limit` of them.
-    func events(from start: Int64, through end: Int64, limit: Int) throws(BackendError) -> [MVCCEvent] {
+    /// Events with main revision in `[start, end]`, in revision order, at most `limit` of them,
+    /// leaving out tombstones at `compactedRevision` (compaction removes every one of them, but
+    /// may not have deleted the row yet).
+    func events(from start: Int64, through end: Int64, limit: Int, compactedRevision: Int64) throws(BackendError)
+        -> [MVCCEvent]
+    {
         let sql = """
             SELECT main, key, value, create_revision, version, lease, tombstone
-            FROM kv WHERE main >= ?1 AND main <= ?2 ORDER BY main, sub LIMIT ?3
+            FROM kv WHERE main >= ?1 AND main <= ?2 AND NOT (main = ?4 AND tombstone != 0)
+            ORDER BY main, sub LIMIT ?3
             """
         return try backend.withStatement(sql) { statement throws(BackendError) -> [MVCCEvent] in
             try statement.bind(start, at: 1)
             try statement.bind(end, at: 2)
             try statement.bind(Int64(limit), at: 3)
+            try statement.bind(compactedRevision, at: 4)
             var events: [MVCCEvent] = []
             while try statement.step() {
                 let main = statement.int64(at: 0)

@@ -1,4 +1,5 @@
 public import EtcdBackend
+import DequeModule
 
 /// etcd's multi-version key-value store: every change gets a revision, reads can go back to any
 /// revision not yet compacted, and compaction forgets history below a revision.
@@ -32,6 +33,12 @@ public final class MVCCStore {
     /// Meta name under which the compaction revision is persisted (etcd's `finishedCompactRev`).
     /// ``setMeta(_:_:)`` refuses it: only ``compact(_:)`` may move it.
     public static let compactedRevisionMetaName = "finished_compact_revision"
+
+    /// The newest compaction whose rows are all deleted from the backend (etcd's
+    /// `finishedCompactRev`): what a `physical` compaction request waits for.
+    public private(set) var physicallyCompactedRevision: Int64 = -1
+    /// Rows that compaction removed from the index, waiting for ``compactStep(limit:)``.
+    private var pendingCompactionRows: Deque<Revision> = []
 
     private(set) var inBatch = false
     var writeOpen = false
@@ -117,7 +124,9 @@ public final class MVCCStore {
         precondition(limit > 0, "events: limit must be positive, got \(limit)")
         if startRevision < compactMainRevision { throw .compacted }
         do {
-            return try table.events(from: startRevision, through: endRevision ?? currentRevision, limit: limit)
+            return try table.events(
+                from: startRevision, through: endRevision ?? currentRevision, limit: limit,
+                compactedRevision: compactMainRevision)
         } catch {
             throw .backend(error)
         }
@@ -138,12 +147,15 @@ public final class MVCCStore {
         let atRevision = revision == 0 ? currentRevision : revision
         let keep = index.keep(at: atRevision)
         let lowest = compactMainRevision + 1
+        // Rows a compaction has yet to delete are history already gone; they count for nothing.
+        let pendingDeletion = Set(pendingCompactionRows)
         var crc = CRC32C()
         crc.update(Array("key".utf8))
         do {
             try table.forEachRow(through: atRevision) { rowRevision, kv, tombstone in
                 // As etcd: an empty keep set means nothing below the compaction point is skipped.
                 if rowRevision.main < lowest, !keep.isEmpty, !keep.contains(rowRevision) { return }
+                if rowRevision.main < lowest, pendingDeletion.contains(rowRevision) { return }
                 crc.update(rowRevision.main)
                 crc.update(rowRevision.sub)
                 crc.update(tombstone ? [1] : [0])
@@ -244,21 +256,54 @@ public final class MVCCStore {
     /// Forgets history at or below `revision` (etcd's compaction), in the open batch: for each key
     /// only its newest revision at or below `revision` survives, and only if it is not a tombstone.
     /// The current revision does not change.
+    ///
+    /// As in etcd, the compaction takes effect at once (reads below `revision` fail, the index
+    /// forgets the history) while the rows themselves are deleted later, in bounded steps
+    /// (``compactStep(limit:)``), so that a compaction of millions of revisions never holds up
+    /// the writes and reads behind it. The rows waiting for deletion are unreachable: reads go
+    /// through the index, and history reads start at or above the compaction revision. After a
+    /// crash the rebuild finds them again (see `rebuild()`).
     public func compact(_ revision: Int64) throws(MVCCError) {
         precondition(inBatch, "compact(\(revision)) outside a batch")
         precondition(!writeOpen, "compact(\(revision)) while a write transaction is open")
         try checkBatchHealthy()
         if revision <= compactMainRevision { throw .compacted }
         if revision > currentRevision { throw .futureRevision }
-        let removed = index.compact(at: revision)
-        try write { () throws(BackendError) in
-            for gone in removed {
-                let existed = try table.delete(gone)
-                precondition(existed, "compact(\(revision)): index had revision \(gone) but the backend has no row")
-            }
-            try table.setMeta(Self.compactedRevisionMetaName, revision)
-        }
+        try write { () throws(BackendError) in try table.setMeta(Self.compactedRevisionMetaName, revision) }
+        pendingCompactionRows = Self.deletionOrder(Array(pendingCompactionRows) + index.compact(at: revision))
         compactMainRevision = revision
+        if pendingCompactionRows.isEmpty { physicallyCompactedRevision = revision }
+    }
+
+    /// Compacted rows are deleted oldest first, as etcd does: whatever prefix of them is gone
+    /// when the process stops, the rows left rebuild the same index. (A key's tombstone deleted
+    /// before the puts it ended would bring the key back to life at the next rebuild.)
+    private static func deletionOrder(_ rows: [Revision]) -> Deque<Revision> {
+        Deque(rows.sorted())
+    }
+
+    /// Rows of compacted history not yet deleted (see ``compact(_:)``).
+    public var pendingCompactionRowCount: Int { pendingCompactionRows.count }
+
+    /// Deletes up to `limit` rows of compacted history, in the open batch; returns how many.
+    /// When none are left, ``physicallyCompactedRevision`` reaches the compaction revision.
+    @discardableResult
+    public func compactStep(limit: Int) throws(MVCCError) -> Int {
+        precondition(inBatch, "compactStep outside a batch (compacted revision \(compactMainRevision))")
+        precondition(!writeOpen, "compactStep while a write transaction is open (revision \(currentRevision))")
+        precondition(limit > 0, "compactStep: limit must be positive, got \(limit)")
+        try checkBatchHealthy()
+        let step = pendingCompactionRows.prefix(limit)
+        try write { () throws(BackendError) in
+            for gone in step {
+                let existed = try table.delete(gone)
+                precondition(
+                    existed, "compactStep: compaction at \(compactMainRevision) left row \(gone) to delete but it is gone")
+            }
+        }
+        pendingCompactionRows.removeFirst(step.count)
+        if pendingCompactionRows.isEmpty { physicallyCompactedRevision = compactMainRevision }
+        return step.count
     }
 
     /// Stores a meta value (e.g. `consistent_index`, `term`) in the open batch.
@@ -307,6 +352,7 @@ public final class MVCCStore {
         restoredLeaseAttachments.removeAll()
         compactMainRevision = try table.meta(Self.compactedRevisionMetaName) ?? -1
         var latest: Int64 = 1
+        var orphanTombstones: [Revision] = []
         try table.forEachIndexRow { row in
             latest = row.revision.main
             // Rows come in revision order, so each key's last row decides its lease.
@@ -316,8 +362,10 @@ public final class MVCCStore {
                 restoredLeaseAttachments[row.key] = row.lease
             }
             if row.tombstone {
-                // A tombstone for a key with no live generation carries nothing to restore.
-                _ = index.tombstone(row.key, row.revision)
+                // A tombstone for a key with no live generation carries nothing to restore: the
+                // puts it ended were compacted and deleted before it (oldest first), so it is a
+                // compacted row still waiting for deletion itself.
+                if !index.tombstone(row.key, row.revision) { orphanTombstones.append(row.revision) }
             } else {
                 index.restore(row.key, created: row.createRevision, modified: row.revision, version: row.version)
             }
@@ -325,5 +373,11 @@ public final class MVCCStore {
         // Compaction may have removed every row of the newest revisions (a put then a delete,
         // both compacted), and the store never goes back below its compaction point.
         currentRevision = max(latest, compactMainRevision, 1)
+        // Rows a compaction had not deleted yet when the process stopped (or the batch rolled
+        // back) were just restored into the index: compacting the index again finds exactly
+        // those, and their deletion resumes (etcd resumes an unfinished compaction at start).
+        pendingCompactionRows = Self.deletionOrder(
+            orphanTombstones + (compactMainRevision > 0 ? index.compact(at: compactMainRevision) : []))
+        physicallyCompactedRevision = pendingCompactionRows.isEmpty ? compactMainRevision : -1
     }
 }

@@ -130,7 +130,11 @@ extension KVApplier {
                     } catch {
                         throw ReplicaError(error)
                     }
-                    if existing.kvs.isEmpty { throw .request(.keyNotFound) }
+                    guard let previous = existing.kvs.first else { throw .request(.keyNotFound) }
+                    // The kept lease must still exist (see `KVApplier.put`).
+                    if put.ignoreLease && previous.lease != 0 && !leaseExists(previous.lease) {
+                        throw .request(.leaseNotFound)
+                    }
                 }
                 if put.lease != 0 && !leaseExists(put.lease) { throw .request(.leaseNotFound) }
             default:

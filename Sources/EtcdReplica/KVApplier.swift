@@ -43,7 +43,9 @@ package struct KVApplier {
             request.sortOrder != .none || request.minModRevision != 0 || request.maxModRevision != 0
             || request.minCreateRevision != 0 || request.maxCreateRevision != 0
         var fetchLimit = needsEverything ? 0 : request.limit
-        if fetchLimit > 0 { fetchLimit += 1 }
+        // A limit of Int64.max has no "one more": Go's etcd wraps it to a negative limit, which
+        // means no limit, and so do we (without the overflow).
+        if fetchLimit > 0 { fetchLimit = fetchLimit == .max ? 0 : fetchLimit + 1 }
 
         let result: RangeResult
         do {
@@ -127,6 +129,12 @@ package struct KVApplier {
                     guard let previous else { throw ReplicaError.request(.keyNotFound) }
                     if request.ignoreValue { value = previous.value }
                     if request.ignoreLease { lease = previous.lease }
+                }
+                // A key can outlive its lease only in a damaged backend (the rebuild reports such
+                // orphans); keeping that lease would attach the key to nothing. etcd would stop
+                // at this point; refusing the put loses nothing.
+                if request.ignoreLease, lease != 0, !leaseExists(lease) {
+                    throw ReplicaError.request(.leaseNotFound)
                 }
                 if request.prevKv, let previous { response.prevKv = Mvccpb_KeyValue(previous) }
             }

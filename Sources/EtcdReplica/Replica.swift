@@ -152,7 +152,7 @@ public final class Replica {
             if entry.type == .normal && !entry.data.isEmpty {
                 let request: Etcdserverpb_InternalRaftRequest
                 do {
-                    request = try Etcdserverpb_InternalRaftRequest(serializedBytes: entry.data)
+                    request = try InternalRequestCoding.decode(entry.data)
                 } catch {
                     // The WAL checked the entry's CRC, so this is a request this build cannot
                     // read; skipping it would fork this member's state from the others'.
@@ -204,6 +204,25 @@ public final class Replica {
         }
         committedIndex = appliedIndex
         entriesInBatch = 0
+    }
+
+    /// Whether a backend batch is open (holding applied entries or compaction deletions) that
+    /// the owner has yet to commit.
+    public var hasOpenBatch: Bool { batchOpen }
+
+    /// Deletes up to `limit` rows of compacted history in the open batch (opening one if
+    /// needed); returns how many are still waiting. The owner calls this between applies, with
+    /// pauses, so that a large compaction never stops the member for long (etcd deletes 1,000
+    /// keys per batch with a 10 ms pause between them). A backend failure stops the member.
+    public func compactStep(limit: Int) throws(ReplicaError) -> Int {
+        guard store.pendingCompactionRowCount > 0 else { return 0 }
+        try openBatchIfNeeded()
+        do {
+            try store.compactStep(limit: limit)
+        } catch {
+            try fail("compaction: \(error)")
+        }
+        return store.pendingCompactionRowCount
     }
 
     private func openBatchIfNeeded() throws(ReplicaError) {

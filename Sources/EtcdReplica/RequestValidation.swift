@@ -21,14 +21,24 @@ package enum RequestValidation {
         if request.key.isEmpty { throw .emptyKey }
     }
 
+    /// The deepest nesting of transactions accepted: a txn inside a txn inside ... this many
+    /// levels. etcd has no separate limit (each level takes at least one operation from the
+    /// `--max-txn-ops` budget, so 128 levels by default), but every level costs two levels of
+    /// protobuf nesting, and decoders refuse messages nested past 100 levels (SwiftProtobuf's
+    /// default, which our gRPC ingress uses). 32 levels stays far inside what every decoder on
+    /// the way (ingress, the log entry that wraps the request, apply) accepts, so a txn that
+    /// passes here can always be applied. Deeper ones get etcd's answer for an exhausted budget.
+    package static let maxTxnNestingDepth = 32
+
     package static func check(_ request: Etcdserverpb_TxnRequest, maxOperations: Int) throws(EtcdError) {
-        try checkShape(request, maxOperations: maxOperations)
+        try checkShape(request, maxOperations: maxOperations, depth: 1)
         _ = try WrittenKeys(request.success)
         _ = try WrittenKeys(request.failure)
     }
 
     /// Sizes, keys and the kind of every operation, nested transactions included.
-    private static func checkShape(_ request: Etcdserverpb_TxnRequest, maxOperations: Int) throws(EtcdError) {
+    private static func checkShape(_ request: Etcdserverpb_TxnRequest, maxOperations: Int, depth: Int) throws(EtcdError) {
+        if depth > maxTxnNestingDepth { throw .tooManyOperations }
         let operations = max(request.compare.count, request.success.count, request.failure.count)
         if operations > maxOperations { throw .tooManyOperations }
         for compare in request.compare where compare.key.isEmpty { throw .emptyKey }
@@ -38,7 +48,8 @@ package enum RequestValidation {
             case .requestPut(let put): try check(put)
             case .requestDeleteRange(let delete): try check(delete)
             // A nested txn gets only what its parent leaves of the budget, as in etcd.
-            case .requestTxn(let inner): try checkShape(inner, maxOperations: maxOperations - operations)
+            case .requestTxn(let inner):
+                try checkShape(inner, maxOperations: maxOperations - operations, depth: depth + 1)
             // An operation with nothing in it is what etcd calls a missing key.
             case nil: throw .keyNotFound
             }

@@ -58,6 +58,9 @@ public final class EtcdServer: Service, Sendable {
         let lock = try DataDirectoryLock(dataDirectory: dataDirectory)
         defer { withExtendedLifetime(lock) {} }
         let replica = try Self.openReplica(dataDirectory: dataDirectory, leases: leaseConfiguration, logger: logger)
+        // The Raft loop checkpoints the backend itself, outside the replica's lock (see LoopCore).
+        let checkpointer = try BackendCheckpointer(
+            path: Backend.databasePath(dataDirectory: dataDirectory), syncs: !configuration.unsafeNoFsync)
         let persisted = try replica.resolveIdentity(identity)
         let appliedIndex = replica.appliedIndex
         let member = try RaftMember.open(
@@ -76,7 +79,7 @@ public final class EtcdServer: Service, Sendable {
         let pending = PendingRequests(capacity: configuration.maxPendingProposals)
         let status = MemberStatusBoard()
         let loop = RaftLoop(
-            member: member, replica: handle, mailbox: mailbox, pending: pending, status: status,
+            member: member, replica: handle, checkpointer: checkpointer, mailbox: mailbox, pending: pending, status: status,
             configuration: loopConfiguration, logger: logger, publishChanges: { watchHub.publish($0) }
         )
         do {
@@ -205,7 +208,7 @@ public final class EtcdServer: Service, Sendable {
     }
 
     private static func openReplica(dataDirectory: String, leases: Lessor.Configuration, logger: Logger) throws -> Replica {
-        let backend = try Backend(dataDirectory: dataDirectory)
+        let backend = try Backend(dataDirectory: dataDirectory, automaticCheckpoints: false)
         let store = try MVCCStore(backend: backend)
         return try Replica(store: store, logger: logger, leases: leases)
     }

@@ -198,7 +198,17 @@ struct StoreTests {
         try put(store, "live", "3")  // 7
         #expect(try rowCount(store) == 6)
         try compact(store, 5)
-        // Kept: live@3 (newest <= 5), late@6, live@7. Dropped: live@2 and all of "gone".
+        // Kept: live@3 (newest <= 5), late@6, live@7. Dropped: live@2 and all of "gone", in
+        // steps after the compaction took effect, oldest first.
+        #expect(store.pendingCompactionRowCount == 3)
+        #expect(store.physicallyCompactedRevision == -1)
+        try store.beginBatch()
+        #expect(try store.compactStep(limit: 2) == 2)
+        #expect(store.physicallyCompactedRevision == -1)
+        #expect(try store.compactStep(limit: 2) == 1)
+        #expect(try store.compactStep(limit: 2) == 0)
+        try store.commitBatch()
+        #expect(store.physicallyCompactedRevision == 5)
         #expect(try rowCount(store) == 3)
         #expect(store.index.count == 2)
         let at5 = try store.range(.fromKey([]), options: RangeOptions(revision: 5))

@@ -56,7 +56,7 @@ struct LeaseLoopTests {
             configuration.electionTimeout = Self.electionTimeout
             configuration.unsafeNoFsync = true
             core = LoopCore(
-                member: member, replica: self.replica, pending: PendingRequests(capacity: 100),
+                member: member, replica: self.replica, checkpointer: nil, pending: PendingRequests(capacity: 100),
                 status: MemberStatusBoard(), configuration: configuration, logger: logger, publishChanges: { _ in }
             )
             try core.start()

@@ -7,8 +7,10 @@ import Synchronization
 /// with "etcdserver: request timed out" even while the loop is stuck (in a slow fsync, say), so
 /// no request hangs.
 ///
-/// Also the back-pressure point: past `capacity` waiting writes, new ones are refused at once
-/// with "etcdserver: too many requests" (etcd refuses when apply lags commit by 5,000 entries).
+/// Also the back-pressure point: past `capacity` waiting writes, or past `maxBytes` of their
+/// encoded entries, new ones are refused at once with "etcdserver: too many requests" (etcd
+/// refuses when apply lags commit by 5,000 entries; the byte bound keeps 5,000 requests of
+/// `--max-request-bytes` each from holding gigabytes).
 final class PendingRequests: Sendable {
     typealias WriteContinuation = CheckedContinuation<ApplyResponse, any Error>
     typealias ReadContinuation = CheckedContinuation<Void, any Error>
@@ -16,28 +18,52 @@ final class PendingRequests: Sendable {
     private struct Waiter<Continuation> {
         var continuation: Continuation
         var deadline: ContinuousClock.Instant
+        var bytes = 0
     }
 
     private struct State {
         var writes: [UInt64: Waiter<WriteContinuation>] = [:]
         var reads: [UInt64: Waiter<ReadContinuation>] = [:]
+        var writeBytes = 0
+
+        mutating func removeWrite(_ id: UInt64) -> WriteContinuation? {
+            guard let waiter = writes.removeValue(forKey: id) else { return nil }
+            writeBytes -= waiter.bytes
+            return waiter.continuation
+        }
     }
 
     private let state = Mutex(State())
     let capacity: Int
+    let maxBytes: Int
 
-    init(capacity: Int) {
+    /// The default byte bound: 64 MiB of waiting entries (about 40 requests of etcd's default
+    /// `--max-request-bytes`, or 250,000 small puts, far more than `capacity` allows).
+    static let defaultMaxBytes = 64 << 20
+
+    init(capacity: Int, maxBytes: Int = PendingRequests.defaultMaxBytes) {
         precondition(capacity > 0, "pending request capacity must be positive, got \(capacity)")
+        precondition(maxBytes > 0, "pending request byte bound must be positive, got \(maxBytes)")
         self.capacity = capacity
+        self.maxBytes = maxBytes
     }
 
-    func registerWrite(_ id: UInt64, _ continuation: WriteContinuation, deadline: ContinuousClock.Instant) throws(EtcdError) {
+    /// Registers a write whose log entry takes `bytes`. A single entry larger than the whole
+    /// bound is still let through when nothing else waits, so `--max-request-bytes` alone
+    /// decides what size is allowed.
+    func registerWrite(
+        _ id: UInt64, _ continuation: WriteContinuation, deadline: ContinuousClock.Instant, bytes: Int = 0
+    ) throws(EtcdError) {
         try state.withLock { (state) throws(EtcdError) in
             if state.writes.count >= capacity { throw .tooManyRequests }
+            if state.writeBytes > 0, state.writeBytes + bytes > maxBytes { throw .tooManyRequests }
             precondition(state.writes[id] == nil, "request ID \(id) is already waiting")
-            state.writes[id] = Waiter(continuation: continuation, deadline: deadline)
+            state.writes[id] = Waiter(continuation: continuation, deadline: deadline, bytes: bytes)
+            state.writeBytes += bytes
         }
     }
+
+    var waitingWriteBytes: Int { state.withLock { $0.writeBytes } }
 
     func registerRead(_ id: UInt64, _ continuation: ReadContinuation, deadline: ContinuousClock.Instant) throws(EtcdError) {
         try state.withLock { (state) throws(EtcdError) in
@@ -56,7 +82,7 @@ final class PendingRequests: Sendable {
         guard !applied.isEmpty else { return }
         let answers = state.withLock { state in
             applied.compactMap { request in
-                state.writes.removeValue(forKey: request.requestID).map { ($0.continuation, request.result) }
+                state.removeWrite(request.requestID).map { ($0, request.result) }
             }
         }
         for (continuation, result) in answers {
@@ -68,7 +94,7 @@ final class PendingRequests: Sendable {
     }
 
     func failWrites(_ ids: [UInt64], with error: any Error) {
-        let continuations = state.withLock { state in ids.compactMap { state.writes.removeValue(forKey: $0)?.continuation } }
+        let continuations = state.withLock { state in ids.compactMap { state.removeWrite($0) } }
         for continuation in continuations { continuation.resume(throwing: error) }
     }
 
@@ -81,11 +107,10 @@ final class PendingRequests: Sendable {
     /// Fails every request whose deadline has passed.
     func expire(now: ContinuousClock.Instant) {
         let (writes, reads) = state.withLock { state in
-            let writes = state.writes.filter { $0.value.deadline <= now }
+            let writes = state.writes.filter { $0.value.deadline <= now }.keys.compactMap { state.removeWrite($0) }
             let reads = state.reads.filter { $0.value.deadline <= now }
-            for id in writes.keys { state.writes[id] = nil }
             for id in reads.keys { state.reads[id] = nil }
-            return (writes.values.map(\.continuation), reads.values.map(\.continuation))
+            return (writes, reads.values.map(\.continuation))
         }
         for continuation in writes { continuation.resume(throwing: EtcdError.timeout) }
         for continuation in reads { continuation.resume(throwing: EtcdError.timeout) }
@@ -97,6 +122,7 @@ final class PendingRequests: Sendable {
             defer {
                 state.writes.removeAll()
                 state.reads.removeAll()
+                state.writeBytes = 0
             }
             return (state.writes.values.map(\.continuation), state.reads.values.map(\.continuation))
         }

@@ -1,4 +1,5 @@
 import EtcdAPI
+import EtcdBackend
 import EtcdCommon
 import EtcdLease
 import EtcdMVCC
@@ -26,6 +27,13 @@ struct RaftLoopConfiguration: Sendable {
     var electionTimeout: Duration = .seconds(1)
     /// Most expired leases handed to revocation per tick (etcd revokes at most 1,000 per second).
     var leaseRevocationsPerTick: Int = 100
+    /// Rows of compacted history deleted per step (etcd's `--experimental-compaction-batch-limit`).
+    var compactionBatchLimit: Int = 1_000
+    /// Pause between compaction steps (etcd's `--experimental-compaction-sleep-interval`), during
+    /// which the loop serves whatever arrives.
+    var compactionSleepInterval: Duration = .milliseconds(10)
+    /// WAL pages after which the loop checkpoints the backend (SQLite's automatic threshold).
+    var backendCheckpointFrames: Int = 1_000
 }
 
 /// The one owner of the member's Raft: takes what the mailbox collected, steps it into Raft and
@@ -46,8 +54,11 @@ final class RaftLoop: Sendable {
 
     /// `publishChanges` gets each applied batch's revisions before the writers are answered (the
     /// watch hub), so nobody learns of a revision its watchers have not been handed.
+    /// `checkpointer` checkpoints the replica's backend outside the replica's lock; nil when the
+    /// backend checkpoints itself (or has no file).
     init(
-        member: sending RaftMember, replica: ReplicaHandle, mailbox: RaftMailbox, pending: PendingRequests,
+        member: sending RaftMember, replica: ReplicaHandle, checkpointer: sending BackendCheckpointer? = nil,
+        mailbox: RaftMailbox, pending: PendingRequests,
         status: MemberStatusBoard, configuration: RaftLoopConfiguration, logger: Logger,
         publishChanges: @escaping @Sendable ([RevisionChanges]) -> Void = { _ in }
     ) {
@@ -58,7 +69,7 @@ final class RaftLoop: Sendable {
         self.logger = logger
         core = Mutex(
             LoopCore(
-                member: member, replica: replica, pending: pending, status: status,
+                member: member, replica: replica, checkpointer: checkpointer, pending: pending, status: status,
                 configuration: configuration, logger: logger, publishChanges: publishChanges
             )
         )
@@ -97,8 +108,20 @@ final class RaftLoop: Sendable {
         do {
             // The loop owns its thread for its whole life, blocking on the mailbox between cycles.
             try await onLoopThread {
-                while let work = mailbox.nextBlocking(maxProposals: maxProposals) {
-                    try self.core.withLock { (core) throws(MemberError) in try core.process(work) }
+                // While compacted rows wait for deletion, the loop wakes up after each pause even
+                // if nothing arrives, to delete the next batch.
+                var backgroundWork = false
+                let pause = self.configuration.compactionSleepInterval
+                while let work = mailbox.nextBlocking(maxProposals: maxProposals, waitAtMost: backgroundWork ? pause : nil) {
+                    backgroundWork = try self.core.withLock { (core) throws(MemberError) -> Bool in
+                        do throws(MemberError) {
+                            try core.process(work)
+                            return try core.backgroundDuties()
+                        } catch {
+                            core.fail()
+                            throw error
+                        }
+                    }
                 }
                 try self.core.withLock { (core) throws(MemberError) in try core.stop() }
             }
@@ -145,6 +168,7 @@ final class RaftLoop: Sendable {
 final class LoopCore {
     let member: RaftMember
     let replica: ReplicaHandle
+    private let checkpointer: BackendCheckpointer?
     let pending: PendingRequests
     let status: MemberStatusBoard
     let configuration: RaftLoopConfiguration
@@ -157,6 +181,9 @@ final class LoopCore {
     private var readsAwaitingApply: [(index: UInt64, ids: [UInt64])] = []
     private var nextReadContext: UInt64 = 0
     private var lastBackendCommit = ContinuousClock.now
+    private var lastCompactionStep = ContinuousClock.now
+    /// Set at shutdown and when the member failed: Raft must not be touched any more (a failed
+    /// cycle may have left a Ready that was never advanced).
     private var stopped = false
     /// When the leader last looked for expired leases; a longer gap than an election timeout is
     /// a stall (see `leaseDuties`).
@@ -166,13 +193,14 @@ final class LoopCore {
     private var leaseConfirmation: (context: UInt64, term: UInt64, leases: [LeaseID])?
 
     init(
-        member: RaftMember, replica: ReplicaHandle, pending: PendingRequests, status: MemberStatusBoard,
-        configuration: RaftLoopConfiguration, logger: Logger,
+        member: RaftMember, replica: ReplicaHandle, checkpointer: BackendCheckpointer?, pending: PendingRequests,
+        status: MemberStatusBoard, configuration: RaftLoopConfiguration, logger: Logger,
         publishChanges: @escaping @Sendable ([RevisionChanges]) -> Void
     ) {
         self.publishChanges = publishChanges
         self.member = member
         self.replica = replica
+        self.checkpointer = checkpointer
         self.pending = pending
         self.status = status
         self.configuration = configuration
@@ -208,18 +236,53 @@ final class LoopCore {
         }
         if !work.reads.isEmpty { requestReadIndex(for: work.reads) }
         try runCycles()
-        let entriesInBatch = replica.withReplica { $0.entriesInBatch }
-        if entriesInBatch >= configuration.backendBatchLimit
-            || (entriesInBatch > 0 && lastBackendCommit.duration(to: .now) >= configuration.backendBatchInterval)
-        {
-            try commitBackend(durably: false)
-        }
+        try commitBackendIfDue()
         if member.snapshotDue(appliedIndex: appliedIndex) {
             // The snapshot lets the WAL before it go, so the backend must hold it on disk first.
             try commitBackend(durably: !configuration.unsafeNoFsync)
             try member.createSnapshot(at: appliedIndex)
         }
         publishStatus()
+    }
+
+    /// Work of the loop's own between requests: the next step of a compaction, once the pause
+    /// since the last one is over. Returns whether more is waiting.
+    func backgroundDuties() throws(MemberError) -> Bool {
+        let pending = replica.withReplica { $0.store.pendingCompactionRowCount }
+        guard pending > 0 else { return false }
+        guard lastCompactionStep.duration(to: .now) >= configuration.compactionSleepInterval else { return true }
+        let limit = configuration.compactionBatchLimit
+        let left: Int
+        do {
+            left = try replica.mutate { (replica) throws(ReplicaError) in try replica.compactStep(limit: limit) }
+        } catch {
+            throw .backend("\(error)")
+        }
+        lastCompactionStep = .now
+        if left == 0 {
+            logger.info("finished scheduled compaction", metadata: [
+                "compact_revision": "\(replica.withReplica { $0.store.compactedRevision })"
+            ])
+        }
+        try commitBackendIfDue()
+        return left > 0
+    }
+
+    /// The member cannot go on: nothing more is served from it (see `ReplicaHandle.read`).
+    func fail() {
+        stopped = true
+        replica.markFailed()
+    }
+
+    /// Commits the backend batch when it is full or has been open a batch interval.
+    private func commitBackendIfDue() throws(MemberError) {
+        let (open, entries) = replica.withReplica { ($0.hasOpenBatch, $0.entriesInBatch) }
+        guard open else { return }
+        if entries >= configuration.backendBatchLimit
+            || lastBackendCommit.duration(to: .now) >= configuration.backendBatchInterval
+        {
+            try commitBackend(durably: false)
+        }
     }
 
     /// Commits the backend durably and closes the WAL (graceful shutdown).
@@ -260,7 +323,7 @@ final class LoopCore {
             if entries.contains(where: { $0.type == .normal && $0.data.isEmpty && $0.term == term }) {
                 appliedOwnTermEntry = true
             }
-            let (results, changes) = try replica.withReplica { (replica) throws(ReplicaError) in
+            let (results, changes) = try replica.mutate { (replica) throws(ReplicaError) in
                 (try replica.apply(entries), replica.store.takeChanges())
             }
             publishChanges(changes)
@@ -404,13 +467,33 @@ final class LoopCore {
         pending.completeReads(released, with: .success(()))
     }
 
+    /// Commits the backend batch under the replica's lock, then, outside it, checkpoints the
+    /// backend: fully (syncing it) when `durably`, passively once its WAL has grown. Readers wait
+    /// for the commit (a write to SQLite's WAL file) but never for the disk.
     private func commitBackend(durably: Bool) throws(MemberError) {
+        let syncsItself = checkpointer == nil && durably
+        let framesInWAL: Int
         do {
-            try replica.withReplica { (replica) throws(ReplicaError) in try replica.commitBackend(durably: durably) }
+            framesInWAL = try replica.mutate { (replica) throws(ReplicaError) in
+                try replica.commitBackend(durably: syncsItself)
+                return replica.store.backend.framesInWAL
+            }
         } catch {
             throw .backend("\(error)")
         }
         lastBackendCommit = .now
+        guard let checkpointer else { return }
+        do {
+            if durably {
+                try checkpointer.checkpointFully()
+            } else if framesInWAL >= configuration.backendCheckpointFrames {
+                try checkpointer.checkpointPassively()
+            }
+        } catch {
+            // A durable commit that did not reach the disk must not let the WAL behind it go.
+            replica.markFailed()
+            throw .backend("\(error)")
+        }
     }
 
     private func publishStatus() {

@@ -67,8 +67,11 @@ final class RaftMailbox: Sendable {
     }
 
     /// Blocks the calling thread until there is work, and takes all of it (proposals up to
-    /// `maxProposals`); nil once closed and drained. For the loop's own thread only.
-    func nextBlocking(maxProposals: Int) -> MailboxWork? {
+    /// `maxProposals`); nil once closed and drained. With `waitAtMost`, returns empty work when
+    /// nothing came in that long (the loop has background work of its own). For the loop's own
+    /// thread only.
+    func nextBlocking(maxProposals: Int, waitAtMost: Duration? = nil) -> MailboxWork? {
+        let deadline = waitAtMost.map { ContinuousClock.now.advanced(by: $0) }
         while true {
             enum Step { case work(MailboxWork), finished, wait }
             let step: Step = state.withLock { state in
@@ -89,7 +92,15 @@ final class RaftMailbox: Sendable {
             case .wait:
                 // A delivery after the check above set the signal (or will), so this cannot
                 // sleep through it; a stale signal only costs one more look.
-                signal.lock(whenValue: true)
+                if let deadline {
+                    let left = ContinuousClock.now.duration(to: deadline)
+                    let seconds = Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18
+                    guard seconds > 0, signal.lock(whenValue: true, timeoutSeconds: seconds) else {
+                        return MailboxWork()
+                    }
+                } else {
+                    signal.lock(whenValue: true)
+                }
                 signal.unlock(withValue: false)
             }
         }

@@ -2,6 +2,7 @@ import EtcdAPI
 import EtcdCommon
 import EtcdReplica
 import Foundation
+import GRPCCore
 import SwiftProtobuf
 import Synchronization
 
@@ -50,21 +51,44 @@ final class RequestProposer: Sendable {
         // The size that counts is the log entry's, as in etcd; the entry is what Raft will carry.
         let encoded: [UInt8] = try entry.serializedBytes()
         if encoded.count > maxRequestBytes { throw EtcdError.requestTooLarge }
+        // Nothing enters the log that apply cannot read back: a committed entry that does not
+        // decode would stop the member on every restart. Validation should make this
+        // unreachable; the check keeps a gap in validation from becoming a bricked member.
+        do {
+            _ = try InternalRequestCoding.decode(encoded)
+        } catch {
+            throw RPCError(code: .invalidArgument, message: "etcdserver: request cannot be applied: \(error)")
+        }
         let deadline = ContinuousClock.now.advanced(by: requestTimeout)
-        return try await withCheckedThrowingContinuation { continuation in
-            do {
-                try pending.registerWrite(id, continuation, deadline: deadline)
-            } catch {
-                continuation.resume(throwing: error)
-                return
+        let pending = self.pending
+        // A caller that goes away (the client cancelled or disconnected) frees its place among
+        // the waiting at once rather than at its deadline; the entry itself may still be applied,
+        // as in etcd, since it may already be in the log.
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                do {
+                    try pending.registerWrite(id, continuation, deadline: deadline, bytes: encoded.count)
+                } catch {
+                    continuation.resume(throwing: error)
+                    return
+                }
+                if Task.isCancelled {
+                    pending.failWrites([id], with: Self.cancelled)
+                    return
+                }
+                do {
+                    try mailbox.submit(QueuedProposal(id: id, data: encoded))
+                } catch {
+                    pending.failWrites([id], with: error)
+                }
             }
-            do {
-                try mailbox.submit(QueuedProposal(id: id, data: encoded))
-            } catch {
-                pending.failWrites([id], with: error)
-            }
+        } onCancel: {
+            pending.failWrites([id], with: Self.cancelled)
         }
     }
+
+    /// What gRPC's Go server reports for a call whose context was cancelled.
+    static let cancelled = RPCError(code: .cancelled, message: "context canceled")
 
     /// Returns once this member has applied everything committed before the call (etcd's
     /// linearizable read barrier, through Raft's ReadIndex).
@@ -72,18 +96,27 @@ final class RequestProposer: Sendable {
         if loop.readIndexIfIdle() { return }
         let id = nextReadID.add(1, ordering: .relaxed).newValue
         let deadline = ContinuousClock.now.advanced(by: requestTimeout)
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            do {
-                try pending.registerRead(id, continuation, deadline: deadline)
-            } catch {
-                continuation.resume(throwing: error)
-                return
+        let pending = self.pending
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                do {
+                    try pending.registerRead(id, continuation, deadline: deadline)
+                } catch {
+                    continuation.resume(throwing: error)
+                    return
+                }
+                if Task.isCancelled {
+                    pending.completeReads([id], with: .failure(Self.cancelled))
+                    return
+                }
+                do {
+                    try mailbox.submitRead(id)
+                } catch {
+                    pending.completeReads([id], with: .failure(error))
+                }
             }
-            do {
-                try mailbox.submitRead(id)
-            } catch {
-                pending.completeReads([id], with: .failure(error))
-            }
+        } onCancel: {
+            pending.completeReads([id], with: .failure(Self.cancelled))
         }
     }
 }

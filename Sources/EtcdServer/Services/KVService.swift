@@ -1,5 +1,6 @@
 import EtcdAPI
 import EtcdCommon
+import EtcdMVCC
 import EtcdReplica
 import GRPCCore
 import SwiftProtobuf
@@ -20,7 +21,7 @@ struct KVService: Etcdserverpb_KV.SimpleServiceProtocol {
         // arrived (Raft's ReadIndex, shared by all reads that arrive together); a serializable
         // one reads whatever this member has applied.
         if !request.serializable { try await writer.waitForLinearizableRead() }
-        var response = try replica.withReplica { (replica) throws(ReplicaError) in try replica.range(request) }
+        var response = try replica.read { (replica) throws(ReplicaError) in try replica.range(request) }
         header.fill(&response.header)
         return response
     }
@@ -56,7 +57,7 @@ struct KVService: Etcdserverpb_KV.SimpleServiceProtocol {
             // Only reads: served like a Range, without a log entry or a new revision, and
             // linearizable unless every range in it asks to be serializable (as etcd decides).
             if !Self.isSerializable(request) { try await writer.waitForLinearizableRead() }
-            response = try replica.withReplica { (replica) throws(ReplicaError) in try replica.readOnlyTxn(request) }
+            response = try replica.read { (replica) throws(ReplicaError) in try replica.readOnlyTxn(request) }
         } else {
             var entry = Etcdserverpb_InternalRaftRequest()
             entry.txn = request
@@ -74,14 +75,23 @@ struct KVService: Etcdserverpb_KV.SimpleServiceProtocol {
     {
         var entry = Etcdserverpb_InternalRaftRequest()
         entry.compaction = request
-        // Compaction removes old revisions inside the apply step itself, so by the time it is
-        // answered it is physical: `physical: true` needs no extra wait.
+        // The compaction takes effect when applied; its rows are deleted afterwards in bounded
+        // steps. `physical` waits for those too, as etcd's does (for as long as the client does).
         guard case .compaction(var response) = try await writer.propose(entry) else {
             preconditionFailure("a compaction was answered with another kind of response")
+        }
+        if request.physical {
+            while try replica.read({ $0.store.physicallyCompactedRevision }) < request.revision {
+                try await Task.sleep(for: Self.physicalCompactionPollInterval)
+            }
         }
         header.fill(&response.header)
         return response
     }
+
+    /// How often a `physical` compaction looks whether its rows are gone (etcd's default pause
+    /// between deletion batches).
+    static let physicalCompactionPollInterval = Duration.milliseconds(10)
 
     /// etcd's `isTxnSerializable`: every range in both branches is serializable.
     static func isSerializable(_ request: Etcdserverpb_TxnRequest) -> Bool {

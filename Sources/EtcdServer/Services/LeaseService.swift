@@ -18,6 +18,8 @@ struct LeaseService: Etcdserverpb_Lease.SimpleServiceProtocol {
     let requestTimeout: Duration
     /// How often such a wait looks again (one Raft tick).
     let pollInterval: Duration
+    /// Leases whose revocation is being proposed: their keepalives wait for the outcome.
+    let revokes = RevokesInFlight()
 
     func leaseGrant(request: Etcdserverpb_LeaseGrantRequest, context: ServerContext) async throws
         -> Etcdserverpb_LeaseGrantResponse
@@ -39,6 +41,11 @@ struct LeaseService: Etcdserverpb_Lease.SimpleServiceProtocol {
     {
         var entry = Etcdserverpb_InternalRaftRequest()
         entry.leaseRevoke = request
+        // From here until the revocation is applied (or fails), a keepalive of this lease waits
+        // for it rather than renewing a lease that is about to go: etcd makes renewals wait for
+        // the applied index to reach the committed one for the same reason.
+        revokes.begin(LeaseID(request.id))
+        defer { revokes.end(LeaseID(request.id)) }
         guard case .leaseRevoke(var response) = try await writer.propose(entry) else {
             preconditionFailure("a lease revoke was answered with another kind of response")
         }
@@ -67,11 +74,12 @@ struct LeaseService: Etcdserverpb_Lease.SimpleServiceProtocol {
                 var answer = Etcdserverpb_LeaseKeepAliveResponse()
                 answer.id = keepAlive.id
                 header.fill(&answer.header)
-                let (revision, outcome) = replica.withReplica { replica in
-                    (replica.store.currentRevision, replica.lessor.renew(id, now: replica.now))
+                let revoking = revokes.contains(id)
+                let (revision, outcome) = try replica.read { replica in
+                    (replica.store.currentRevision, revoking ? nil : replica.lessor.renew(id, now: replica.now))
                 }
                 answer.header.revision = revision
-                if case .renewed(let ttl, clearsCheckpoint: false) = outcome {
+                if case .renewed(let ttl, clearsCheckpoint: false)? = outcome {
                     answer.ttl = ttl
                     try await response.write(answer)
                 } else if outcome == .notFound {
@@ -97,6 +105,23 @@ struct LeaseService: Etcdserverpb_Lease.SimpleServiceProtocol {
     /// Keepalives of one stream answered out of turn at once; beyond, the stream waits.
     static let maxDeferredPerStream = 1_000
 
+    /// Revocations proposed and not yet answered, by lease (a count: two clients may revoke
+    /// the same lease at once).
+    final class RevokesInFlight: Sendable {
+        private let counts = Mutex<[LeaseID: Int]>([:])
+
+        func begin(_ id: LeaseID) { counts.withLock { $0[id, default: 0] += 1 } }
+
+        func end(_ id: LeaseID) {
+            counts.withLock { counts in
+                let left = (counts[id] ?? 1) - 1
+                counts[id] = left > 0 ? left : nil
+            }
+        }
+
+        func contains(_ id: LeaseID) -> Bool { counts.withLock { $0[id] != nil } }
+    }
+
     /// How many of a stream's keepalives are being answered out of turn.
     private final class DeferredAnswers: Sendable {
         let count = Atomic<Int>(0)
@@ -108,7 +133,12 @@ struct LeaseService: Etcdserverpb_Lease.SimpleServiceProtocol {
     private func renew(_ id: LeaseID) async throws -> Int64 {
         let deadline = ContinuousClock.now.advanced(by: requestTimeout)
         while true {
-            let outcome = replica.withReplica { replica in replica.lessor.renew(id, now: replica.now) }
+            if revokes.contains(id) {
+                guard ContinuousClock.now < deadline else { throw EtcdError.timeout }
+                try await Task.sleep(for: pollInterval)
+                continue
+            }
+            let outcome = try replica.read { replica in replica.lessor.renew(id, now: replica.now) }
             switch outcome {
             case .renewed(let ttl, let clearsCheckpoint):
                 if clearsCheckpoint { try await clearCheckpoint(id) }
@@ -143,7 +173,7 @@ struct LeaseService: Etcdserverpb_Lease.SimpleServiceProtocol {
         // Everything committed before the request is applied first (etcd waits for its applied
         // index), so a lease just revoked is not reported alive.
         try await writer.waitForLinearizableRead()
-        let status = replica.withReplica { replica in
+        let status = try replica.read { replica in
             replica.lessor.status(LeaseID(request.id), now: replica.now, includeKeys: request.keys)
         }
         var response = Etcdserverpb_LeaseTimeToLiveResponse()
@@ -157,7 +187,7 @@ struct LeaseService: Etcdserverpb_Lease.SimpleServiceProtocol {
             response.ttl = -1
         }
         header.fill(&response.header)
-        response.header.revision = replica.withReplica { $0.store.currentRevision }
+        response.header.revision = try replica.read { $0.store.currentRevision }
         return response
     }
 
@@ -165,13 +195,13 @@ struct LeaseService: Etcdserverpb_Lease.SimpleServiceProtocol {
         -> Etcdserverpb_LeaseLeasesResponse
     {
         var response = Etcdserverpb_LeaseLeasesResponse()
-        response.leases = replica.withReplica { $0.lessor.leasesByExpiry() }.map { id in
+        response.leases = try replica.read { $0.lessor.leasesByExpiry() }.map { id in
             var status = Etcdserverpb_LeaseStatus()
             status.id = id.rawValue
             return status
         }
         header.fill(&response.header)
-        response.header.revision = replica.withReplica { $0.store.currentRevision }
+        response.header.revision = try replica.read { $0.store.currentRevision }
         return response
     }
 }

@@ -22,7 +22,7 @@ struct MaintenanceService: RegistrableRPCService {
     }
 
     func status() throws -> Etcdserverpb_StatusResponse {
-        try replica.withReplica { (replica) throws(ReplicaError) in
+        try replica.read { (replica) throws(ReplicaError) in
             var response = Etcdserverpb_StatusResponse()
             do throws(BackendError) {
                 response.dbSize = try replica.store.backend.sizeBytes
@@ -47,7 +47,7 @@ struct MaintenanceService: RegistrableRPCService {
         guard request.action == .get else {
             throw RPCError(code: .unimplemented, message: "etcdserver: alarm activate/deactivate is not supported yet")
         }
-        return try replica.withReplica { (replica) throws(ReplicaError) in
+        return try replica.read { (replica) throws(ReplicaError) in
             var response = Etcdserverpb_AlarmResponse()
             response.header.revision = replica.store.currentRevision
             header.fill(&response.header)

@@ -365,13 +365,16 @@ final class WatchHub: Sendable {
     /// The previous version of each event's key (etcd's `prev_kv`: the key read at the revision
     /// before the event), for the events that are not creations; nil where history is compacted.
     func previousValues(for events: [Mvccpb_Event]) -> [KeyValue?] {
-        replica.withReplica { replica in
+        // A failed member shows nothing of its (possibly rolled back) store; its streams are
+        // being closed.
+        let values = try? replica.read { replica in
             events.map { event -> KeyValue? in
                 if event.type == .put && event.kv.createRevision == event.kv.modRevision { return nil }
                 let options = RangeOptions(limit: 1, revision: event.kv.modRevision - 1)
                 return (try? replica.store.range(.key([UInt8](event.kv.key)), options: options))?.kvs.first
             }
         }
+        return values ?? events.map { _ in nil }
     }
 
     // MARK: Catch-up
@@ -447,7 +450,7 @@ final class WatchHub: Sendable {
         return true
     }
 
-    enum History {
+    enum History: Sendable {
         case events([MVCCEvent], through: Int64)
         case compacted(Int64)
         case failed
@@ -457,7 +460,7 @@ final class WatchHub: Sendable {
     /// batch; under the replica's lock, so compaction cannot remove them halfway.
     private func readHistory(from start: Int64, through: Int64) -> History {
         let batch = limits.catchUpBatchEvents
-        return replica.withReplica { replica -> History in
+        let history = try? replica.read { replica -> History in
             let store = replica.store
             if start < store.compactMainRevision { return .compacted(store.compactMainRevision) }
             do throws(MVCCError) {
@@ -485,6 +488,8 @@ final class WatchHub: Sendable {
                 return .failed
             }
         }
+        // Nothing is read from a failed member's store (see `ReplicaHandle.read`).
+        return history ?? .failed
     }
 }
 
