@@ -88,12 +88,23 @@ public final class EtcdServer: Service, Sendable {
             await loop.abandon()
             throw error
         }
+        // etcd's phrases, which scripts and harnesses wait for: the member and cluster IDs, then
+        // the member's attributes published (a single member needs no peer to agree).
         logger.info(
-            "member ready",
+            "starting member \(persisted.member) in cluster \(persisted.cluster)",
             metadata: [
-                "member_id": "\(persisted.member)", "cluster_id": "\(persisted.cluster)",
-                "applied_index": "\(status.appliedIndex)", "term": "\(status.term)",
+                "name": "\(configuration.name)", "local-member-id": "\(persisted.member)",
+                "cluster-id": "\(persisted.cluster)", "etcd-version": "\(EtcdVersion.server)",
+                "applied-index": "\(status.appliedIndex)", "term": "\(status.term)",
                 "revision": "\(handle.withReplica { $0.store.currentRevision })",
+            ]
+        )
+        logger.info(
+            "published local member to cluster through raft",
+            metadata: [
+                "local-member-id": "\(persisted.member)", "cluster-id": "\(persisted.cluster)",
+                "local-member-attributes":
+                    "{Name:\(configuration.name) ClientURLs:[\(configuration.advertiseClientURLs.map(\.description).joined(separator: " "))]}",
             ]
         )
         let header = ResponseHeaderSource(clusterID: persisted.cluster, memberID: persisted.member, status: status)
@@ -229,8 +240,9 @@ public final class EtcdServer: Service, Sendable {
         for server in servers {
             let address = try await server.transport.listeningAddress
             addresses.append(SocketAddressDescription(address))
-            logger.info(
-                "serving client traffic insecurely; this is strongly discouraged!",
+            // etcd 3.4's wording, which tools grep for; the address as host:port.
+            logger.warning(
+                "serving insecure client requests on \(SocketAddressDescription(address)), this is strongly discouraged!",
                 metadata: ["address": "\(address)"]
             )
         }

@@ -62,22 +62,6 @@ struct ConfigurationTests {
         #expect(throws: ConfigurationError.self) { try EndpointURL(parsing: "http://127.0.0.1:99999") }
     }
 
-    @Test("ETCD_* variables fill flags the command line did not give, and strays are reported")
-    func environmentFlags() {
-        let merged = EnvironmentFlags.merge(
-            arguments: ["--name", "cli", "-log-level=debug"],
-            environment: [
-                "ETCD_NAME": "env", "ETCD_DATA_DIR": "/data", "ETCD_LOG_LEVEL": "error",
-                "ETCD_UNKNOWN_THING": "1", "PATH": "/bin",
-            ],
-            knownFlags: ["name", "data-dir", "log-level"]
-        )
-        #expect(merged.arguments == ["--name", "cli", "-log-level=debug", "--data-dir=/data"])
-        #expect(merged.warnings.count == 3)
-        #expect(merged.warnings.contains("unrecognized environment variable ETCD_UNKNOWN_THING"))
-        #expect(EnvironmentFlags.environmentName(of: "max-request-bytes") == "ETCD_MAX_REQUEST_BYTES")
-    }
-
     @Test("the default data directory is named after the member")
     func dataDirectory() {
         var configuration = ServerConfiguration()
@@ -100,15 +84,6 @@ struct ConfigurationTests {
         configuration.electionTimeoutMilliseconds = 1_000
         configuration.snapshotCount = 0
         #expect(throws: ConfigurationError.self) { try configuration.validate() }
-    }
-
-    @Test("a bare boolean flag means true, as Go's flag package reads it; values and other flags pass")
-    func bareBooleans() {
-        let expanded = EnvironmentFlags.expandBareBooleans(
-            ["--pre-vote", "-unsafe-no-fsync", "--pre-vote=false", "--name", "x"],
-            flags: ["pre-vote", "unsafe-no-fsync"]
-        )
-        #expect(expanded == ["--pre-vote=true", "--unsafe-no-fsync=true", "--pre-vote=false", "--name", "x"])
     }
 
     @Test("the WAL and snapshots live under <data-dir>/member")

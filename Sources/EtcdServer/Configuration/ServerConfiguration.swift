@@ -60,6 +60,60 @@ public struct ServerConfiguration: Sendable {
     /// revocation for long enough to observe.
     public var leaseRevocationsPerSecond: Int = 1_000
 
+    // Settings parsed from etcd's flags for features still being built: each has etcd's default
+    // and is logged at start as not yet effective when set otherwise (see FlagTable).
+
+    /// Backend size that raises the NOSPACE alarm (`--quota-backend-bytes`); 0 means etcd's
+    /// default of 2 GiB, and a negative value turns the quota off, as in etcd.
+    public var quotaBackendBytes: Int64 = 0
+    /// Automatic compaction (`--auto-compaction-mode`, `--auto-compaction-retention`); nil is off.
+    public var autoCompaction: AutoCompaction?
+    /// Most concurrent streams per client connection (`--max-concurrent-streams`).
+    public var maxConcurrentStreams: UInt32 = .max
+    /// Shortest interval between client pings the server tolerates (`--grpc-keepalive-min-time`).
+    public var grpcKeepaliveMinTime: Duration = .seconds(5)
+    /// How often the server pings an idle client (`--grpc-keepalive-interval`; zero disables).
+    public var grpcKeepaliveInterval: Duration = .seconds(7_200)
+    /// How long the server waits for a ping's answer (`--grpc-keepalive-timeout`).
+    public var grpcKeepaliveTimeout: Duration = .seconds(20)
+    /// Most revisions one compaction batch deletes (`--experimental-compaction-batch-limit`).
+    public var compactionBatchLimit: Int = 1000
+    /// Pause between compaction batches (`--experimental-compaction-sleep-interval`).
+    public var compactionSleepInterval: Duration = .milliseconds(10)
+    /// Refuse membership changes that would lose quorum (`--strict-reconfig-check`).
+    public var strictReconfigCheck: Bool = true
+    /// `--auth-token`: `simple`, or `jwt,pub-key=...,priv-key=...,sign-method=...`.
+    public var authToken: String = "simple"
+    /// bcrypt cost for auth passwords (`--bcrypt-cost`, 4...31).
+    public var bcryptCost: Int = 10
+    /// Lifetime of a simple auth token (`--auth-token-ttl`, seconds).
+    public var authTokenTTLSeconds: Int = 300
+    /// Where metrics and health are served apart from the client URLs (`--listen-metrics-urls`).
+    public var listenMetricsURLs: [EndpointURL] = []
+    /// `--metrics`: `basic` or `extensive`.
+    public var metrics: String = "basic"
+    /// Check the store's hash against the peers' before serving (`--experimental-initial-corrupt-check`).
+    public var initialCorruptCheck: Bool = false
+    /// Period of the cluster-wide hash check (`--experimental-corrupt-check-time`; zero is off).
+    public var corruptCheckTime: Duration = .zero
+    /// Leader's periodic check of compaction hashes (`--experimental-compact-hash-check-enabled`, `-time`).
+    public var compactHashCheckEnabled: Bool = false
+    public var compactHashCheckTime: Duration = .seconds(60)
+    /// Fast-forward election ticks at boot (`--initial-election-tick-advance`).
+    public var initialElectionTickAdvance: Bool = true
+    /// An apply slower than this is logged (`--experimental-warning-apply-duration`).
+    public var warningApplyDuration: Duration = .milliseconds(100)
+    /// A unary request slower than this is logged (`--experimental-warning-unary-request-duration`).
+    public var warningUnaryRequestDuration: Duration = .milliseconds(300)
+    /// Entries kept after a snapshot for slow followers (`--experimental-snapshot-catchup-entries`).
+    public var snapshotCatchUpEntries: UInt64 = 5_000
+    /// Most learners in the membership (`--experimental-max-learners`).
+    public var maxLearners: Int = 1
+    /// Defragment at boot when it frees at least this much (`--experimental-bootstrap-defrag-threshold-megabytes`).
+    public var bootstrapDefragThresholdMegabytes: UInt64 = 0
+    /// Serve the JSON gateway on the client URLs (`--enable-grpc-gateway`).
+    public var enableGRPCGateway: Bool = true
+
     public init() {}
 
     public var effectiveDataDirectory: String { dataDirectory ?? "\(name).etcd" }
@@ -109,6 +163,12 @@ public struct ServerConfiguration: Sendable {
     /// The extra room gRPC gives a message over `maxRequestBytes`, so that an oversized request is
     /// answered with etcd's "request is too large" rather than a transport error.
     public static let grpcOverheadBytes = 512 * 1024
+}
+
+/// etcd's automatic compaction: keep a window of time, or a number of revisions.
+public enum AutoCompaction: Sendable, Hashable {
+    case periodic(Duration)
+    case revision(Int64)
 }
 
 /// A URL as etcd's URL flags take it: `scheme://host:port`.
@@ -179,12 +239,15 @@ public enum ConfigurationError: Error, Hashable, Sendable, CustomStringConvertib
     case invalidURL(String, String)
     case unsupported(String)
     case invalidValue(flag: String, value: String, reason: String)
+    /// A check etcd makes after parsing, with etcd's own message.
+    case invalid(String)
 
     public var description: String {
         switch self {
         case .invalidURL(let url, let reason): return "invalid URL \"\(url)\": \(reason)"
         case .unsupported(let what): return what
         case .invalidValue(let flag, let value, let reason): return "invalid value \"\(value)\" for flag --\(flag): \(reason)"
+        case .invalid(let message): return message
         }
     }
 }
