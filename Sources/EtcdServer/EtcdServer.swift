@@ -206,6 +206,9 @@ public final class EtcdServer: Service, Sendable {
         loop.maxProposalsPerCycle = configuration.maxProposalsPerCycle
         loop.unsafeNoFsync = configuration.unsafeNoFsync
         loop.electionTimeout = .milliseconds(configuration.electionTimeoutMilliseconds)
+        // etcd treats a zero batch limit as its default.
+        loop.compactionBatchLimit = configuration.compactionBatchLimit > 0 ? configuration.compactionBatchLimit : 1_000
+        loop.compactionSleepInterval = max(.zero, configuration.compactionSleepInterval)
         loop.leaseRevocationsPerTick = max(
             1, configuration.leaseRevocationsPerSecond * configuration.heartbeatIntervalMilliseconds / 1_000)
         return loop
@@ -270,14 +273,24 @@ public final class EtcdServer: Service, Sendable {
         let config = HTTP2ServerTransport.Posix.Config.defaults { config in
             // Room for a request up to --max-request-bytes plus gRPC's margin, as etcd allows.
             config.rpc.maxRequestPayloadSize = configuration.maxRequestBytes + ServerConfiguration.grpcOverheadBytes
-            // etcd lets clients ping every 5 s (--grpc-keepalive-min-time) even with no call open.
+            // etcd lets clients ping every --grpc-keepalive-min-time (5 s) even with no call open.
             config.connection.keepalive.clientBehavior = .init(
-                minPingIntervalWithoutCalls: .seconds(5),
+                minPingIntervalWithoutCalls: configuration.grpcKeepaliveMinTime,
                 allowWithoutCalls: true
             )
-            // etcd's server keepalive: ping an idle client every 2 h, give up after 20 s.
-            config.connection.keepalive.time = .seconds(7_200)
-            config.connection.keepalive.timeout = .seconds(20)
+            // etcd's server keepalive: ping an idle client every --grpc-keepalive-interval (2 h;
+            // 0 disables), give up after --grpc-keepalive-timeout (20 s).
+            if configuration.grpcKeepaliveInterval > .zero {
+                config.connection.keepalive.time = configuration.grpcKeepaliveInterval
+                config.connection.keepalive.timeout = max(configuration.grpcKeepaliveTimeout, .milliseconds(1))
+            } else {
+                // The transport always pings; a century between pings is never.
+                config.connection.keepalive.time = .seconds(100 * 365 * 24 * 3_600)
+            }
+            // etcd's --max-concurrent-streams (default: no limit beyond HTTP/2's own).
+            if configuration.maxConcurrentStreams < UInt32.max {
+                config.http2.maxConcurrentStreams = Int(configuration.maxConcurrentStreams)
+            }
             config.connection.maxIdleTime = nil
             config.http2.targetWindowSize = 1 << 20
             config.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in

@@ -210,3 +210,46 @@ struct BackendTests {
         }
     }
 }
+
+/// The server's arrangement: commits never checkpoint (a checkpoint syncs files, and the commit
+/// runs under the lock readers take); a second connection checkpoints outside that lock.
+@Suite("Backend: checkpoints by their owner")
+struct BackendCheckpointTests {
+    private func fileSize(_ path: String) throws -> Int {
+        let attributes = try FileManager.default.attributesOfItem(atPath: path)
+        return (attributes[.size] as? NSNumber)?.intValue ?? -1
+    }
+
+    @Test("without automatic checkpoints commits only grow the WAL; the checkpointer moves it into the database")
+    func ownerCheckpoints() throws {
+        try withTemporaryDirectory { root in
+            let backend = try Backend(dataDirectory: root, automaticCheckpoints: false)
+            let path = Backend.databasePath(dataDirectory: root)
+            try backend.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)")
+            let databaseBefore = try fileSize(path)
+            // About 2,000 pages in 20 commits: SQLite alone would have checkpointed at 1,000.
+            for batch in 0..<20 {
+                try backend.begin()
+                for row in 0..<100 { try insert(backend, Int64(batch * 100 + row), [UInt8](repeating: 7, count: 4_000)) }
+                try backend.commit()
+            }
+            #expect(backend.framesInWAL > 1_000)
+            #expect(try fileSize(path) == databaseBefore, "a commit checkpointed")
+
+            let checkpointer = try BackendCheckpointer(path: path)
+            // A reader on the main connection is not locked out while the checkpointer holds
+            // the other connection (SQLite's WAL mode), and sees every commit.
+            try checkpointer.checkpointFully()
+            #expect(try count(backend, "t") == 2_000)
+            #expect(try fileSize(path) > 2_000 * 4_000)
+            // With the WAL checkpointed, the next commit starts it over.
+            try backend.begin()
+            try insert(backend, 5_000, [1])
+            try backend.commit()
+            #expect(backend.framesInWAL < 10)
+            try checkpointer.checkpointPassively()
+            let reopened = try Backend(dataDirectory: root)
+            #expect(try count(reopened, "t") == 2_001)
+        }
+    }
+}

@@ -1,0 +1,108 @@
+import EtcdAPI
+import EtcdBackend
+import EtcdCommon
+import EtcdMVCC
+import EtcdRaft
+import EtcdReplica
+import EtcdTestSupport
+import Foundation
+import GRPCCore
+import Logging
+import Testing
+
+@testable import EtcdServer
+
+/// The Raft loop's bounds and background work: waiting writes bounded in bytes, callers that
+/// leave free their place, compaction deleted in steps between requests, and backend
+/// checkpoints outside the replica's lock.
+@Suite("Raft loop: bounds and background work")
+struct LoopHardeningTests {
+    /// A loop on a lone member with a file-backed store, built but not running: proposals stay
+    /// queued until the test says otherwise.
+    private func withIdleLoop(
+        _ body: (RaftLoop, RequestProposer, ReplicaHandle) async throws -> Void
+    ) async throws {
+        try await withTemporaryDirectory { directory in
+            let logger = Logger(label: "etcd.loop-hardening.test")
+            let backend = try Backend(dataDirectory: directory.path, automaticCheckpoints: false)
+            let replica = try Replica(store: MVCCStore(backend: backend), logger: logger)
+            var log = DurableRaftLog.Configuration(memberDirectory: directory.path + "/member")
+            log.unsafeNoFsync = true
+            let member = try RaftMember.open(
+                RaftMember.Options(id: NodeID(1), log: log), metadata: [], appliedIndex: 0, logger: logger)
+            let handle = ReplicaHandle(replica)
+            let loop = RaftLoop(
+                member: member, replica: handle,
+                checkpointer: try BackendCheckpointer(path: Backend.databasePath(dataDirectory: directory.path)),
+                mailbox: RaftMailbox(), pending: PendingRequests(capacity: 100, maxBytes: 10_000),
+                status: MemberStatusBoard(), configuration: RaftLoopConfiguration(), logger: logger)
+            let proposer = RequestProposer(
+                loop: loop, maxRequestBytes: 1 << 20, requestTimeout: .seconds(60), memberID: MemberID(1))
+            try await body(loop, proposer, handle)
+            loop.mailbox.close()
+        }
+    }
+
+    private func putEntry(_ key: String, valueBytes: Int) -> Etcdserverpb_InternalRaftRequest {
+        var entry = Etcdserverpb_InternalRaftRequest()
+        entry.put.key = Data(key.utf8)
+        entry.put.value = Data(repeating: 0x61, count: valueBytes)
+        return entry
+    }
+
+    @Test("waiting writes are bounded in bytes as well as in number: past the bound a write is 'too many requests'")
+    func pendingBytes() async throws {
+        try await withIdleLoop { loop, proposer, _ in
+            // Two writes of 4 KB wait (the loop is not running); a third would pass 10,000 bytes.
+            let first = Task { try await proposer.propose(putEntry("a", valueBytes: 4_000)) }
+            let second = Task { try await proposer.propose(putEntry("b", valueBytes: 4_000)) }
+            try await waitUntil { loop.pending.waitingWrites == 2 }
+            #expect(loop.pending.waitingWriteBytes > 8_000)
+            let refused = await #expect(throws: EtcdError.tooManyRequests) {
+                _ = try await proposer.propose(putEntry("c", valueBytes: 4_000))
+            }
+            #expect(refused?.message == "etcdserver: too many requests")
+            // Small writes still fit.
+            let small = Task { try await proposer.propose(putEntry("d", valueBytes: 10)) }
+            try await waitUntil { loop.pending.waitingWrites == 3 }
+            for task in [first, second, small] { task.cancel() }
+            try await waitUntil { loop.pending.waitingWrites == 0 }
+            #expect(loop.pending.waitingWriteBytes == 0)
+        }
+    }
+
+    @Test("a caller that goes away frees its place at once, for writes and linearizable reads")
+    func cancelledCallersLeave() async throws {
+        try await withIdleLoop { loop, proposer, _ in
+            let write = Task { try await proposer.propose(putEntry("a", valueBytes: 10)) }
+            let read = Task { try await proposer.waitForLinearizableRead() }
+            try await waitUntil { loop.pending.waitingWrites == 1 && loop.pending.waitingReads == 1 }
+            write.cancel()
+            read.cancel()
+            // Without cancellation handling both would wait for their 60 s deadline.
+            try await waitUntil(timeout: .seconds(5)) { loop.pending.waitingWrites == 0 && loop.pending.waitingReads == 0 }
+            let writeError = await #expect(throws: RPCError.self) { _ = try await write.value }
+            #expect(writeError?.code == .cancelled)
+            await #expect(throws: RPCError.self) { try await read.value }
+        }
+    }
+
+    @Test("a request that could never be applied is refused before it is proposed")
+    func undecodableProposalRefused() async throws {
+        try await withIdleLoop { loop, proposer, _ in
+            var txn = Etcdserverpb_TxnRequest()
+            txn.success = [Etcdserverpb_RequestOp()]
+            for _ in 0..<80 {
+                var op = Etcdserverpb_RequestOp()
+                op.requestTxn = txn
+                txn = Etcdserverpb_TxnRequest()
+                txn.success = [op]
+            }
+            var entry = Etcdserverpb_InternalRaftRequest()
+            entry.txn = txn
+            let error = await #expect(throws: RPCError.self) { _ = try await proposer.propose(entry) }
+            #expect(error?.code == .invalidArgument)
+            #expect(loop.pending.waitingWrites == 0)
+        }
+    }
+}
