@@ -130,7 +130,7 @@ public final class EtcdServer: Service, Sendable {
             ),
             WatchService(
                 hub: watchHub, header: header,
-                fragmentLimit: configuration.maxRequestBytes + ServerConfiguration.grpcOverheadBytes,
+                fragmentLimit: configuration.maxMessageBytes,
                 progressNotifyInterval: configuration.watchProgressNotifyInterval
             ),
         ]
@@ -272,7 +272,7 @@ public final class EtcdServer: Service, Sendable {
         }
         let config = HTTP2ServerTransport.Posix.Config.defaults { config in
             // Room for a request up to --max-request-bytes plus gRPC's margin, as etcd allows.
-            config.rpc.maxRequestPayloadSize = configuration.maxRequestBytes + ServerConfiguration.grpcOverheadBytes
+            config.rpc.maxRequestPayloadSize = configuration.maxMessageBytes
             // etcd lets clients ping every --grpc-keepalive-min-time (5 s) even with no call open.
             config.connection.keepalive.clientBehavior = .init(
                 minPingIntervalWithoutCalls: configuration.grpcKeepaliveMinTime,

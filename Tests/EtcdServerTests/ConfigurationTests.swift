@@ -92,4 +92,16 @@ struct ConfigurationTests {
         configuration.dataDirectory = "/var/lib/etcd/"
         #expect(configuration.memberDirectory == "/var/lib/etcd/member")
     }
+
+    @Test("extreme flag values are refused or saturate, never overflow")
+    func extremeValues() {
+        var configuration = ServerConfiguration()
+        configuration.heartbeatIntervalMilliseconds = .max
+        #expect(throws: ConfigurationError.self) { try configuration.validate() }
+        configuration = ServerConfiguration()
+        configuration.maxRequestBytes = .max
+        #expect(configuration.maxMessageBytes == .max)
+        configuration.maxRequestBytes = 1_572_864
+        #expect(configuration.maxMessageBytes == 1_572_864 + 512 * 1024)
+    }
 }

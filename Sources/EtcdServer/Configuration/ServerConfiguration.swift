@@ -132,7 +132,8 @@ public struct ServerConfiguration: Sendable {
         guard heartbeatIntervalMilliseconds > 0 else {
             throw .invalidValue(flag: "heartbeat-interval", value: "\(heartbeatIntervalMilliseconds)", reason: "must be positive")
         }
-        guard electionTimeoutMilliseconds >= 5 * heartbeatIntervalMilliseconds else {
+        // Divided rather than multiplied: any heartbeat a flag can hold must not overflow here.
+        guard heartbeatIntervalMilliseconds <= electionTimeoutMilliseconds / 5 else {
             throw .invalidValue(
                 flag: "election-timeout", value: "\(electionTimeoutMilliseconds)",
                 reason: "--election-timeout[\(electionTimeoutMilliseconds)ms] should be at least as 5 times as "
@@ -163,6 +164,13 @@ public struct ServerConfiguration: Sendable {
     /// The extra room gRPC gives a message over `maxRequestBytes`, so that an oversized request is
     /// answered with etcd's "request is too large" rather than a transport error.
     public static let grpcOverheadBytes = 512 * 1024
+
+    /// The largest gRPC message accepted: `--max-request-bytes` plus gRPC's margin, saturating
+    /// (the flag takes any unsigned value, as etcd's does).
+    public var maxMessageBytes: Int {
+        let (sum, overflow) = maxRequestBytes.addingReportingOverflow(Self.grpcOverheadBytes)
+        return overflow ? .max : sum
+    }
 }
 
 /// etcd's automatic compaction: keep a window of time, or a number of revisions.
