@@ -7,7 +7,7 @@ import EtcdLease
 import EtcdMVCC
 import EtcdRaft
 import EtcdReplica
-import EtcdTransport
+package import EtcdTransport
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import NIOCore
@@ -28,6 +28,8 @@ public final class EtcdServer: Service, Sendable {
     private let boundAddresses = Mutex<[SocketAddressDescription]?>(nil)
     private let addressesReady = AsyncStream<Void>.makeStream()
     private let runningWatchHub = Mutex<WatchHub?>(nil)
+    /// What the client connections' PING responders saw (connections, PINGs, GOAWAYs sent).
+    package let connectionCounters = HTTP2ConnectionCounters()
 
     public init(configuration: ServerConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -269,7 +271,7 @@ public final class EtcdServer: Service, Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let http2 = try channel.pipeline.syncOperations.handler(type: NIOHTTP2Handler.self)
                     try channel.pipeline.syncOperations.addHandler(
-                        HTTP2PingResponder(role: .server),
+                        HTTP2PingResponder(role: .server, counters: self.connectionCounters),
                         position: .before(http2)
                     )
                 }

@@ -150,23 +150,33 @@ public final class HTTP2PingResponder: ChannelDuplexHandler, RemovableChannelHan
         var forward: [ByteBuffer] = []
         var answers: [ByteBuffer] = []
         scan(&incoming, forward: &forward, answers: &answers, now: context.eventLoop.now, allocator: context.channel.allocator)
+        var calm = false
         if case .calmingDown = state {
+            // Struck out: what came with the offending PING is dropped, the PINGs before it are
+            // still answered.
+            calm = true
+        } else {
+            if incoming.readableBytes > 0 {
+                pending = incoming
+            }
+            for slice in forward {
+                context.fireChannelRead(wrapInboundOut(slice))
+            }
+        }
+        if !answers.isEmpty && write(answers, context: context) {
+            // The peer leaves too many ACKs unread.
+            counters?.unsentAckOverflows.add(1, ordering: .relaxed)
+            state = .calmingDown
+            calm = true
+        }
+        if calm {
             calmDown(context: context)
-            return
-        }
-        if incoming.readableBytes > 0 {
-            pending = incoming
-        }
-        for slice in forward {
-            context.fireChannelRead(wrapInboundOut(slice))
-        }
-        if !answers.isEmpty {
-            write(answers, context: context)
         }
     }
 
-    /// Writes one read's ACKs and counts them as unsent until the socket takes the last of them.
-    private func write(_ answers: [ByteBuffer], context: ChannelHandlerContext) {
+    /// Writes one read's ACKs and counts them as unsent until the socket takes the last of them;
+    /// true if that leaves more unsent than the policy allows.
+    private func write(_ answers: [ByteBuffer], context: ChannelHandlerContext) -> Bool {
         let bytes = answers.count * Self.pingAckLength
         unsentAckBytes += bytes
         // Writes complete in order, so the last ACK's promise stands for all of them.
@@ -181,10 +191,7 @@ public final class HTTP2PingResponder: ChannelDuplexHandler, RemovableChannelHan
         context.flush()
         counters?.pingsAnswered.add(answers.count, ordering: .relaxed)
         counters?.maxUnsentAckBytes.max(unsentAckBytes, ordering: .relaxed)
-        if unsentAckBytes > policy.maxUnsentAckBytes {
-            state = .calmingDown
-            calmDown(context: context)
-        }
+        return unsentAckBytes > policy.maxUnsentAckBytes
     }
 
     /// Says GOAWAY(ENHANCE_YOUR_CALM) and closes the connection once that is written, or after
@@ -346,6 +353,9 @@ public final class HTTP2ConnectionCounters: Sendable {
     public let pingsAnswered = Atomic<Int>(0)
     /// GOAWAY(ENHANCE_YOUR_CALM) frames sent because a peer broke the PING policy.
     public let calmGoawaysSent = Atomic<Int>(0)
+    /// Of those, the ones sent because a peer left too many ACK bytes unread (the rest are for
+    /// too many ping strikes).
+    public let unsentAckOverflows = Atomic<Int>(0)
     /// The most PING ACK bytes any connection held unsent at once.
     public let maxUnsentAckBytes = Atomic<Int>(0)
 
