@@ -7,7 +7,7 @@ import EtcdLease
 import EtcdMVCC
 import EtcdRaft
 import EtcdReplica
-import EtcdTransport
+package import EtcdTransport
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import NIOCore
@@ -20,14 +20,17 @@ import Synchronization
 ///
 /// Run it as a `Service` (the `etcd` executable puts it in a `ServiceGroup` that turns SIGINT and
 /// SIGTERM into a graceful shutdown) or call ``run()`` in a task and cancel the task to stop it.
-/// Shutdown stops accepting connections, lets in-flight requests finish (their writes included),
-/// drains the Raft loop, commits the backend durably and closes the WAL.
+/// Shutdown stops accepting connections, ends watch and keepalive streams, lets in-flight requests
+/// finish (their writes included) for up to `shutdownGracePeriod` and then closes the connections
+/// left, drains the Raft loop, commits the backend durably and closes the WAL.
 public final class EtcdServer: Service, Sendable {
     public let configuration: ServerConfiguration
     private let logger: Logger
     private let boundAddresses = Mutex<[SocketAddressDescription]?>(nil)
     private let addressesReady = AsyncStream<Void>.makeStream()
     private let runningWatchHub = Mutex<WatchHub?>(nil)
+    /// What the client connections' PING responders saw (connections, PINGs, GOAWAYs sent).
+    package let connectionCounters = HTTP2ConnectionCounters()
 
     public init(configuration: ServerConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -77,6 +80,7 @@ public final class EtcdServer: Service, Sendable {
         runningWatchHub.withLock { $0 = watchHub }
         let mailbox = RaftMailbox()
         let pending = PendingRequests(capacity: configuration.maxPendingProposals)
+        let shutdown = ShutdownSignal()
         let status = MemberStatusBoard()
         let loop = RaftLoop(
             member: member, replica: handle, checkpointer: checkpointer, mailbox: mailbox, pending: pending, status: status,
@@ -126,7 +130,7 @@ public final class EtcdServer: Service, Sendable {
             ClusterService(header: header, member: memberInfo),
             LeaseService(
                 writer: proposer, replica: handle, header: header, requestTimeout: configuration.requestTimeout,
-                pollInterval: .milliseconds(configuration.heartbeatIntervalMilliseconds)
+                pollInterval: .milliseconds(configuration.heartbeatIntervalMilliseconds), shutdown: shutdown
             ),
             WatchService(
                 hub: watchHub, header: header,
@@ -146,6 +150,7 @@ public final class EtcdServer: Service, Sendable {
                 // The ticker ends when the mailbox closes: at shutdown, or because the member's
                 // WAL or backend failed, in which case it must stop serving too.
                 watchHub.closeAllStreams()
+                shutdown.fire()
                 for server in servers { server.beginGracefulShutdown() }
             }
             // However the listeners end (drained, cancelled or failed), nothing more will be
@@ -154,23 +159,20 @@ public final class EtcdServer: Service, Sendable {
             defer { mailbox.close() }
             do {
                 try await withTaskCancellationOrGracefulShutdownHandler {
-                    try await withThrowingDiscardingTaskGroup { listeners in
-                        // RPC handlers run on the event loops that carry their connections
-                        // (child tasks inherit the preference): a request then needs no hop to
-                        // the cooperative pool and back, which cost up to half the throughput.
-                        let executor = EventLoopTaskExecutor(group: MultiThreadedEventLoopGroup.singleton)
-                        for server in servers {
-                            listeners.addTask {
-                                try await withTaskExecutorPreference(executor) { try await server.serve() }
-                            }
-                        }
-                        listeners.addTask { try await self.announce(servers) }
-                    }
+                    try await serve(servers, shutdown: shutdown)
                 } onCancelOrGracefulShutdown: {
-                    // Watch streams never end by themselves; closing them lets the listeners drain.
+                    // Watch and keepalive streams never end by themselves; closing them lets the
+                    // listeners drain.
                     watchHub.closeAllStreams()
+                    shutdown.fire()
                     for server in servers { server.beginGracefulShutdown() }
                 }
+            } catch is ShutdownGracePeriodExpired {
+                // etcd, too, stops its gRPC server hard once the grace period is over.
+                logger.warning(
+                    "in-flight requests outlived the shutdown grace period; closed their connections",
+                    metadata: ["grace_period": "\(configuration.shutdownGracePeriod)"]
+                )
             } catch where Task.isCancelled {
                 // Cancelling the task is a documented way to stop: the transports report it as
                 // an error, but it is the stop that was asked for.
@@ -181,6 +183,37 @@ public final class EtcdServer: Service, Sendable {
             try await group.waitForAll()
         }
         logger.info("stopped serving client traffic", metadata: ["name": "\(configuration.name)"])
+    }
+
+    /// Serves the listeners until they drain; once a stop begins, for at most the grace period,
+    /// after which they are cancelled, which closes every connection and ends every call.
+    private func serve(_ servers: [GRPCServer<HTTP2ServerTransport.Posix>], shutdown: ShutdownSignal) async throws {
+        let gracePeriod = configuration.shutdownGracePeriod
+        try await withThrowingTaskGroup(of: Void.self) { race in
+            race.addTask {
+                try await withThrowingDiscardingTaskGroup { listeners in
+                    // RPC handlers run on the event loops that carry their connections (child
+                    // tasks inherit the preference): a request then needs no hop to the
+                    // cooperative pool and back, which cost up to half the throughput.
+                    let executor = EventLoopTaskExecutor(group: MultiThreadedEventLoopGroup.singleton)
+                    for server in servers {
+                        listeners.addTask {
+                            try await withTaskExecutorPreference(executor) { try await server.serve() }
+                        }
+                    }
+                    listeners.addTask { try await self.announce(servers) }
+                }
+            }
+            race.addTask {
+                await shutdown.wait()
+                try await Task.sleep(for: gracePeriod)
+                throw ShutdownGracePeriodExpired()
+            }
+            // Whichever ends first decides: the listeners drained (the timer is cancelled), or
+            // the grace period is over (leaving the group cancels the listeners).
+            try await race.next()
+            race.cancelAll()
+        }
     }
 
     private func raftOptions(memberID: MemberID) -> RaftMember.Options {
@@ -293,11 +326,15 @@ public final class EtcdServer: Service, Sendable {
             }
             config.connection.maxIdleTime = nil
             config.http2.targetWindowSize = 1 << 20
-            config.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
+            // PINGs never reach grpc-swift's keepalive enforcement (the responder answers them
+            // first), so --grpc-keepalive-min-time is the responder's strike interval.
+            var pingPolicy = HTTP2PingPolicy()
+            pingPolicy.minimumInterval = .nanoseconds(max(0, configuration.grpcKeepaliveMinTime.nanosecondsClamped))
+            config.channelDebuggingCallbacks.onAcceptTCPConnection = { [pingPolicy] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let http2 = try channel.pipeline.syncOperations.handler(type: NIOHTTP2Handler.self)
                     try channel.pipeline.syncOperations.addHandler(
-                        HTTP2PingResponder(role: .server),
+                        HTTP2PingResponder(role: .server, counters: self.connectionCounters, policy: pingPolicy),
                         position: .before(http2)
                     )
                 }
@@ -306,6 +343,9 @@ public final class EtcdServer: Service, Sendable {
         return HTTP2ServerTransport.Posix(address: address, transportSecurity: .plaintext, config: config)
     }
 }
+
+/// The listeners were still draining when the shutdown grace period ended.
+private struct ShutdownGracePeriodExpired: Error {}
 
 /// Where a listener ended up, for logs and tests.
 public struct SocketAddressDescription: Sendable, Hashable, CustomStringConvertible {
@@ -326,4 +366,15 @@ public struct SocketAddressDescription: Sendable, Hashable, CustomStringConverti
     }
 
     public var description: String { "\(host):\(port)" }
+}
+
+extension Duration {
+    /// Whole nanoseconds, saturating at `Int64`'s bounds (NIO's `TimeAmount` counts in them).
+    var nanosecondsClamped: Int64 {
+        let (seconds, attoseconds) = components
+        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return seconds < 0 ? .min : .max }
+        let (sum, carry) = scaled.addingReportingOverflow(attoseconds / 1_000_000_000)
+        return carry ? (seconds < 0 ? .min : .max) : sum
+    }
 }

@@ -1,3 +1,7 @@
+import EtcdAPI
+import EtcdServer
+import EtcdTransport
+import Foundation
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -36,12 +40,100 @@ struct PingFloodTests {
             #expect(collector.counts.pingAcks == Self.pings)
         }
     }
+
+    /// The preface, SETTINGS, then `count` PINGs numbered from `first`.
+    static func pings(_ count: Int, from first: Int = 0, preface: Bool = false) -> ByteBuffer {
+        var bytes = preface ? ClientPingResponderTests.preface + ClientPingResponderTests.frame(type: 0x4, payload: []) : []
+        bytes.reserveCapacity(bytes.count + count * 17)
+        for index in first..<(first + count) {
+            var payload = ClientPingResponderTests.bdpPayload
+            payload[6] = UInt8(index >> 8 & 0xff)
+            payload[7] = UInt8(index & 0xff)
+            bytes += ClientPingResponderTests.frame(type: 0x6, payload: payload)
+        }
+        return ByteBuffer(bytes: bytes)
+    }
+
+    /// A KV Range over a connection of its own, to show the server still serves others.
+    static func rangeSucceeds(port: Int) async throws {
+        try await withKVClient(port: port) { kv, _ in
+            var put = Etcdserverpb_PutRequest()
+            put.key = Data("after-flood")
+            put.value = Data("1")
+            _ = try await kv.put(put)
+            var range = Etcdserverpb_RangeRequest()
+            range.key = Data("after-flood")
+            let response = try await kv.range(range)
+            #expect(response.kvs.map(\.value) == [Data("1")])
+        }
+    }
+
+    @Test("a client that only pings, and reads, gets GOAWAY(ENHANCE_YOUR_CALM, too_many_pings) past 10,000 strikes")
+    func strikesOut() async throws {
+        try await withServerHandle { server, port in
+            let collector = FrameCollector()
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(collector)
+                    }
+                }
+                .connect(host: "127.0.0.1", port: port).get()
+            // The default budget is 10,000 strikes: the 10,002nd PING is one too many.
+            try await channel.writeAndFlush(Self.pings(10_100, preface: true)).get()
+            // The stream of frames from the server ends when it closes the connection.
+            for await _ in collector.updates {}
+            let counts = collector.counts
+            #expect(counts.goaways == 1)
+            #expect(counts.lastGoaway?.errorCode == 0xb)
+            #expect(counts.lastGoaway?.debugData == "too_many_pings")
+            #expect(counts.pingAcks == 10_001)
+            #expect(server.connectionCounters.calmGoawaysSent.load(ordering: .relaxed) == 1)
+            try await Self.rangeSucceeds(port: port)
+        }
+    }
+
+    @Test("a client that floods PINGs and never reads holds a bounded amount of ACKs, then is cut off")
+    func neverReads() async throws {
+        try await withServerHandle { server, port in
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .channelOption(.autoRead, value: false)
+                // A small receive window fills fast, so the server's socket stops taking ACKs.
+                .channelOption(.socketOption(.so_rcvbuf), value: 4_096)
+                .connect(host: "127.0.0.1", port: port).get()
+            let deadline = ContinuousClock.now + .seconds(20)
+            var sent = 0
+            var first = true
+            // Whichever limit trips first (unread ACKs or, after 10,001 PINGs, strikes), the
+            // connection must end while the server holds little; the figures say which.
+            while ContinuousClock.now < deadline {
+                do {
+                    try await channel.writeAndFlush(Self.pings(500, from: sent, preface: first)).get()
+                } catch {
+                    break  // the server closed the connection
+                }
+                first = false
+                sent += 500
+            }
+            try await channel.closeFuture.get()
+            let counters = server.connectionCounters
+            print("never-reading flood: \(sent) PINGs sent, \(counters.pingsAnswered.load(ordering: .relaxed)) answered, "
+                + "most unsent ACK bytes \(counters.maxUnsentAckBytes.load(ordering: .relaxed)), "
+                + "unsent-ACK GOAWAYs \(counters.unsentAckOverflows.load(ordering: .relaxed))")
+            #expect(ContinuousClock.now < deadline)
+            #expect(counters.calmGoawaysSent.load(ordering: .relaxed) == 1)
+            // The cap plus at most one read's ACKs (NIO reads at most 64 KiB).
+            #expect(counters.maxUnsentAckBytes.load(ordering: .relaxed) <= 128 * 1024)
+            try await Self.rangeSucceeds(port: port)
+        }
+    }
 }
 
 /// Counts PING ACK and GOAWAY frames in the byte stream from the server.
 final class FrameCollector: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
-    struct Counts: Sendable { var pingAcks = 0; var goaways = 0 }
+    struct Goaway: Sendable { var errorCode: UInt32; var debugData: String }
+    struct Counts: Sendable { var pingAcks = 0; var goaways = 0; var lastGoaway: Goaway? }
     private let state = Mutex((buffer: ByteBuffer(), counts: Counts()))
     private let stream = AsyncStream<Counts>.makeStream()
 
@@ -66,6 +158,12 @@ final class FrameCollector: ChannelInboundHandler, Sendable {
             {
                 let length = Int(high) << 16 | Int(low)
                 guard state.buffer.readableBytes >= 9 + length else { break }
+                if type == 0x7, length >= 8,
+                    let code = state.buffer.getInteger(at: state.buffer.readerIndex + 13, as: UInt32.self),
+                    let debug = state.buffer.getString(at: state.buffer.readerIndex + 17, length: length - 8)
+                {
+                    state.counts.lastGoaway = Goaway(errorCode: code, debugData: debug)
+                }
                 state.buffer.moveReaderIndex(forwardBy: 9 + length)
                 if type == 0x6 && flags & 0x1 != 0 { state.counts.pingAcks += 1 }
                 if type == 0x7 { state.counts.goaways += 1 }

@@ -59,6 +59,10 @@ public struct ServerConfiguration: Sendable {
     /// is this one on the command line; tests lower it to hold expired leases awaiting
     /// revocation for long enough to observe.
     public var leaseRevocationsPerSecond: Int = 1_000
+    /// How long a stop waits for in-flight requests before closing every connection. etcd waits
+    /// its request timeout (7 s with default flags) for the gRPC server's graceful stop, then
+    /// stops it hard; so does this, with watch and keepalive streams ended at once.
+    public var shutdownGracePeriod: Duration = .seconds(7)
 
     // Settings parsed from etcd's flags for features still being built: each has etcd's default
     // and is logged at start as not yet effective when set otherwise (see FlagTable).

@@ -20,6 +20,8 @@ struct LeaseService: Etcdserverpb_Lease.SimpleServiceProtocol {
     let pollInterval: Duration
     /// Leases whose revocation is being proposed: their keepalives wait for the outcome.
     let revokes = RevokesInFlight()
+    /// Fires when the server stops: keepalive streams never end by themselves.
+    let shutdown: ShutdownSignal
 
     func leaseGrant(request: Etcdserverpb_LeaseGrantRequest, context: ServerContext) async throws
         -> Etcdserverpb_LeaseGrantResponse
@@ -60,10 +62,31 @@ struct LeaseService: Etcdserverpb_Lease.SimpleServiceProtocol {
     /// expired leases (up to a second each while revocations queue) can make the live leases that
     /// share their stream miss their deadlines too. Clients match answers by lease ID, not by
     /// order. Past `maxDeferredPerStream` such answers in flight, the stream waits for its own.
+    ///
+    /// When the server stops, the stream ends with UNAVAILABLE "etcdserver: server stopped": etcd
+    /// closes its connections (after its grace period), which its clients see as UNAVAILABLE, and
+    /// they then retry elsewhere.
     func leaseKeepAlive(
         request: RPCAsyncSequence<Etcdserverpb_LeaseKeepAliveRequest, any Error>,
         response: RPCWriter<Etcdserverpb_LeaseKeepAliveResponse>,
         context: ServerContext
+    ) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { race in
+            race.addTask { try await answerKeepAlives(request: request, response: response) }
+            race.addTask {
+                await shutdown.wait()
+                // Cancelled because the stream ended first: nothing to report.
+                if !Task.isCancelled { throw EtcdError.stopped }
+            }
+            // The first to finish decides; leaving the group cancels the other.
+            try await race.next()
+            race.cancelAll()
+        }
+    }
+
+    private func answerKeepAlives(
+        request: RPCAsyncSequence<Etcdserverpb_LeaseKeepAliveRequest, any Error>,
+        response: RPCWriter<Etcdserverpb_LeaseKeepAliveResponse>
     ) async throws {
         let deferred = DeferredAnswers()
         try await withThrowingDiscardingTaskGroup { group in
