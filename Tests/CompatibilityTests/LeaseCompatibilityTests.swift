@@ -15,6 +15,22 @@ struct LeaseCompatibilityTests {
         return masked
     }
 
+    /// Runs etcdctl and records its output with the list in `attached keys([...])` sorted: etcd
+    /// keeps a lease's keys in a Go map, so it lists them in a different order from run to run.
+    static func etcdctlSortingKeys(_ side: CompatibilitySession, _ arguments: String...) async throws {
+        let result = try await side.etcdctl(arguments, record: false)
+        var output = result.standardOutput
+        if let open = output.range(of: "attached keys(["), let close = output.range(of: "])", range: open.upperBound..<output.endIndex) {
+            let keys = output[open.upperBound..<close.lowerBound].split(separator: " ").sorted()
+            output.replaceSubrange(open.upperBound..<close.lowerBound, with: keys.joined(separator: " "))
+        }
+        side.record(
+            "etcdctl " + arguments.joined(separator: " ") + " (keys sorted)",
+            .text("exit \(result.exit)\n" + output),
+            errorOutput: CompatibilitySession.normalizeStandardError(result.standardError, endpoint: side.server.clientEndpoint)
+        )
+    }
+
     /// Runs etcdctl and records its output with lease IDs masked and the header removed.
     @discardableResult
     static func etcdctlMasked(_ side: CompatibilitySession, _ arguments: String...) async throws -> EtcdctlResult {
@@ -49,7 +65,7 @@ struct LeaseCompatibilityTests {
             try await side.etcdctl("put", "a", "1", "--lease=abc")
             try await side.etcdctl("put", "b", "2", "--lease=abc")
             // Remaining TTL counts down in real time; a step finishing within a second is the norm.
-            try await side.etcdctl("lease", "timetolive", "abc", "--keys")
+            try await Self.etcdctlSortingKeys(side, "lease", "timetolive", "abc", "--keys")
             try await Self.etcdctlMasked(side, "lease", "timetolive", "abc", "-w", "json")
             try await side.etcdctl("lease", "keep-alive", "--once", "abc")
             try await side.etcdctl("lease", "keep-alive", "--once", "abd")
