@@ -1,4 +1,5 @@
 import EtcdAPI
+import EtcdRaft
 import EtcdServer
 import EtcdTestSupport
 import EtcdTransport
@@ -206,23 +207,18 @@ struct BadInputTests {
     func manyConnections() async throws {
         try await withServerHandle { server, port in
             let connections = 200
-            let collectors = (0..<connections).map { _ in FrameCollector() }
-            let channels = try await withThrowingTaskGroup(of: (any Channel).self) { group in
-                for collector in collectors {
+            let opened = try await withThrowingTaskGroup(of: ((any Channel), FrameCollector).self) { group in
+                for _ in 0..<connections {
                     group.addTask {
-                        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                            .channelInitializer { channel in
-                                channel.eventLoop.makeCompletedFuture {
-                                    try channel.pipeline.syncOperations.addHandler(collector)
-                                }
-                            }
-                            .connect(host: "127.0.0.1", port: port).get()
+                        let (channel, collector) = try await PingFloodTests.connectRaw(port: port)
                         try await channel.writeAndFlush(PingFloodTests.pings(1, preface: true)).get()
-                        return channel
+                        return (channel, collector)
                     }
                 }
                 return try await group.reduce(into: []) { $0.append($1) }
             }
+            let channels = opened.map(\.0)
+            let collectors = opened.map(\.1)
             // Every connection gets its PING answered: the server took them all.
             try await waitUntil(timeout: .seconds(20)) { collectors.allSatisfy { $0.counts.pingAcks == 1 } }
             #expect(server.connectionCounters.opened.load(ordering: .relaxed) >= connections)
@@ -265,12 +261,7 @@ struct BadInputTests {
     @Test("calls reset right after HEADERS and part of their DATA leave the member serving")
     func resetMidCall() async throws {
         try await withServerHandle { server, port in
-            let collector = FrameCollector()
-            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(collector) }
-                }
-                .connect(host: "127.0.0.1", port: port).get()
+            let (channel, collector) = try await PingFloodTests.connectRaw(port: port)
             var bytes = ClientPingResponderTests.preface + ClientPingResponderTests.frame(type: 0x4, payload: [])
             let put = try Etcdserverpb_PutRequest.with { $0.key = Data("reset"); $0.value = Data("v") }.serializedBytes() as [UInt8]
             let message = [0] + [UInt8(0), 0, 0, UInt8(put.count)] + put
@@ -355,19 +346,6 @@ struct RawBytes: MessageSerializer, MessageDeserializer {
     }
 }
 
-/// SplitMix64, so that a run replays from its printed seed.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Fields 1 to 15, each as `field` encodes it.
 func everyField(_ field: (Int) -> [UInt8]) -> [UInt8] {

@@ -16,14 +16,7 @@ struct PingFloodTests {
     @Test("the server answers 2,000 PINGs on one connection without a GOAWAY")
     func pingFlood() async throws {
         try await withServer { port in
-            let collector = FrameCollector()
-            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(collector)
-                    }
-                }
-                .connect(host: "127.0.0.1", port: port).get()
+            let (channel, collector) = try await Self.connectRaw(port: port)
             var bytes = ClientPingResponderTests.preface + ClientPingResponderTests.frame(type: 0x4, payload: [])
             for index in 0..<Self.pings {
                 var payload = ClientPingResponderTests.bdpPayload
@@ -54,6 +47,19 @@ struct PingFloodTests {
         return ByteBuffer(bytes: bytes)
     }
 
+    /// A plain TCP connection to the server whose incoming frames `collector` records.
+    static func connectRaw(port: Int) async throws -> (any Channel, FrameCollector) {
+        let collector = FrameCollector()
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(collector)
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        return (channel, collector)
+    }
+
     /// A KV Range over a connection of its own, to show the server still serves others.
     static func rangeSucceeds(port: Int) async throws {
         try await withKVClient(port: port) { kv, _ in
@@ -71,14 +77,7 @@ struct PingFloodTests {
     @Test("a client that only pings, and reads, gets GOAWAY(ENHANCE_YOUR_CALM, too_many_pings) past 10,000 strikes")
     func strikesOut() async throws {
         try await withServerHandle { server, port in
-            let collector = FrameCollector()
-            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(collector)
-                    }
-                }
-                .connect(host: "127.0.0.1", port: port).get()
+            let (channel, collector) = try await Self.connectRaw(port: port)
             // The default budget is 10,000 strikes: the 10,002nd PING is one too many.
             try await channel.writeAndFlush(Self.pings(10_100, preface: true)).get()
             // The stream of frames from the server ends when it closes the connection.
