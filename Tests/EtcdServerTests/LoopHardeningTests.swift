@@ -1,6 +1,7 @@
 import EtcdAPI
 import EtcdBackend
 import EtcdCommon
+import EtcdLease
 import EtcdMVCC
 import EtcdRaft
 import EtcdReplica
@@ -103,6 +104,67 @@ struct LoopHardeningTests {
             let error = await #expect(throws: RPCError.self) { _ = try await proposer.propose(entry) }
             #expect(error?.code == .invalidArgument)
             #expect(loop.pending.waitingWrites == 0)
+        }
+    }
+
+    /// Collects what a server handler writes to a stream.
+    private struct CollectingWriter<Element: Sendable>: RPCWriterProtocol {
+        let continuation: AsyncStream<Element>.Continuation
+        func write(_ element: Element) async throws { continuation.yield(element) }
+        func write(contentsOf elements: some Sequence<Element>) async throws {
+            for element in elements { continuation.yield(element) }
+        }
+    }
+
+    @Test("a keepalive that arrives while its lease's revocation is in flight is answered TTL 0 once it is applied, not 'renewed'")
+    func keepaliveDuringRevoke() async throws {
+        try await withIdleLoop { loop, proposer, replica in
+            try await loop.start()
+            let running = Task { try await loop.run() }
+            let ticker = Task { await loop.runTicker() }
+            defer {
+                loop.mailbox.close()
+                ticker.cancel()
+            }
+            let service = LeaseService(
+                writer: proposer, replica: replica,
+                header: ResponseHeaderSource(clusterID: ClusterID(1), memberID: MemberID(1), status: loop.status),
+                requestTimeout: .seconds(10), pollInterval: .milliseconds(10), shutdown: ShutdownSignal())
+            var grant = Etcdserverpb_InternalRaftRequest()
+            grant.leaseGrant.id = 5
+            grant.leaseGrant.ttl = 60
+            _ = try await proposer.propose(grant)
+
+            // A revocation is on its way (proposed, not yet applied) when the keepalive arrives.
+            service.revokes.begin(LeaseID(5))
+            let (requests, requestStream) = AsyncThrowingStream<Etcdserverpb_LeaseKeepAliveRequest, any Error>.makeStream()
+            let (answers, answerStream) = AsyncStream<Etcdserverpb_LeaseKeepAliveResponse>.makeStream()
+            let stream = Task {
+                try await withServerContextRPCCancellationHandle { cancellation in
+                    let context = ServerContext(
+                        descriptor: Etcdserverpb_Lease.Method.LeaseKeepAlive.descriptor, remotePeer: "test",
+                        localPeer: "test", cancellation: cancellation)
+                    try await service.leaseKeepAlive(
+                        request: RPCAsyncSequence(wrapping: requests),
+                        response: RPCWriter(wrapping: CollectingWriter(continuation: answerStream)), context: context)
+                }
+            }
+            var keepAlive = Etcdserverpb_LeaseKeepAliveRequest()
+            keepAlive.id = 5
+            requestStream.yield(keepAlive)
+            var revoke = Etcdserverpb_InternalRaftRequest()
+            revoke.leaseRevoke.id = 5
+            _ = try await proposer.propose(revoke)
+            service.revokes.end(LeaseID(5))
+
+            var iterator = answers.makeAsyncIterator()
+            let answer = try #require(await iterator.next())
+            #expect(answer.id == 5)
+            #expect(answer.ttl == 0, "the keepalive renewed a lease whose revocation was in flight")
+            requestStream.finish()
+            try await stream.value
+            loop.mailbox.close()
+            try await running.value
         }
     }
 }
