@@ -62,6 +62,9 @@ let package = Package(
         .target(name: "EtcdRaft", dependencies: [dequeModule, logging], swiftSettings: strictSettings),
         // Durable storage for Raft: the write-ahead log and snapshot files, file I/O behind a protocol.
         .target(name: "EtcdWAL", dependencies: ["EtcdRaft", logging], swiftSettings: strictSettings),
+        // What members say to each other: the wire form of Raft messages (the peer transport's
+        // codec; pure, every peer byte treated as hostile).
+        .target(name: "EtcdPeer", dependencies: ["EtcdRaft"], swiftSettings: strictSettings),
         // The system SQLite (libsqlite3-dev).
         .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
         .target(name: "EtcdBackend", dependencies: ["CSQLite"], swiftSettings: strictSettings),
@@ -127,6 +130,7 @@ let package = Package(
         ),
         // The seeded cluster simulator (issue 4); `scripts/soak-raft.sh` runs it over many seeds.
         .testTarget(name: "EtcdSimulationTests", dependencies: ["EtcdRaft"], swiftSettings: strictSettings),
+        .testTarget(name: "EtcdPeerTests", dependencies: ["EtcdPeer", "EtcdRaft"], swiftSettings: strictSettings),
         .testTarget(name: "EtcdWALTests", dependencies: ["EtcdWAL", "EtcdRaft"], swiftSettings: strictSettings),
         .testTarget(name: "EtcdBackendTests", dependencies: ["EtcdBackend"], swiftSettings: strictSettings),
         .testTarget(name: "EtcdLeaseTests", dependencies: ["EtcdLease", "EtcdBackend"], swiftSettings: strictSettings),
