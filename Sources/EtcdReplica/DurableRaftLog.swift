@@ -124,12 +124,12 @@ public final class DurableRaftLog {
     /// Starts a new group's log as etcd does: one committed entry per initial voter, adding it,
     /// at term 1, so that the membership is in the log from the start and survives restarts
     /// before any snapshot exists. Only on a new, empty log.
-    public func bootstrap(voters: [NodeID]) throws(WALError) {
+    public func bootstrap(voters: [NodeID], contexts: [NodeID: [UInt8]] = [:]) throws(WALError) {
         precondition(wal.lastIndex == 0 && wal.hardState.isEmpty, "raftlog: bootstrap on a log that has entries")
         precondition(!voters.isEmpty, "raftlog: bootstrap needs at least one voter")
         var entries: [Entry] = []
         for (position, voter) in voters.sorted().enumerated() {
-            let change = ConfChange(kind: .addNode, nodeID: voter)
+            let change = ConfChange(kind: .addNode, nodeID: voter, context: contexts[voter] ?? [])
             entries.append(Entry(term: 1, index: UInt64(position) + 1, type: .confChange, data: change.encoded()))
         }
         let hardState = HardState(term: 1, vote: .none, commit: UInt64(entries.count))

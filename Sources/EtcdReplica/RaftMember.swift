@@ -39,6 +39,9 @@ public final class RaftMember {
         public var snapshotCount: UInt64 = 100_000
         /// Seeds the election timeout jitter.
         public var seed: UInt64 = 0
+        /// The context of each initial voter's membership entry in a new log (etcd writes the
+        /// member's description there, for the membership to apply).
+        public var bootstrapContexts: [NodeID: [UInt8]] = [:]
 
         public init(id: NodeID, log: DurableRaftLog.Configuration) {
             self.id = id
@@ -100,7 +103,7 @@ public final class RaftMember {
                             + "write-ahead log (a data directory from before the WAL existed, or a deleted WAL)")
                 }
                 do {
-                    try log.bootstrap(voters: [options.id])
+                    try log.bootstrap(voters: [options.id], contexts: options.bootstrapContexts)
                 } catch {
                     throw .wal(error)
                 }
@@ -181,8 +184,10 @@ public final class RaftMember {
     /// Runs one Ready cycle if Raft has work: persists entries and hard state to the WAL (synced
     /// when Raft requires), hands committed entries to `apply`, applies membership changes,
     /// and advances. Returns nil when there was nothing to do. `apply` must apply every entry
-    /// it is given before returning (its results are the owner's business).
-    public func runCycle(apply: ([Entry]) throws(ReplicaError) -> Void) throws(MemberError) -> Cycle? {
+    /// it is given before returning (its results are the owner's business), and returns the
+    /// indexes of the membership entries the state machine refused, which Raft's configuration
+    /// then skips.
+    public func runCycle(apply: ([Entry]) throws(ReplicaError) -> Set<UInt64>) throws(MemberError) -> Cycle? {
         guard node.hasReady() else { return nil }
         let ready = node.ready()
         if let snapshot = ready.snapshot {
@@ -198,12 +203,13 @@ public final class RaftMember {
             throw .wal(error)
         }
         if !ready.committedEntries.isEmpty {
+            let refused: Set<UInt64>
             do {
-                try apply(ready.committedEntries)
+                refused = try apply(ready.committedEntries)
             } catch {
                 throw .backend("\(error)")
             }
-            for entry in ready.committedEntries where entry.type == .confChange {
+            for entry in ready.committedEntries where entry.type == .confChange && !refused.contains(entry.index) {
                 guard let change = ConfChange(encoded: entry.data) else {
                     preconditionFailure("raft member: committed membership change \(entry.index) does not decode")
                 }

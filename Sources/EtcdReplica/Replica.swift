@@ -16,6 +16,9 @@ public enum ApplyResponse: Sendable {
     case leaseGrant(Etcdserverpb_LeaseGrantResponse)
     case leaseRevoke(Etcdserverpb_LeaseRevokeResponse)
     case leaseCheckpoint(Etcdserverpb_LeaseCheckpointResponse)
+    /// A member's published attributes or the cluster version, recorded (nobody waits on these
+    /// but the member that proposed them).
+    case membership
 }
 
 /// The result of one applied request, under the ID its proposer gave it (`header.id`), so that
@@ -50,10 +53,25 @@ public final class Replica {
     /// for expiry, by the leader's own calls under the same lock.
     public let lessor: Lessor
     private let leaseTable: LeaseTable
+    /// The cluster's members, as applied membership entries left them (replicated state).
+    public internal(set) var membership: ClusterMembership
+    /// The cluster version the leader last recorded through Raft (etcd's `clusterVersionSet`).
+    public private(set) var clusterVersion: String?
+    let membershipTable: MembershipTable
+    /// Membership entries that the membership refused when applied, by log index: Raft must not
+    /// apply those to its configuration either (etcd applies them as a change of no node).
+    private var refusedConfChanges: [UInt64] = []
+
+    func recordRefusedConfChange(_ index: UInt64) { refusedConfChanges.append(index) }
+
+    func takeRefusedConfChangeIndexes() -> Set<UInt64> {
+        defer { refusedConfChanges.removeAll() }
+        return Set(refusedConfChanges)
+    }
     /// The leader's monotonic clock, read when an applied grant or checkpoint starts a deadline.
     private let clock: @Sendable () -> MonotonicTime
     private var applier: KVApplier
-    private let logger: Logger
+    let logger: Logger
     /// The last entry applied to the store, in the open batch or committed.
     public private(set) var appliedIndex: UInt64
     /// The term of the entry at ``appliedIndex``.
@@ -83,6 +101,9 @@ public final class Replica {
         applier = KVApplier(store: store, lessor: lessor)
         do {
             leaseTable = try LeaseTable(backend: store.backend)
+            membershipTable = try MembershipTable(backend: store.backend)
+            membership = try membershipTable.load()
+            clusterVersion = try membershipTable.clusterVersion()
         } catch {
             throw .storage("\(error)")
         }
@@ -98,6 +119,15 @@ public final class Replica {
 
     /// Rebuilds the lessor from the backend (at open, and after a batch was rolled back, which
     /// rebuilt the store from disk too). Leases start "forever"; a leader promotes them again.
+    /// Rebuilds everything kept in memory beside the store from the backend (after a batch was
+    /// rolled back, which rebuilt the store too).
+    private func reloadAfterRollback() {
+        try? reloadLeases()
+        if let saved = try? membershipTable.load(maxLearners: membership.maxLearners) { membership = saved }
+        clusterVersion = (try? membershipTable.clusterVersion()) ?? nil
+        refusedConfChanges.removeAll()
+    }
+
     private func reloadLeases() throws(ReplicaError) {
         let persisted: [PersistedLease]
         do {
@@ -135,8 +165,10 @@ public final class Replica {
 
     /// Applies committed entries in index order, in the open backend batch (opening one if
     /// needed), and returns the result of every request among them. Entries the backend already
-    /// holds (index at or below ``appliedIndex``) are skipped. Membership changes and Raft's empty
-    /// entries only advance the index; the Raft member applies membership itself.
+    /// holds (index at or below ``appliedIndex``) are skipped. Membership entries change
+    /// ``membership`` (those it refuses are handed to the Raft member through
+    /// ``takeRefusedConfChanges()``, so that Raft's configuration skips them too); Raft's empty
+    /// entries only advance the index.
     ///
     /// Throws `.storage` if the backend fails: the open batch is rolled back (``appliedIndex``
     /// rewinds to ``committedIndex``) and the member must stop.
@@ -149,7 +181,9 @@ public final class Replica {
                 entry.index == appliedIndex + 1,
                 "apply: entry \(entry.index) follows applied index \(appliedIndex)"
             )
-            if entry.type == .normal && !entry.data.isEmpty {
+            if entry.type == .confChange {
+                try applyConfChange(entry)
+            } else if !entry.data.isEmpty {
                 let request: Etcdserverpb_InternalRaftRequest
                 do {
                     request = try InternalRequestCoding.decode(entry.data)
@@ -198,7 +232,7 @@ public final class Replica {
             // commitBatch has already rolled back and rebuilt memory from disk.
             appliedIndex = committedIndex
             entriesInBatch = 0
-            try? reloadLeases()
+            reloadAfterRollback()
             logger.critical("backend commit failed", metadata: ["reason": "\(error)"])
             throw ReplicaError(error)
         }
@@ -243,7 +277,7 @@ public final class Replica {
         if batchOpen {
             store.abortBatch()
             batchOpen = false
-            try? reloadLeases()
+            reloadAfterRollback()
         }
         appliedIndex = committedIndex
         appliedTerm = UInt64(clamping: (try? store.meta(Self.termMetaKey)) ?? 0)
@@ -260,6 +294,23 @@ public final class Replica {
             if request.hasLeaseGrant { return .success(.leaseGrant(try grant(request.leaseGrant))) }
             if request.hasLeaseRevoke { return .success(.leaseRevoke(try revoke(request.leaseRevoke))) }
             if request.hasLeaseCheckpoint { return .success(.leaseCheckpoint(try checkpoint(request.leaseCheckpoint))) }
+            if request.hasClusterMemberAttrSet {
+                let attributes = request.clusterMemberAttrSet
+                membership.publishAttributes(
+                    of: MemberID(attributes.memberID), name: attributes.memberAttributes.name,
+                    clientURLs: attributes.memberAttributes.clientUrls)
+                try saveMembership()
+                return .success(.membership)
+            }
+            if request.hasClusterVersionSet {
+                clusterVersion = request.clusterVersionSet.ver
+                do {
+                    try membershipTable.saveClusterVersion(request.clusterVersionSet.ver)
+                } catch {
+                    throw .storage("\(error)")
+                }
+                return .success(.membership)
+            }
             return .failure(.storage("log entry \(index) holds no request this member can apply"))
         } catch {
             return .failure(error)

@@ -65,9 +65,21 @@ public final class EtcdServer: Service, Sendable {
         let checkpointer = try BackendCheckpointer(
             path: Backend.databasePath(dataDirectory: dataDirectory), syncs: !configuration.unsafeNoFsync)
         let persisted = try replica.resolveIdentity(identity)
+        // This member as the membership records it: its ID and peer URLs (raft attributes),
+        // then, published through Raft once it runs, its name and client URLs.
+        let localMember = ClusterMember(
+            id: persisted.member, name: configuration.name,
+            peerURLs: configuration.initialAdvertisePeerURLs.map(\.description),
+            clientURLs: configuration.advertiseClientURLs.map(\.description))
+        try replica.seedMembershipIfMissing(ClusterMember(id: localMember.id, peerURLs: localMember.peerURLs))
         let appliedIndex = replica.appliedIndex
+        var options = raftOptions(memberID: persisted.member)
+        options.bootstrapContexts = [
+            NodeID(persisted.member.rawValue):
+                MembershipChangeContext(member: ClusterMember(id: localMember.id, peerURLs: localMember.peerURLs)).encoded()
+        ]
         let member = try RaftMember.open(
-            raftOptions(memberID: persisted.member),
+            options,
             metadata: Self.walMetadata(persisted),
             appliedIndex: appliedIndex,
             logger: logger
@@ -82,9 +94,11 @@ public final class EtcdServer: Service, Sendable {
         let pending = PendingRequests(capacity: configuration.maxPendingProposals)
         let shutdown = ShutdownSignal()
         let status = MemberStatusBoard()
+        var loopSettings = loopConfiguration
+        loopSettings.localMember = localMember
         let loop = RaftLoop(
             member: member, replica: handle, checkpointer: checkpointer, mailbox: mailbox, pending: pending, status: status,
-            configuration: loopConfiguration, logger: logger, publishChanges: { watchHub.publish($0) }
+            configuration: loopSettings, logger: logger, publishChanges: { watchHub.publish($0) }
         )
         do {
             try await loop.start()
@@ -119,15 +133,10 @@ public final class EtcdServer: Service, Sendable {
             memberID: persisted.member
         )
 
-        var memberInfo = Etcdserverpb_Member()
-        memberInfo.id = persisted.member.rawValue
-        memberInfo.name = configuration.name
-        memberInfo.peerUrls = configuration.initialAdvertisePeerURLs.map(\.description)
-        memberInfo.clientUrls = configuration.advertiseClientURLs.map(\.description)
         let services: [any RegistrableRPCService] = [
             KVService(writer: proposer, replica: handle, header: header, maxTxnOperations: configuration.maxTxnOperations),
             MaintenanceService(replica: handle, header: header, statusBoard: status),
-            ClusterService(header: header, member: memberInfo),
+            ClusterService(header: header, replica: handle),
             LeaseService(
                 writer: proposer, replica: handle, header: header, requestTimeout: configuration.requestTimeout,
                 pollInterval: .milliseconds(configuration.heartbeatIntervalMilliseconds), shutdown: shutdown

@@ -1,7 +1,12 @@
+import EtcdAPI
 import EtcdBackend
 import EtcdCommon
+import EtcdMVCC
+import EtcdRaft
 import EtcdReplica
 import Foundation
+import Logging
+import SwiftProtobuf
 import Testing
 
 /// etcd's membership rules (its `ValidateConfigurationChange` and `IsReadyTo...` checks), as
@@ -115,6 +120,61 @@ struct ClusterMembershipTests {
             #expect(loaded.removed == [MemberID(2)])
             try table.backend.execute("UPDATE members SET member = x'7b7d' WHERE id = 1")
             #expect(throws: BackendError.self) { try table.load() }
+        }
+    }
+}
+
+/// Membership entries as the replica applies them from the log.
+@Suite("Membership entries applied by the replica")
+struct MembershipApplyTests {
+    private func confChange(_ kind: ConfChange.Kind, _ id: UInt64, context: MembershipChangeContext?, index: UInt64) -> Entry {
+        let change = ConfChange(kind: kind, nodeID: NodeID(id), context: context?.encoded() ?? [])
+        return Entry(term: 2, index: index, type: .confChange, data: change.encoded())
+    }
+
+    private func member(_ id: UInt64) -> ClusterMember {
+        ClusterMember(id: MemberID(id), peerURLs: ["http://10.0.0.\(id):2380"])
+    }
+
+    @Test("adds, promotions and removals change the membership; one it refuses is reported for Raft to skip; all of it survives a restart")
+    func apply() throws {
+        try withTemporaryDirectory { directory in
+            do {
+                let replica = try Replica(store: MVCCStore(backend: Backend(dataDirectory: directory)), logger: Logger(label: "test"))
+                _ = try replica.apply([
+                    confChange(.addNode, 1, context: MembershipChangeContext(member: member(1)), index: 1),
+                    confChange(.addLearnerNode, 2, context: MembershipChangeContext(member: member(2)), index: 2),
+                    // The same ID again: refused, and Raft must skip it too.
+                    confChange(.addNode, 2, context: MembershipChangeContext(member: member(2)), index: 3),
+                    // A description of another member than the entry names: refused.
+                    confChange(.addNode, 7, context: MembershipChangeContext(member: member(8)), index: 4),
+                ])
+                #expect(replica.takeRefusedConfChanges() == [3, 4])
+                #expect(replica.membership.members[MemberID(2)]?.isLearner == true)
+                _ = try replica.apply([
+                    confChange(.addNode, 2, context: MembershipChangeContext(member: member(2), isPromote: true), index: 5),
+                    confChange(.removeNode, 1, context: nil, index: 6),
+                ])
+                #expect(replica.takeRefusedConfChanges().isEmpty)
+                var attributes = Etcdserverpb_InternalRaftRequest()
+                attributes.clusterMemberAttrSet.memberID = 2
+                attributes.clusterMemberAttrSet.memberAttributes.name = "two"
+                attributes.clusterMemberAttrSet.memberAttributes.clientUrls = ["http://10.0.0.2:2379"]
+                var version = Etcdserverpb_InternalRaftRequest()
+                version.clusterVersionSet.ver = "3.5.0"
+                _ = try replica.apply([
+                    Entry(term: 2, index: 7, data: try attributes.serializedBytes()),
+                    Entry(term: 2, index: 8, data: try version.serializedBytes()),
+                ])
+                try replica.commitBackend(durably: true)
+            }
+            let reopened = try Replica(store: MVCCStore(backend: Backend(dataDirectory: directory)), logger: Logger(label: "test"))
+            #expect(reopened.membership.sortedMembers.map(\.id) == [MemberID(2)])
+            #expect(reopened.membership.members[MemberID(2)]?.isLearner == false)
+            #expect(reopened.membership.members[MemberID(2)]?.name == "two")
+            #expect(reopened.membership.removed == [MemberID(1)])
+            #expect(reopened.clusterVersion == "3.5.0")
+            #expect(reopened.appliedIndex == 8)
         }
     }
 }

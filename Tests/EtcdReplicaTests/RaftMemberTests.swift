@@ -36,7 +36,10 @@ final class TestMember {
     func runCycles() throws {
         let replica = self.replica
         var applied: [AppliedRequest] = []
-        while try member.runCycle(apply: { (entries) throws(ReplicaError) in applied += try replica.apply(entries) }) != nil {}
+        while try member.runCycle(apply: { (entries) throws(ReplicaError) in
+            applied += try replica.apply(entries)
+            return replica.takeRefusedConfChanges()
+        }) != nil {}
         for request in applied { results[request.requestID] = request.result }
         if member.snapshotDue(appliedIndex: replica.appliedIndex) {
             try replica.commitBackend(durably: true)

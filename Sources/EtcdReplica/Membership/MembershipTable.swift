@@ -14,6 +14,7 @@ public struct MembershipTable {
             """
             CREATE TABLE IF NOT EXISTS members (id INTEGER NOT NULL PRIMARY KEY, member BLOB NOT NULL);
             CREATE TABLE IF NOT EXISTS members_removed (id INTEGER NOT NULL PRIMARY KEY);
+            CREATE TABLE IF NOT EXISTS cluster (name TEXT NOT NULL PRIMARY KEY, value TEXT NOT NULL);
             """
         )
     }
@@ -68,5 +69,22 @@ public struct MembershipTable {
             return removed
         }
         return ClusterMembership(members: members, removed: removed, maxLearners: maxLearners)
+    }
+
+    /// Records the cluster version (etcd's "cluster" bucket, key "clusterVersion").
+    public func saveClusterVersion(_ version: String) throws(BackendError) {
+        try backend.withStatement("INSERT OR REPLACE INTO cluster (name, value) VALUES ('cluster_version', ?1)") {
+            statement throws(BackendError) in
+            try statement.bind(version, at: 1)
+            try statement.run()
+        }
+    }
+
+    /// The cluster version last recorded, nil before the first.
+    public func clusterVersion() throws(BackendError) -> String? {
+        try backend.withStatement("SELECT value FROM cluster WHERE name = 'cluster_version'") {
+            statement throws(BackendError) -> String? in
+            try statement.step() ? statement.text(at: 0) : nil
+        }
     }
 }

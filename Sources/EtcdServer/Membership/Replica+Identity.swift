@@ -26,4 +26,12 @@ extension Replica {
         }
         return proposed
     }
+
+    /// A data directory from before the membership was replicated has none recorded: this
+    /// member (the only one such a directory can have) is recorded as the first start of a
+    /// new member would have, so that the member list and published attributes have a member.
+    func seedMembershipIfMissing(_ member: ClusterMember) throws {
+        guard membership.members.isEmpty, appliedIndex > 0 else { return }
+        try seedMembership(member)
+    }
 }

@@ -34,6 +34,11 @@ struct RaftLoopConfiguration: Sendable {
     var compactionSleepInterval: Duration = .milliseconds(10)
     /// WAL pages after which the loop checkpoints the backend (SQLite's automatic threshold).
     var backendCheckpointFrames: Int = 1_000
+    /// This member's attributes, published through Raft at start (etcd's publish); nil in tests
+    /// that do not care.
+    var localMember: ClusterMember?
+    /// The cluster version the leader records when none is (etcd's `clusterVersionSet`).
+    var clusterVersion = EtcdVersion.cluster
 }
 
 /// The one owner of the member's Raft: takes what the mailbox collected, steps it into Raft and
@@ -212,6 +217,8 @@ final class LoopCore {
         try runCycles()
         member.campaignIfAlone()
         try runCycles()
+        publishMember()
+        try runCycles()
         guard member.isLeader, appliedIndex >= member.committedIndex else {
             throw .inconsistent(
                 "the lone member did not become leader at start (term \(member.term), applied \(appliedIndex), "
@@ -323,11 +330,12 @@ final class LoopCore {
             if entries.contains(where: { $0.type == .normal && $0.data.isEmpty && $0.term == term }) {
                 appliedOwnTermEntry = true
             }
-            let (results, changes) = try replica.mutate { (replica) throws(ReplicaError) in
-                (try replica.apply(entries), replica.store.takeChanges())
+            let (results, changes, refused) = try replica.mutate { (replica) throws(ReplicaError) in
+                (try replica.apply(entries), replica.store.takeChanges(), replica.takeRefusedConfChanges())
             }
             publishChanges(changes)
             pending.complete(results)
+            return refused
         }) {
             if let last = cycle.lastAppliedIndex { appliedIndex = last }
             if appliedOwnTermEntry && member.isLeader { promoteLessor() }
@@ -443,6 +451,24 @@ final class LoopCore {
         }
         if !stillExpired.isEmpty {
             logger.debug("revoking expired leases", metadata: ["count": "\(stillExpired.count)"])
+        }
+    }
+
+    /// etcd's start-up entries: this member's name and client URLs (every start, so that a
+    /// change of flags reaches the membership), and, from the leader, the cluster version when
+    /// none is recorded yet. A fresh single member is then at index 4, as etcd's is.
+    private func publishMember() {
+        guard let local = configuration.localMember else { return }
+        var attributes = Etcdserverpb_InternalRaftRequest()
+        attributes.clusterMemberAttrSet.memberID = local.id.rawValue
+        attributes.clusterMemberAttrSet.memberAttributes.name = local.name
+        attributes.clusterMemberAttrSet.memberAttributes.clientUrls = local.clientURLs
+        proposeInternal(attributes)
+        let recorded = replica.withReplica { $0.clusterVersion }
+        if member.isLeader, recorded != configuration.clusterVersion {
+            var version = Etcdserverpb_InternalRaftRequest()
+            version.clusterVersionSet.ver = configuration.clusterVersion
+            proposeInternal(version)
         }
     }
 

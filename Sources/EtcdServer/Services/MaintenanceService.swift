@@ -56,10 +56,11 @@ struct MaintenanceService: RegistrableRPCService {
     }
 }
 
-/// etcd's Cluster service, as far as a single member goes: listing the members.
+/// etcd's Cluster service, as far as it goes yet: listing the members, as the replicated
+/// membership holds them (a member's name and client URLs appear once it has published them).
 struct ClusterService: RegistrableRPCService {
     let header: ResponseHeaderSource
-    let member: Etcdserverpb_Member
+    let replica: ReplicaHandle
 
     func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
         router.registerUnary(Etcdserverpb_Cluster.Method.MemberList.descriptor) {
@@ -69,7 +70,15 @@ struct ClusterService: RegistrableRPCService {
 
     func memberList() throws -> Etcdserverpb_MemberListResponse {
         var response = Etcdserverpb_MemberListResponse()
-        response.members = [member]
+        response.members = try replica.read { $0.membership.sortedMembers }.map { member in
+            var listed = Etcdserverpb_Member()
+            listed.id = member.id.rawValue
+            listed.name = member.name
+            listed.peerUrls = member.peerURLs
+            listed.clientUrls = member.clientURLs
+            listed.isLearner = member.isLearner
+            return listed
+        }
         // etcd's Cluster service leaves the revision out of its headers.
         header.fill(&response.header)
         return response
