@@ -125,8 +125,10 @@ struct PeerTransportTests {
 
     @Test("hostile input to the listener closes that connection or drops the messages; a well-behaved peer is still served")
     func hostileInput() async throws {
+        var configuration = PeerNode.fastConfiguration()
+        configuration.handshakeTimeout = .milliseconds(200)
         let a = PeerNode(1)
-        let b = PeerNode(2)
+        let b = PeerNode(2, configuration: configuration)
         try await PeerNode.connect(a, b)
         let port = try #require(b.port)
         let codec = PeerMessageCodec()
@@ -134,6 +136,8 @@ struct PeerTransportTests {
 
         var garbage = SplitMix64(seed: 17)
         let closingInputs: [(String, [UInt8])] = [
+            ("no handshake within the timeout", []),
+            ("half a handshake", Array(good.prefix(10))),
             ("garbage", (0..<64).map { _ in UInt8(truncatingIfNeeded: garbage.next()) }),
             ("oversized length prefix", good + [0xff, 0xff, 0xff, 0xff]),
             ("wrong magic", [0, 0, 0, 0] + good.dropFirst(4)),

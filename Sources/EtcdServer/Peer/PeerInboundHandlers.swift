@@ -86,6 +86,7 @@ struct PeerInboundSink: Sendable {
     let counters: PeerTransportCounters
     let logger: Logger
     let receive: @Sendable ([Message]) -> Void
+    let handshakeTimeout: Duration
 }
 
 /// The last handler of an inbound connection: remembers who the handshake said is speaking,
@@ -98,15 +99,32 @@ final class PeerReceiveHandler: ChannelInboundHandler {
     private let sink: PeerInboundSink
     private var sender: NodeID?
     private var failed = false
+    private var handshakeDeadline: Scheduled<Void>?
 
     init(sink: PeerInboundSink) {
         self.sink = sink
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        let counters = sink.counters
+        handshakeDeadline = context.eventLoop.scheduleTask(in: TimeAmount(sink.handshakeTimeout)) {
+            counters.add(\.refusedConnections)
+            channel.close(promise: nil)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        handshakeDeadline?.cancel()
+        handshakeDeadline = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .handshake(let handshake):
             sender = handshake.from
+            handshakeDeadline?.cancel()
+            handshakeDeadline = nil
             sink.logger.debug("peer connected", metadata: ["peer": "\(handshake.from)"])
         case .batch(let messages):
             // The decoder only yields batches after a handshake, so `sender` is set here.
@@ -120,6 +138,8 @@ final class PeerReceiveHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        handshakeDeadline?.cancel()
+        handshakeDeadline = nil
         if !failed {
             failed = true
             sink.counters.add(\.refusedConnections)

@@ -116,7 +116,9 @@ final class PeerTransport: Sendable {
         }
         guard accepted else { return channel.close() }
         channel.closeFuture.whenComplete { [self] _ in _ = state.withLock { $0.inbound.removeValue(forKey: key) } }
-        let sink = PeerInboundSink(localMember: memberID, counters: counters, logger: logger, receive: receive)
+        let sink = PeerInboundSink(
+            localMember: memberID, counters: counters, logger: logger, receive: receive,
+            handshakeTimeout: configuration.handshakeTimeout)
         let decoder = PeerFrameDecoder(codec: codec, localMember: memberID, clusterID: configuration.clusterID)
         // Never buffer more than one largest frame and its prefix (plus the handshake).
         let bufferLimit = PeerHandshake.byteCount + PeerMessageCodec.lengthPrefixBytes + codec.maxFrameBytes

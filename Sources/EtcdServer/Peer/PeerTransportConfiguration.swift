@@ -24,6 +24,9 @@ struct PeerTransportConfiguration: Sendable {
     /// How long one frame may take to reach the kernel; past it the connection is closed and
     /// made again (a peer that stops reading must not hold our writer forever).
     var writeTimeout: Duration = .seconds(5)
+    /// How long an accepted connection may take to send its handshake before it is closed, so
+    /// that a stray client cannot hold a connection open for free (etcd's `ConnReadTimeout`).
+    var handshakeTimeout: Duration = .seconds(5)
     /// A peer that stays unreachable is reported at most this often: Raft only uses the report
     /// to move the peer's progress back to probing, once per heartbeat is plenty.
     var unreachableReportInterval: Duration = .milliseconds(100)
