@@ -90,7 +90,7 @@ let package = Package(
             name: "EtcdServer",
             dependencies: [
                 "EtcdCommon", "EtcdAPI", "EtcdReplica", "EtcdMVCC", "EtcdLease", "EtcdBackend", "EtcdRaft", "EtcdTransport",
-                grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, logging, nioCore, nioPosix, nioHTTP2, crypto,
+                "EtcdPeer", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, logging, nioCore, nioPosix, nioHTTP2, crypto,
                 dequeModule, serviceLifecycle, nioConcurrencyHelpers,
                 // etcd's YAML `--config-file`.
                 .product(name: "Yams", package: "Yams"),
@@ -147,7 +147,7 @@ let package = Package(
             name: "EtcdServerTests",
             dependencies: [
                 "EtcdServer", "EtcdAPI", "EtcdCommon", "EtcdMVCC", "EtcdBackend", "EtcdReplica", "EtcdLease", "EtcdRaft",
-                "EtcdTestSupport", "EtcdTransport", grpcCore, grpcHTTP2, swiftProtobuf,
+                "EtcdPeer", "EtcdTestSupport", "EtcdTransport", grpcCore, grpcHTTP2, swiftProtobuf,
                 nioCore, nioPosix,
                 .product(name: "NIOEmbedded", package: "swift-nio"), logging,
             ],

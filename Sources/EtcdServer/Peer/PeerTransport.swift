@@ -1,0 +1,226 @@
+import EtcdPeer
+import EtcdRaft
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// Why a ``PeerTransport`` could not start listening.
+enum PeerTransportError: Error, Hashable, Sendable, CustomStringConvertible {
+    case alreadyStarted
+    case shutDown
+    case bindFailed(host: String, port: Int, reason: String)
+
+    var description: String {
+        switch self {
+        case .alreadyStarted: "peer transport is already listening"
+        case .shutDown: "peer transport is shut down"
+        case .bindFailed(let host, let port, let reason): "cannot listen for peers on \(host):\(port): \(reason)"
+        }
+    }
+}
+
+/// Carries Raft messages between this member and its peers (issue 17), modelled on etcd's
+/// rafthttp: one outbound connection per peer carries our messages to it, a listener takes the
+/// connections peers make to us, and each peer has a bounded outbox that the Raft loop fills
+/// without ever waiting.
+///
+/// Outbound: ``send(_:)`` routes each message by `to` into that peer's ``PeerOutbox``; the peer's
+/// ``PeerWriter`` writes each drain as one frame (see ``PeerMessageCodec``) after a handshake
+/// that names both members and the cluster. A full outbox drops (Raft retransmits) and reports
+/// the peer unreachable; so does a peer that cannot be reached, retried with backoff.
+///
+/// Inbound: frames are decoded on the event loop and each batch goes to `receive` there, so
+/// `receive` must be cheap (hand the batch to the Raft loop's mailbox). Peer bytes are untrusted:
+/// a bad handshake, an oversized or malformed frame closes the connection, and messages that do
+/// not come from the handshake's member (or are not for us) are dropped.
+final class PeerTransport: Sendable {
+    let memberID: NodeID
+    let configuration: PeerTransportConfiguration
+    private let codec: PeerMessageCodec
+    private let logger: Logger
+    private let receive: @Sendable ([Message]) -> Void
+    private let unreachable: @Sendable (NodeID) -> Void
+    private let counters = PeerTransportCounters()
+
+    private struct State {
+        var server: (any Channel)?
+        var inbound: [ObjectIdentifier: any Channel] = [:]
+        var writers: [NodeID: PeerWriter] = [:]
+        var shutDown = false
+    }
+
+    private let state = Mutex(State())
+
+    init(
+        memberID: NodeID, codec: PeerMessageCodec, configuration: PeerTransportConfiguration, logger: Logger,
+        receive: @escaping @Sendable ([Message]) -> Void, reportUnreachable: @escaping @Sendable (NodeID) -> Void
+    ) {
+        self.memberID = memberID
+        self.codec = codec
+        self.configuration = configuration
+        self.logger = logger
+        self.receive = receive
+        unreachable = reportUnreachable
+    }
+
+    /// What the transport has done so far.
+    var statistics: PeerTransportStatistics { counters.snapshot }
+
+    /// Messages and bytes waiting for `peer` (nil if it is not a peer).
+    func outboxDepth(_ peer: NodeID) -> (messages: Int, bytes: Int)? {
+        state.withLock { $0.writers[peer] }?.outbox.depth
+    }
+
+    /// Inbound connections open now.
+    var inboundConnectionCount: Int { state.withLock { $0.inbound.count } }
+
+    // MARK: Listening
+
+    /// Listens for peers on `host`:`port` and returns the bound port (useful with port 0).
+    func start(listeningOn host: String, port: Int) async throws(PeerTransportError) -> Int {
+        try state.withLock { (state) throws(PeerTransportError) in
+            if state.shutDown { throw .shutDown }
+            if state.server != nil { throw .alreadyStarted }
+        }
+        let server: any Channel
+        do {
+            server = try await ServerBootstrap(group: configuration.eventLoopGroup)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelInitializer { [self] channel in self.initializeInbound(channel) }
+                .bind(host: host, port: port).get()
+        } catch {
+            throw .bindFailed(host: host, port: port, reason: "\(error)")
+        }
+        let kept = state.withLock { state in
+            guard !state.shutDown, state.server == nil else { return false }
+            state.server = server
+            return true
+        }
+        guard kept else {
+            try? await server.close()
+            throw .shutDown
+        }
+        let bound = server.localAddress?.port ?? port
+        logger.info("listening for peers", metadata: ["address": "\(host):\(bound)", "member": "\(memberID)"])
+        return bound
+    }
+
+    private func initializeInbound(_ channel: any Channel) -> EventLoopFuture<Void> {
+        let key = ObjectIdentifier(channel)
+        let accepted = state.withLock { state in
+            guard !state.shutDown else { return false }
+            state.inbound[key] = channel
+            return true
+        }
+        guard accepted else { return channel.close() }
+        channel.closeFuture.whenComplete { [self] _ in _ = state.withLock { $0.inbound.removeValue(forKey: key) } }
+        let sink = PeerInboundSink(
+            localMember: memberID, counters: counters, logger: logger, receive: receive,
+            handshakeTimeout: configuration.handshakeTimeout)
+        let decoder = PeerFrameDecoder(codec: codec, localMember: memberID, clusterID: configuration.clusterID)
+        // Never buffer more than one largest frame and its prefix (plus the handshake).
+        let bufferLimit = PeerHandshake.byteCount + PeerMessageCodec.lengthPrefixBytes + codec.maxFrameBytes
+        let prepared = configuration.prepareInboundChannel?(channel) ?? channel.eventLoop.makeSucceededVoidFuture()
+        return prepared.flatMapThrowing {
+            try channel.pipeline.syncOperations.addHandlers(
+                ByteToMessageHandler(decoder, maximumBufferSize: bufferLimit),
+                PeerReceiveHandler(sink: sink)
+            )
+        }
+    }
+
+    // MARK: Peers
+
+    /// Starts sending to `id` at `host`:`port`. Adding a peer that exists with another address
+    /// replaces its writer (what waited for the old address is dropped).
+    func addPeer(_ id: NodeID, host: String, port: Int) {
+        let context = PeerWriterContext(
+            localMember: memberID, codec: codec, configuration: configuration, counters: counters, logger: logger,
+            reportUnreachable: unreachable)
+        let writer = PeerWriter(peer: id, host: host, port: port, context: context)
+        let (added, replaced) = state.withLock { state -> (Bool, PeerWriter?) in
+            guard !state.shutDown, id != memberID else { return (false, nil) }
+            if let existing = state.writers[id], existing.host == host, existing.port == port { return (false, nil) }
+            defer { state.writers[id] = writer }
+            return (true, state.writers[id])
+        }
+        guard added else { return }
+        writer.start()
+        if let replaced { Task { await replaced.stop() } }
+    }
+
+    /// Stops sending to `id`: what waits for it is dropped and its connection closed. Returns
+    /// once its writer has ended.
+    func removePeer(_ id: NodeID) async {
+        let writer = state.withLock { $0.writers.removeValue(forKey: id) }
+        await writer?.stop()
+    }
+
+    // MARK: Sending
+
+    /// Queues `messages` for their peers and returns at once; never waits for the network.
+    /// Messages for a member that is not a peer, or past a peer's bound, are dropped and counted.
+    func send(_ messages: [Message]) {
+        guard !messages.isEmpty else { return }
+        let writers = state.withLock { $0.writers }
+        var byPeer: [NodeID: [(message: Message, bytes: Int)]] = [:]
+        var unknown = 0
+        for message in messages {
+            guard writers[message.to] != nil else {
+                unknown += 1
+                continue
+            }
+            byPeer[message.to, default: []].append((message, Self.encodedSize(message)))
+        }
+        counters.add(\.droppedUnknownPeer, unknown)
+        for (peer, batch) in byPeer {
+            guard let writer = writers[peer] else { continue }
+            let result = writer.outbox.offer(batch)
+            counters.add(\.droppedOutboxFull, result.dropped)
+            if result.burstStarted {
+                logger.warning(
+                    "dropped Raft messages: the peer's outbox is full",
+                    metadata: ["peer": "\(peer)", "dropped": "\(result.dropped)"])
+                // etcd reports the peer unreachable when its buffer is full (peer.go `send`);
+                // once per burst here, so that a flood of drops is not a flood of reports.
+                writer.reportUnreachable(force: true)
+            }
+        }
+    }
+
+    /// The bytes `message` takes in a frame body, as `PeerMessageCodec` lays it out: the fixed
+    /// fields, the context, each entry and the snapshot.
+    static func encodedSize(_ message: Message) -> Int {
+        var size = 67 + message.context.count
+        for entry in message.entries { size += 21 + entry.data.count }
+        if let snapshot = message.snapshot {
+            let members = snapshot.metadata.confState.voters.count + snapshot.metadata.confState.learners.count
+            size += 8 + 8 + 4 + 4 + 8 * members + 4 + snapshot.data.count
+        }
+        return size
+    }
+
+    // MARK: Shutdown
+
+    /// Stops listening, closes every connection and stops every writer (pending messages are
+    /// dropped). Later sends are dropped as for an unknown peer.
+    func shutdown() async {
+        let (server, inbound, writers) = state.withLock { state in
+            state.shutDown = true
+            defer {
+                state.server = nil
+                state.inbound = [:]
+                state.writers = [:]
+            }
+            return (state.server, Array(state.inbound.values), Array(state.writers.values))
+        }
+        try? await server?.close()
+        for channel in inbound { channel.close(promise: nil) }
+        await withTaskGroup(of: Void.self) { group in
+            for writer in writers { group.addTask { await writer.stop() } }
+        }
+        logger.debug("peer transport shut down", metadata: ["member": "\(memberID)"])
+    }
+}

@@ -1,0 +1,78 @@
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// The bounds and timings of a ``PeerTransport``. The defaults follow etcd's rafthttp where it
+/// has a figure: a 4,096-message buffer per peer (`streamBufSize`), a 1 s dial timeout and a 5 s
+/// write timeout (`ConnWriteTimeout`).
+struct PeerTransportConfiguration: Sendable {
+    /// The cluster this member belongs to, sent in every handshake; a receiver refuses a
+    /// connection from another cluster, as etcd refuses a mismatched `X-Etcd-Cluster-ID`. Zero
+    /// until cluster IDs exist (issue 17), which every member then agrees on.
+    var clusterID: UInt64 = 0
+    /// Most messages waiting for one peer; past it new messages are dropped (Raft retransmits).
+    var outboxMessageLimit = 4_096
+    /// Most encoded bytes waiting for one peer, so that a few large appends cannot pile up
+    /// either; a single message larger than this is always dropped.
+    var outboxByteLimit = 64 << 20
+    /// The first pause after a failed connection attempt; it doubles up to `maximumBackoff` and
+    /// starts over once a connection succeeds.
+    var initialBackoff: Duration = .milliseconds(50)
+    var maximumBackoff: Duration = .seconds(5)
+    /// How long a connection attempt may take.
+    var connectTimeout: Duration = .seconds(1)
+    /// How long one frame may take to reach the kernel; past it the connection is closed and
+    /// made again (a peer that stops reading must not hold our writer forever).
+    var writeTimeout: Duration = .seconds(5)
+    /// How long an accepted connection may take to send its handshake before it is closed, so
+    /// that a stray client cannot hold a connection open for free (etcd's `ConnReadTimeout`).
+    var handshakeTimeout: Duration = .seconds(5)
+    /// A peer that stays unreachable is reported at most this often: Raft only uses the report
+    /// to move the peer's progress back to probing, once per heartbeat is plenty.
+    var unreachableReportInterval: Duration = .milliseconds(100)
+    var eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    /// Seams for peer TLS (not implemented yet): each may add handlers to a new connection's
+    /// pipeline before the transport adds its own, on accepted and on outbound connections.
+    var prepareInboundChannel: (@Sendable (any Channel) -> EventLoopFuture<Void>)? = nil
+    var prepareOutboundChannel: (@Sendable (any Channel) -> EventLoopFuture<Void>)? = nil
+
+    init() {}
+}
+
+/// What a ``PeerTransport`` has done so far, for tests and metrics.
+struct PeerTransportStatistics: Sendable, Hashable {
+    /// Frames and messages written to peers (a frame carries one drain of an outbox).
+    var sentFrames = 0
+    var sentMessages = 0
+    /// Messages refused by a full outbox.
+    var droppedOutboxFull = 0
+    /// Messages for a member that is not a peer (never added, or removed).
+    var droppedUnknownPeer = 0
+    /// Messages taken from an outbox but not written: the connection broke, or the message
+    /// cannot be encoded within the codec's limits.
+    var droppedUnsent = 0
+    /// Received messages whose `from` is not the connection's member, or whose `to` is not us.
+    var droppedMisaddressed = 0
+    /// Frames and messages received and handed to `receive`.
+    var receivedFrames = 0
+    var receivedMessages = 0
+    /// Inbound connections closed for a bad handshake, an oversized or malformed frame.
+    var refusedConnections = 0
+    /// Outbound connections established, and attempts made after a failure or a lost connection.
+    var connections = 0
+    var reconnects = 0
+    /// Times `reportUnreachable` was called.
+    var unreachableReports = 0
+}
+
+/// The shared, lock-protected statistics.
+final class PeerTransportCounters: Sendable {
+    private let values = Mutex(PeerTransportStatistics())
+
+    var snapshot: PeerTransportStatistics { values.withLock { $0 } }
+
+    func add(_ field: WritableKeyPath<PeerTransportStatistics, Int>, _ amount: Int = 1) {
+        guard amount != 0 else { return }
+        values.withLock { $0[keyPath: field] += amount }
+    }
+}
