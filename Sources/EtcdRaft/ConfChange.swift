@@ -11,6 +11,9 @@ public struct ConfChange: Sendable, Hashable {
         case removeNode = 1
         /// Adds a learner, or demotes an existing voter to learner.
         case addLearnerNode = 2
+        /// Changes only what the application keeps about a member (etcd's member update of peer
+        /// URLs); Raft's configuration stays as it is.
+        case updateNode = 3
     }
 
     public var kind: Kind

@@ -8,6 +8,8 @@ extension Raft {
         var learners = tracker.learners
         let target = change.nodeID
         switch change.kind {
+        case .updateNode:
+            return tracker.confState
         case .addNode:
             learners.removeAll { $0 == target }
             if !voters.contains(target) { voters.append(target) }

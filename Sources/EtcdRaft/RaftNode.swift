@@ -186,5 +186,8 @@ public struct RaftNode {
     public var softState: SoftState { raft.softState }
 
     /// Whether this node is the group's only voter (it then answers ReadIndex without messages).
+    /// Whether this member is a learner in the configuration it has applied.
+    public var isLearner: Bool { raft.isLearner }
+
     public var isSoleVoter: Bool { raft.tracker.isSingleton && raft.tracker.voters.first == raft.id }
 }

@@ -42,6 +42,9 @@ public final class RaftMember {
         /// The context of each initial voter's membership entry in a new log (etcd writes the
         /// member's description there, for the membership to apply).
         public var bootstrapContexts: [NodeID: [UInt8]] = [:]
+        /// The voters a new log starts with (etcd's `--initial-cluster` with state `new`); empty
+        /// means this member alone.
+        public var initialVoters: [NodeID] = []
 
         public init(id: NodeID, log: DurableRaftLog.Configuration) {
             self.id = id
@@ -53,8 +56,6 @@ public final class RaftMember {
     public struct Cycle: Sendable {
         /// Answers to `readIndex(context:)`: the index a read must wait for.
         public var readStates: [ReadState]
-        /// Messages for other members (none while the member is alone).
-        public var messages: [Message]
         /// Set when the role or leader changed.
         public var softState: SoftState?
         /// The last entry applied in this cycle, if any.
@@ -103,7 +104,8 @@ public final class RaftMember {
                             + "write-ahead log (a data directory from before the WAL existed, or a deleted WAL)")
                 }
                 do {
-                    try log.bootstrap(voters: [options.id], contexts: options.bootstrapContexts)
+                    let voters = options.initialVoters.isEmpty ? [options.id] : options.initialVoters
+                    try log.bootstrap(voters: voters, contexts: options.bootstrapContexts)
                 } catch {
                     throw .wal(error)
                 }
@@ -156,6 +158,25 @@ public final class RaftMember {
         try node.readIndex(context: context)
     }
 
+    /// Feeds a message from a peer. Peer input is untrusted: whatever Raft refuses is dropped.
+    public func step(_ message: Message) {
+        do {
+            try node.step(message)
+        } catch {
+            logger.trace("peer message dropped", metadata: ["type": "\(message.type)", "from": "\(message.from)", "error": "\(error)"])
+        }
+    }
+
+    public func reportUnreachable(_ peer: NodeID) { node.reportUnreachable(peer) }
+
+    public func reportSnapshot(_ peer: NodeID, status: SnapshotStatus) { node.reportSnapshot(peer, status: status) }
+
+    public func proposeConfChange(_ change: ConfChange) throws(RaftError) {
+        try node.proposeConfChange(change)
+    }
+
+    public func transferLeadership(to transferee: NodeID) { node.transferLeadership(to: transferee) }
+
     /// A read index without a Ready cycle through the owner's loop, when Raft can answer from
     /// memory: this member is the only voter, leads, and has nothing else pending, so the Ready
     /// that the request makes holds only its read state (nothing to persist, send or apply).
@@ -187,9 +208,18 @@ public final class RaftMember {
     /// it is given before returning (its results are the owner's business), and returns the
     /// indexes of the membership entries the state machine refused, which Raft's configuration
     /// then skips.
-    public func runCycle(apply: ([Entry]) throws(ReplicaError) -> Set<UInt64>) throws(MemberError) -> Cycle? {
+    public func runCycle(
+        send: ([Message]) -> Void = { _ in },
+        apply: ([Entry]) throws(ReplicaError) -> Set<UInt64>
+    ) throws(MemberError) -> Cycle? {
         guard node.hasReady() else { return nil }
         let ready = node.ready()
+        // A leader's messages (appends, heartbeats) may go out before its own entries are on
+        // disk: it counts itself in a commit only once they are (etcd-io/raft's "leader can write
+        // to its disk in parallel"). Anyone else's messages (votes, append responses) promise
+        // what they persisted, so they wait for the sync.
+        let sendsFirst = node.softState.role == .leader
+        if sendsFirst { send(ready.messages) }
         if let snapshot = ready.snapshot {
             // Only a leader sends snapshots, and a lone member has none; restoring the state
             // machine from one arrives with peers (the cluster issue). Refuse rather than let the
@@ -202,6 +232,7 @@ public final class RaftMember {
         } catch {
             throw .wal(error)
         }
+        if !sendsFirst { send(ready.messages) }
         if !ready.committedEntries.isEmpty {
             let refused: Set<UInt64>
             do {
@@ -219,7 +250,6 @@ public final class RaftMember {
         node.advance(ready)
         return Cycle(
             readStates: ready.readStates,
-            messages: ready.messages,
             softState: ready.softState,
             lastAppliedIndex: ready.committedEntries.last?.index
         )
@@ -258,4 +288,13 @@ public final class RaftMember {
     public var leader: NodeID { node.softState.leader }
     public var isLeader: Bool { node.softState.role == .leader }
     public var committedIndex: UInt64 { node.committedIndex }
+    /// Whether this member is the only voter (a cluster of one).
+    public var isSoleVoter: Bool { node.isSoleVoter }
+    public var isLearner: Bool { node.isLearner }
+    /// On the leader, each member's match index (its own included); empty elsewhere.
+    public var matchIndexes: [UInt64: UInt64] {
+        var match: [UInt64: UInt64] = [:]
+        for progress in node.status.progress { match[progress.id.rawValue] = progress.match }
+        return match
+    }
 }

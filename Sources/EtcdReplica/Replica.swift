@@ -19,6 +19,8 @@ public enum ApplyResponse: Sendable {
     /// A member's published attributes or the cluster version, recorded (nobody waits on these
     /// but the member that proposed them).
     case membership
+    /// A membership change applied: the membership after it (a refused change is a failure).
+    case membershipChanged(ClusterMembership)
 }
 
 /// The result of one applied request, under the ID its proposer gave it (`header.id`), so that
@@ -182,7 +184,7 @@ public final class Replica {
                 "apply: entry \(entry.index) follows applied index \(appliedIndex)"
             )
             if entry.type == .confChange {
-                try applyConfChange(entry)
+                if let outcome = try applyConfChange(entry) { results.append(outcome) }
             } else if !entry.data.isEmpty {
                 let request: Etcdserverpb_InternalRaftRequest
                 do {

@@ -5,6 +5,7 @@ import EtcdBackend
 import EtcdCommon
 import EtcdLease
 import EtcdMVCC
+import EtcdPeer
 import EtcdRaft
 import EtcdReplica
 package import EtcdTransport
@@ -74,10 +75,14 @@ public final class EtcdServer: Service, Sendable {
         try replica.seedMembershipIfMissing(ClusterMember(id: localMember.id, peerURLs: localMember.peerURLs))
         let appliedIndex = replica.appliedIndex
         var options = raftOptions(memberID: persisted.member)
-        options.bootstrapContexts = [
-            NodeID(persisted.member.rawValue):
-                MembershipChangeContext(member: ClusterMember(id: localMember.id, peerURLs: localMember.peerURLs)).encoded()
-        ]
+        // A new log starts with the members of --initial-cluster as voters, each described in
+        // its membership entry as etcd describes it (ID, name, peer URLs).
+        let initialMembers = identity.initialMembers.isEmpty
+            ? [ClusterMember(id: localMember.id, peerURLs: localMember.peerURLs)] : identity.initialMembers
+        options.initialVoters = initialMembers.map { NodeID($0.id.rawValue) }
+        for initial in initialMembers {
+            options.bootstrapContexts[NodeID(initial.id.rawValue)] = MembershipChangeContext(member: initial).encoded()
+        }
         let member = try RaftMember.open(
             options,
             metadata: Self.walMetadata(persisted),
@@ -93,9 +98,24 @@ public final class EtcdServer: Service, Sendable {
         let mailbox = RaftMailbox()
         let pending = PendingRequests(capacity: configuration.maxPendingProposals)
         let shutdown = ShutdownSignal()
+        let published = ShutdownSignal()
         let status = MemberStatusBoard()
+        let transport = try await startPeerTransport(identity: persisted, mailbox: mailbox)
         var loopSettings = loopConfiguration
         loopSettings.localMember = localMember
+        loopSettings.sendToPeers = { transport.send($0) }
+        let logger = self.logger
+        loopSettings.membershipChanged = { membership in
+            Self.followMembership(membership, local: persisted.member, transport: transport, logger: logger)
+            if membership.removed.contains(persisted.member) {
+                // etcd stops a member that was removed from its cluster.
+                logger.warning("the member has been permanently removed from the cluster", metadata: [
+                    "local-member-id": "\(persisted.member)"
+                ])
+                mailbox.close()
+            }
+        }
+        loopSettings.published = { published.fire() }
         let loop = RaftLoop(
             member: member, replica: handle, checkpointer: checkpointer, mailbox: mailbox, pending: pending, status: status,
             configuration: loopSettings, logger: logger, publishChanges: { watchHub.publish($0) }
@@ -104,10 +124,11 @@ public final class EtcdServer: Service, Sendable {
             try await loop.start()
         } catch {
             await loop.abandon()
+            await transport.shutdown()
             throw error
         }
         // etcd's phrases, which scripts and harnesses wait for: the member and cluster IDs, then
-        // the member's attributes published (a single member needs no peer to agree).
+        // the member's attributes published.
         logger.info(
             "starting member \(persisted.member) in cluster \(persisted.cluster)",
             metadata: [
@@ -115,14 +136,6 @@ public final class EtcdServer: Service, Sendable {
                 "cluster-id": "\(persisted.cluster)", "etcd-version": "\(EtcdVersion.server)",
                 "applied-index": "\(status.appliedIndex)", "term": "\(status.term)",
                 "revision": "\(handle.withReplica { $0.store.currentRevision })",
-            ]
-        )
-        logger.info(
-            "published local member to cluster through raft",
-            metadata: [
-                "local-member-id": "\(persisted.member)", "cluster-id": "\(persisted.cluster)",
-                "local-member-attributes":
-                    "{Name:\(configuration.name) ClientURLs:[\(configuration.advertiseClientURLs.map(\.description).joined(separator: " "))]}",
             ]
         )
         let header = ResponseHeaderSource(clusterID: persisted.cluster, memberID: persisted.member, status: status)
@@ -160,6 +173,7 @@ public final class EtcdServer: Service, Sendable {
                 // WAL or backend failed, in which case it must stop serving too.
                 watchHub.closeAllStreams()
                 shutdown.fire()
+                published.fire()
                 for server in servers { server.beginGracefulShutdown() }
             }
             // However the listeners end (drained, cancelled or failed), nothing more will be
@@ -168,12 +182,18 @@ public final class EtcdServer: Service, Sendable {
             defer { mailbox.close() }
             do {
                 try await withTaskCancellationOrGracefulShutdownHandler {
+                    // As etcd, clients are served once this member has published itself through
+                    // Raft (which needs a leader, so a quorum of the cluster).
+                    await published.wait()
+                    guard !shutdown.isFired else { return }
+                    logPublished(persisted)
                     try await serve(servers, shutdown: shutdown)
                 } onCancelOrGracefulShutdown: {
                     // Watch and keepalive streams never end by themselves; closing them lets the
                     // listeners drain.
                     watchHub.closeAllStreams()
                     shutdown.fire()
+                    published.fire()
                     for server in servers { server.beginGracefulShutdown() }
                 }
             } catch is ShutdownGracePeriodExpired {
@@ -189,9 +209,69 @@ public final class EtcdServer: Service, Sendable {
             }
             mailbox.close()
             watchHub.closeAllStreams()
-            try await group.waitForAll()
+            do {
+                try await group.waitForAll()
+            } catch {
+                await transport.shutdown()
+                throw error
+            }
         }
+        await transport.shutdown()
         logger.info("stopped serving client traffic", metadata: ["name": "\(configuration.name)"])
+    }
+
+    private func logPublished(_ identity: MemberIdentity.Resolved) {
+        logger.info(
+            "published local member to cluster through raft",
+            metadata: [
+                "local-member-id": "\(identity.member)", "cluster-id": "\(identity.cluster)",
+                "local-member-attributes":
+                    "{Name:\(configuration.name) ClientURLs:[\(configuration.advertiseClientURLs.map(\.description).joined(separator: " "))]}",
+            ]
+        )
+    }
+
+    /// Listens for peers on the first `--listen-peer-urls` address; what peers send goes to the
+    /// Raft loop's mailbox.
+    private func startPeerTransport(identity: MemberIdentity.Resolved, mailbox: RaftMailbox) async throws -> PeerTransport {
+        var settings = PeerTransportConfiguration()
+        settings.clusterID = identity.cluster.rawValue
+        let transport = PeerTransport(
+            memberID: NodeID(identity.member.rawValue), codec: PeerMessageCodec(), configuration: settings, logger: logger,
+            receive: { mailbox.deliverFromPeers(.messages($0)) },
+            reportUnreachable: { mailbox.deliverFromPeers(.unreachable($0)) }
+        )
+        for (position, url) in configuration.listenPeerURLs.enumerated() {
+            guard url.scheme == "http" else {
+                throw ConfigurationError.unsupported("listening for peers on \(url) needs TLS, which is not supported yet")
+            }
+            guard position == 0 else {
+                logger.warning("only the first --listen-peer-urls address is served", metadata: ["ignored": "\(url)"])
+                continue
+            }
+            let host = url.host == "localhost" ? "127.0.0.1" : url.host
+            _ = try await transport.start(listeningOn: host, port: url.port)
+        }
+        return transport
+    }
+
+    /// Points the transport at every other member's first peer URL, and away from members gone.
+    private static func followMembership(
+        _ membership: ClusterMembership, local: MemberID, transport: PeerTransport, logger: Logger
+    ) {
+        var current: Set<NodeID> = []
+        for member in membership.sortedMembers where member.id != local {
+            guard let first = member.peerURLs.first, let url = try? EndpointURL(parsing: first) else {
+                logger.warning("member has no usable peer URL", metadata: ["member": "\(member.id)"])
+                continue
+            }
+            let id = NodeID(member.id.rawValue)
+            current.insert(id)
+            transport.addPeer(id, host: url.host, port: url.port)
+        }
+        for peer in transport.peers where !current.contains(peer) {
+            Task { await transport.removePeer(peer) }
+        }
     }
 
     /// Serves the listeners until they drain; once a stop begins, for at most the grace period,

@@ -34,10 +34,19 @@ struct ConfigurationTests {
         #expect(try MemberIdentity.resolve(configuration).member.description != "8e9e05c52164694d")
     }
 
-    @Test("an initial cluster of several members is refused until Raft exists")
-    func multiMemberRefused() {
+    @Test("an initial cluster of several members gives each its ID and the cluster one over all")
+    func multiMember() throws {
         var configuration = ServerConfiguration()
         configuration.initialCluster = "default=http://localhost:2380,b=http://localhost:2381"
+        let identity = try MemberIdentity.resolve(configuration)
+        #expect(identity.member.description == "8e9e05c52164694d")
+        #expect(identity.initialMembers.map(\.name) == ["default", "b"])
+        #expect(identity.cluster == MemberIdentity.clusterID(members: identity.initialMembers.map(\.id)))
+        #expect(identity.cluster.description != "cdf818194e3a8c32")
+        // The advertised peer URLs must be the ones the cluster lists for this member.
+        configuration.initialAdvertisePeerURLs = [EndpointURL(scheme: "http", host: "localhost", port: 2381)]
+        #expect(throws: ConfigurationError.self) { try MemberIdentity.resolve(configuration) }
+        configuration.initialCluster = "default=http://localhost:2381,b=http://localhost:2381"
         #expect(throws: ConfigurationError.self) { try MemberIdentity.resolve(configuration) }
     }
 

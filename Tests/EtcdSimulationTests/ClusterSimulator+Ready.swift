@@ -184,6 +184,8 @@ extension ClusterSimulator {
         case .removeNode:
             removedIDs.insert(change.nodeID)
             if let removed = node(change.nodeID), removed.lifecycle == .crashed { retire(removed) }
+        case .updateNode:
+            break
         }
     }
 

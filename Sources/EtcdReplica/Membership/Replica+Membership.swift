@@ -9,10 +9,14 @@ import Logging
 public struct MembershipChangeContext: Sendable, Hashable, Codable {
     public var member: ClusterMember
     public var isPromote: Bool
+    /// The proposer's request ID (etcd's ConfChange ID), under which the outcome is reported to
+    /// whoever waits for it; nil for the bootstrap entries, which nobody waits for.
+    public var requestID: UInt64?
 
-    public init(member: ClusterMember, isPromote: Bool = false) {
+    public init(member: ClusterMember, isPromote: Bool = false, requestID: UInt64? = nil) {
         self.member = member
         self.isPromote = isPromote
+        self.requestID = requestID
     }
 
     public func encoded() -> [UInt8] {
@@ -30,11 +34,17 @@ extension Replica {
     /// Applies one membership entry to ``membership`` and the backend. An entry the membership
     /// refuses (etcd's `ValidateConfigurationChange` failing at apply, e.g. two adds of the same
     /// ID racing) changes nothing, here or in Raft's configuration: every member refuses it
-    /// alike, since all apply the same entries to the same membership.
-    func applyConfChange(_ entry: Entry) throws(ReplicaError) {
+    /// alike, since all apply the same entries to the same membership. Returns the outcome for
+    /// the request that proposed it, if one did.
+    func applyConfChange(_ entry: Entry) throws(ReplicaError) -> AppliedRequest? {
         guard let change = ConfChange(encoded: entry.data) else {
             refuseConfChange(entry, reason: "it does not decode")
-            return
+            return nil
+        }
+        let context = MembershipChangeContext(encoded: change.context)
+        func outcome(_ result: Result<ApplyResponse, ReplicaError>) -> AppliedRequest? {
+            guard let id = context?.requestID, id != 0 else { return nil }
+            return AppliedRequest(requestID: id, result: result)
         }
         let membershipChange: MembershipChange
         switch change.kind {
@@ -46,11 +56,9 @@ extension Replica {
                 membershipChange = .add(ClusterMember(id: id, peerURLs: [], isLearner: change.kind == .addLearnerNode))
                 break
             }
-            guard let context = MembershipChangeContext(encoded: change.context),
-                context.member.id.rawValue == change.nodeID.rawValue
-            else {
+            guard let context, context.member.id.rawValue == change.nodeID.rawValue else {
                 refuseConfChange(entry, reason: "its member description does not decode or names another member")
-                return
+                return nil
             }
             if context.isPromote {
                 membershipChange = .promote(context.member.id)
@@ -61,14 +69,21 @@ extension Replica {
             }
         case .removeNode:
             membershipChange = .remove(MemberID(change.nodeID.rawValue))
+        case .updateNode:
+            guard let context, context.member.id.rawValue == change.nodeID.rawValue else {
+                refuseConfChange(entry, reason: "its member description does not decode or names another member")
+                return nil
+            }
+            membershipChange = .update(context.member.id, peerURLs: context.member.peerURLs)
         }
         do {
             try membership.apply(membershipChange)
         } catch {
             refuseConfChange(entry, reason: error.message)
-            return
+            return outcome(.failure(.request(error)))
         }
         try saveMembership()
+        return outcome(.success(.membershipChanged(membership)))
     }
 
     /// Records `member` outside Raft, in a backend transaction of its own: only for a data

@@ -1,5 +1,6 @@
 import Crypto
 import EtcdCommon
+import EtcdReplica
 
 /// How etcd names members and clusters, so that a member started with the same flags as an etcd
 /// member gets the same IDs (a default single member is 8e9e05c52164694d in cluster
@@ -51,23 +52,44 @@ extension MemberIdentity {
     struct Resolved: Sendable {
         var member: MemberID
         var cluster: ClusterID
+        /// The members `--initial-cluster` names, with the IDs etcd gives them (a new cluster's
+        /// first membership).
+        var initialMembers: [ClusterMember] = []
     }
 
-    /// The IDs this member would have in the cluster the flags describe. Only a cluster of one is
-    /// possible until Raft exists.
+    /// The IDs this member has in the cluster the flags describe, as etcd derives them: each
+    /// member's from its peer URLs and the cluster token, the cluster's from all of them.
     static func resolve(_ configuration: ServerConfiguration) throws(ConfigurationError) -> Resolved {
         let members = try parseInitialCluster(configuration.effectiveInitialCluster)
-        guard members.count == 1 else {
-            throw .unsupported("--initial-cluster names \(members.count) members; only single-member clusters are supported yet")
-        }
-        guard members[0].name == configuration.name else {
+        guard let local = members.first(where: { $0.name == configuration.name }) else {
             throw .invalidValue(
                 flag: "initial-cluster",
                 value: configuration.effectiveInitialCluster,
                 reason: "couldn't find local name \"\(configuration.name)\" in the initial cluster configuration"
             )
         }
-        let member = memberID(peerURLs: members[0].peerURLs, clusterToken: configuration.initialClusterToken)
-        return Resolved(member: member, cluster: clusterID(members: [member]))
+        // etcd checks that the member's advertised peer URLs are the ones the cluster lists for it.
+        let advertised = configuration.initialAdvertisePeerURLs.map(\.description).sorted()
+        guard advertised == local.peerURLs.sorted() else {
+            throw .invalidValue(
+                flag: "initial-cluster",
+                value: configuration.effectiveInitialCluster,
+                reason: "--initial-cluster has \(configuration.name)=\(local.peerURLs.joined(separator: ",")) but missing from "
+                    + "--initial-advertise-peer-urls=\(advertised.joined(separator: ","))"
+            )
+        }
+        var initial: [ClusterMember] = []
+        var seenURLs: Set<String> = []
+        for entry in members {
+            for url in entry.peerURLs where !seenURLs.insert(url).inserted {
+                throw .invalidValue(
+                    flag: "initial-cluster", value: configuration.effectiveInitialCluster,
+                    reason: "duplicate peer URL \(url) in the initial cluster")
+            }
+            let id = memberID(peerURLs: entry.peerURLs, clusterToken: configuration.initialClusterToken)
+            initial.append(ClusterMember(id: id, name: entry.name, peerURLs: entry.peerURLs))
+        }
+        let member = memberID(peerURLs: local.peerURLs, clusterToken: configuration.initialClusterToken)
+        return Resolved(member: member, cluster: clusterID(members: initial.map(\.id)), initialMembers: initial)
     }
 }

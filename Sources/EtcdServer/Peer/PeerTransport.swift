@@ -72,6 +72,9 @@ final class PeerTransport: Sendable {
         state.withLock { $0.writers[peer] }?.outbox.depth
     }
 
+    /// The members this transport sends to.
+    var peers: [NodeID] { state.withLock { Array($0.writers.keys) } }
+
     /// Inbound connections open now.
     var inboundConnectionCount: Int { state.withLock { $0.inbound.count } }
 

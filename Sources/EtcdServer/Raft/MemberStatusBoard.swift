@@ -15,10 +15,26 @@ final class MemberStatusBoard: Sendable {
     var committedIndex: UInt64 { committedValue.load(ordering: .relaxed) }
     var appliedIndex: UInt64 { appliedValue.load(ordering: .relaxed) }
 
+    private let progressValue = Mutex<[UInt64: UInt64]>([:])
+    private let isLearnerValue = Atomic<Bool>(false)
+
     func publish(term: UInt64, leader: UInt64, committedIndex: UInt64, appliedIndex: UInt64) {
         termValue.store(term, ordering: .relaxed)
         leaderValue.store(leader, ordering: .relaxed)
         committedValue.store(committedIndex, ordering: .relaxed)
         appliedValue.store(appliedIndex, ordering: .relaxed)
     }
+
+    /// On the leader, how far each member's log matches the leader's (Raft's progress), for
+    /// the learner-readiness check of a promotion; empty elsewhere.
+    var matchIndexes: [UInt64: UInt64] { progressValue.withLock { $0 } }
+
+    func publishProgress(_ match: [UInt64: UInt64]) {
+        progressValue.withLock { if $0 != match { $0 = match } }
+    }
+
+    /// Whether this member is a learner (Status's `isLearner`).
+    var isLearner: Bool { isLearnerValue.load(ordering: .relaxed) }
+
+    func publishLearner(_ isLearner: Bool) { isLearnerValue.store(isLearner, ordering: .relaxed) }
 }

@@ -39,6 +39,14 @@ struct RaftLoopConfiguration: Sendable {
     var localMember: ClusterMember?
     /// The cluster version the leader records when none is (etcd's `clusterVersionSet`).
     var clusterVersion = EtcdVersion.cluster
+    /// Hands Raft's messages to the peers (the peer transport); never waits.
+    var sendToPeers: @Sendable ([EtcdRaft.Message]) -> Void = { _ in }
+    /// Told the membership after every applied membership change (the transport's peers follow
+    /// it, and a member that was removed stops).
+    var membershipChanged: @Sendable (ClusterMembership) -> Void = { _ in }
+    /// Told once this member's attributes are applied (etcd's ReadyNotify: clients are served
+    /// from then on).
+    var published: @Sendable () -> Void = {}
 }
 
 /// The one owner of the member's Raft: takes what the mailbox collected, steps it into Raft and
@@ -196,6 +204,16 @@ final class LoopCore {
     /// Expired leases waiting for this member's leadership to be confirmed by a ReadIndex round
     /// (context and term of the request) before their revocations are proposed.
     private var leaseConfirmation: (context: UInt64, term: UInt64, leases: [LeaseID])?
+    /// This member's publication of its attributes: the request ID of the latest attempt (its
+    /// result tells the loop it was applied) and when it was made.
+    private struct Publication {
+        var requestID: UInt64 = 0
+        var lastAttempt: ContinuousClock.Instant?
+        var done = false
+    }
+    private var publication = Publication()
+    /// The term in which this leader last proposed the cluster version (once per term).
+    private var versionProposedInTerm: UInt64 = 0
 
     init(
         member: RaftMember, replica: ReplicaHandle, checkpointer: BackendCheckpointer?, pending: PendingRequests,
@@ -215,30 +233,61 @@ final class LoopCore {
 
     func start() throws(MemberError) {
         try runCycles()
-        member.campaignIfAlone()
-        try runCycles()
-        publishMember()
-        try runCycles()
-        guard member.isLeader, appliedIndex >= member.committedIndex else {
-            throw .inconsistent(
-                "the lone member did not become leader at start (term \(member.term), applied \(appliedIndex), "
-                    + "committed \(member.committedIndex))")
+        configuration.membershipChanged(replica.withReplica { $0.membership })
+        if member.isSoleVoter {
+            member.campaignIfAlone()
+            try runCycles()
+            publishMember()
+            try runCycles()
+            guard member.isLeader, appliedIndex >= member.committedIndex else {
+                throw .inconsistent(
+                    "the lone member did not become leader at start (term \(member.term), applied \(appliedIndex), "
+                        + "committed \(member.committedIndex))")
+            }
         }
+        // Otherwise the member publishes itself once a leader is known (see `publishDuties`).
         // What was replayed is committed to the backend before serving.
         try commitBackend(durably: false)
         publishStatus()
     }
 
     func process(_ work: MailboxWork) throws(MemberError) {
+        for event in work.peerEvents {
+            switch event {
+            case .messages(let messages):
+                for message in messages { member.step(message) }
+            case .unreachable(let peer):
+                member.reportUnreachable(peer)
+            case .snapshotStatus(let peer, let status):
+                member.reportSnapshot(peer, status: status)
+            case .transferLeadership(let transferee):
+                member.transferLeadership(to: transferee)
+            }
+        }
         if work.tick {
             member.tick()
             leaseDuties()
+            publishDuties()
         }
         if !work.proposals.isEmpty {
-            do {
-                try member.propose(work.proposals.map(\.data))
-            } catch {
-                pending.failWrites(work.proposals.map(\.id), with: member.leader == .none ? EtcdError.noLeader : EtcdError.timeout)
+            var entries: [QueuedProposal] = []
+            for proposal in work.proposals {
+                guard let change = proposal.confChange else {
+                    entries.append(proposal)
+                    continue
+                }
+                do {
+                    try member.proposeConfChange(change)
+                } catch {
+                    pending.failWrites([proposal.id], with: proposalRefusal(error))
+                }
+            }
+            if !entries.isEmpty {
+                do {
+                    try member.propose(entries.map(\.data))
+                } catch {
+                    pending.failWrites(entries.map(\.id), with: proposalRefusal(error))
+                }
             }
         }
         if !work.reads.isEmpty { requestReadIndex(for: work.reads) }
@@ -250,6 +299,12 @@ final class LoopCore {
             try member.createSnapshot(at: appliedIndex)
         }
         publishStatus()
+    }
+
+    /// What a proposal Raft refused gets: no leader to forward it to, or (a transfer or a
+    /// membership change in progress) etcd's timeout.
+    private func proposalRefusal(_ error: RaftError) -> EtcdError {
+        member.leader == .none ? .noLeader : .timeout
     }
 
     /// Work of the loop's own between requests: the next step of a compaction, once the pause
@@ -324,21 +379,38 @@ final class LoopCore {
         let publishChanges = self.publishChanges
         let term = member.term
         var appliedOwnTermEntry = false
-        while let cycle = try member.runCycle(apply: { (entries) throws(ReplicaError) in
+        var membershipChanged = false
+        let publishID = publication.requestID
+        var publishedNow = false
+        while let cycle = try member.runCycle(send: configuration.sendToPeers, apply: { (entries) throws(ReplicaError) in
             // A leader's first entry of its term is empty; once it is applied, everything from
             // earlier terms is too, and the lessor may take over expiry (etcd's Promote).
             if entries.contains(where: { $0.type == .normal && $0.data.isEmpty && $0.term == term }) {
                 appliedOwnTermEntry = true
             }
+            if entries.contains(where: { $0.type == .confChange }) { membershipChanged = true }
             let (results, changes, refused) = try replica.mutate { (replica) throws(ReplicaError) in
                 (try replica.apply(entries), replica.store.takeChanges(), replica.takeRefusedConfChanges())
             }
             publishChanges(changes)
+            if publishID != 0, results.contains(where: { $0.requestID == publishID }) { publishedNow = true }
             pending.complete(results)
             return refused
         }) {
             if let last = cycle.lastAppliedIndex { appliedIndex = last }
-            if appliedOwnTermEntry && member.isLeader { promoteLessor() }
+            if membershipChanged {
+                membershipChanged = false
+                configuration.membershipChanged(replica.withReplica { $0.membership })
+            }
+            if publishedNow {
+                publishedNow = false
+                publication = Publication(requestID: 0, lastAttempt: nil, done: true)
+                configuration.published()
+            }
+            if appliedOwnTermEntry && member.isLeader {
+                promoteLessor()
+                if !member.isSoleVoter { recordClusterVersion() }
+            }
             for readState in cycle.readStates {
                 if let context = Self.integer(of: readState.requestContext), leaseConfirmation?.context == context {
                     revokeConfirmedLeases()
@@ -458,18 +530,40 @@ final class LoopCore {
     /// change of flags reaches the membership), and, from the leader, the cluster version when
     /// none is recorded yet. A fresh single member is then at index 4, as etcd's is.
     private func publishMember() {
-        guard let local = configuration.localMember else { return }
+        guard let local = configuration.localMember else {
+            if !publication.done {
+                publication.done = true
+                configuration.published()
+            }
+            return
+        }
         var attributes = Etcdserverpb_InternalRaftRequest()
+        attributes.header.id = UInt64.random(in: 1 ... .max)
         attributes.clusterMemberAttrSet.memberID = local.id.rawValue
         attributes.clusterMemberAttrSet.memberAttributes.name = local.name
         attributes.clusterMemberAttrSet.memberAttributes.clientUrls = local.clientURLs
+        publication.requestID = attributes.header.id
+        publication.lastAttempt = .now
         proposeInternal(attributes)
+        recordClusterVersion()
+    }
+
+    /// The leader records the cluster version when none (or another) is recorded.
+    private func recordClusterVersion() {
         let recorded = replica.withReplica { $0.clusterVersion }
-        if member.isLeader, recorded != configuration.clusterVersion {
-            var version = Etcdserverpb_InternalRaftRequest()
-            version.clusterVersionSet.ver = configuration.clusterVersion
-            proposeInternal(version)
-        }
+        guard member.isLeader, recorded != configuration.clusterVersion, versionProposedInTerm != member.term else { return }
+        versionProposedInTerm = member.term
+        var version = Etcdserverpb_InternalRaftRequest()
+        version.clusterVersionSet.ver = configuration.clusterVersion
+        proposeInternal(version)
+    }
+
+    /// Until this member's attributes are applied, proposes them whenever a leader is known,
+    /// again after every election timeout without success (etcd retries its publish likewise).
+    private func publishDuties() {
+        guard !publication.done, member.leader != .none else { return }
+        if let last = publication.lastAttempt, last.duration(to: .now) < configuration.electionTimeout { return }
+        publishMember()
     }
 
     /// Proposes an entry of the member's own (request ID 0, which no client request has, so its
@@ -527,6 +621,12 @@ final class LoopCore {
             term: member.term, leader: member.leader.rawValue, committedIndex: member.committedIndex,
             appliedIndex: appliedIndex
         )
+        if member.isLeader && !member.isSoleVoter {
+            status.publishProgress(member.matchIndexes)
+        } else {
+            status.publishProgress([:])
+        }
+        status.publishLearner(member.isLearner)
     }
 
     static func bytes(of value: UInt64) -> [UInt8] {

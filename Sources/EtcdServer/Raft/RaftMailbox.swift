@@ -1,5 +1,6 @@
 import DequeModule
 import EtcdCommon
+import EtcdRaft
 import NIOConcurrencyHelpers
 import Synchronization
 
@@ -7,13 +8,28 @@ import Synchronization
 struct QueuedProposal: Sendable {
     var id: UInt64
     var data: [UInt8]
+    /// Set for a membership change: proposed as Raft's configuration change (with `data` empty).
+    var confChange: ConfChange? = nil
+}
+
+/// Work for the Raft loop that comes from the cluster rather than from clients.
+enum PeerEvent: Sendable {
+    /// Messages a peer sent.
+    case messages([Message])
+    /// The last message to this peer could not be delivered.
+    case unreachable(NodeID)
+    /// How sending a snapshot to this peer ended.
+    case snapshotStatus(NodeID, SnapshotStatus)
+    /// A client asked this member (the leader) to hand leadership to another.
+    case transferLeadership(NodeID)
 }
 
 /// What the Raft loop takes in one go: proposals, linearizable reads waiting for a read index,
-/// and whether a tick is due.
+/// what peers sent, and whether a tick is due.
 struct MailboxWork: Sendable {
     var proposals: [QueuedProposal] = []
     var reads: [UInt64] = []
+    var peerEvents: [PeerEvent] = []
     var tick = false
 }
 
@@ -31,11 +47,18 @@ final class RaftMailbox: Sendable {
     private struct State {
         var proposals: Deque<QueuedProposal> = []
         var reads: [UInt64] = []
+        var peerEvents: [PeerEvent] = []
+        /// Messages among `peerEvents`, bounded so that a flood from peers cannot grow memory
+        /// while the loop is busy: Raft retransmits whatever is dropped.
+        var peerMessageCount = 0
         var tick = false
         var closed = false
 
-        var isEmpty: Bool { proposals.isEmpty && reads.isEmpty && !tick }
+        var isEmpty: Bool { proposals.isEmpty && reads.isEmpty && peerEvents.isEmpty && !tick }
     }
+
+    /// Most peer messages waiting for the loop (etcd's per-peer receive buffer is 4,096).
+    static let peerMessageLimit = 16_384
 
     private let state = Mutex(State())
     /// True when something may have been delivered since the loop last looked.
@@ -51,6 +74,18 @@ final class RaftMailbox: Sendable {
 
     func tick() {
         try? deliver { (state) throws(EtcdError) in state.tick = true }
+    }
+
+    /// Hands what a peer sent (or what the transport learned) to the loop; dropped when the loop
+    /// is stopped or too many peer messages wait already.
+    func deliverFromPeers(_ event: PeerEvent) {
+        try? deliver { (state) throws(EtcdError) in
+            if case .messages(let messages) = event {
+                guard state.peerMessageCount + messages.count <= Self.peerMessageLimit else { return }
+                state.peerMessageCount += messages.count
+            }
+            state.peerEvents.append(event)
+        }
     }
 
     private func deliver(_ body: (inout State) throws(EtcdError) -> Void) throws(EtcdError) {
@@ -76,7 +111,9 @@ final class RaftMailbox: Sendable {
             enum Step { case work(MailboxWork), finished, wait }
             let step: Step = state.withLock { state in
                 if !state.isEmpty {
-                    var work = MailboxWork(reads: state.reads, tick: state.tick)
+                    var work = MailboxWork(reads: state.reads, peerEvents: state.peerEvents, tick: state.tick)
+                    state.peerEvents.removeAll(keepingCapacity: true)
+                    state.peerMessageCount = 0
                     let count = min(maxProposals, state.proposals.count)
                     work.proposals = Array(state.proposals.prefix(count))
                     state.proposals.removeFirst(count)
