@@ -1,4 +1,5 @@
 import EtcdCommon
+import EtcdReplica
 import Testing
 
 @testable import EtcdServer

@@ -253,6 +253,7 @@ extension ConfChange {
         case .addNode: "v\(nodeID)"
         case .addLearnerNode: "l\(nodeID)"
         case .removeNode: "r\(nodeID)"
+        case .updateNode: "u\(nodeID)"
         }
     }
 }
