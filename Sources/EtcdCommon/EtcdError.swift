@@ -69,6 +69,7 @@ public enum EtcdError: Error, Hashable, Sendable, CaseIterable {
     case timeoutDueToLeaderFail
     case timeoutDueToConnectionLost
     case timeoutWaitAppliedIndex
+    case timeoutLeaderTransfer
     case unhealthy
     case corrupt
     case badLeaderTransferee
@@ -98,7 +99,7 @@ public enum EtcdError: Error, Hashable, Sendable, CaseIterable {
         case .invalidAuthToken:
             return .unauthenticated
         case .noLeader, .leaderChanged, .notCapable, .stopped, .timeout, .timeoutDueToLeaderFail,
-            .timeoutDueToConnectionLost, .timeoutWaitAppliedIndex, .unhealthy:
+            .timeoutDueToConnectionLost, .timeoutWaitAppliedIndex, .timeoutLeaderTransfer, .unhealthy:
             return .unavailable
         case .corrupt:
             return .dataLoss
@@ -161,6 +162,7 @@ public enum EtcdError: Error, Hashable, Sendable, CaseIterable {
             return "etcdserver: request timed out, possibly due to connection lost"
         case .timeoutWaitAppliedIndex:
             return "etcdserver: request timed out, waiting for the applied index took too long"
+        case .timeoutLeaderTransfer: return "etcdserver: request timed out, leader transfer took too long"
         case .unhealthy: return "etcdserver: unhealthy cluster"
         case .corrupt: return "etcdserver: corrupt cluster"
         case .badLeaderTransferee: return "etcdserver: bad leader transferee"

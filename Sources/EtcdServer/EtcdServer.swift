@@ -100,7 +100,8 @@ public final class EtcdServer: Service, Sendable {
         let shutdown = ShutdownSignal()
         let published = ShutdownSignal()
         let status = MemberStatusBoard()
-        let transport = try await startPeerTransport(identity: persisted, mailbox: mailbox)
+        let activity = PeerActivity()
+        let transport = try await startPeerTransport(identity: persisted, mailbox: mailbox, activity: activity)
         var loopSettings = loopConfiguration
         loopSettings.localMember = localMember
         loopSettings.sendToPeers = { transport.send($0) }
@@ -145,13 +146,22 @@ public final class EtcdServer: Service, Sendable {
             requestTimeout: configuration.requestTimeout,
             memberID: persisted.member
         )
+        let forwarder = LeaderForwarder(
+            localMember: persisted.member, status: status, replica: handle, requestTimeout: configuration.requestTimeout,
+            logger: logger)
+        defer { forwarder.close() }
 
         let services: [any RegistrableRPCService] = [
             KVService(writer: proposer, replica: handle, header: header, maxTxnOperations: configuration.maxTxnOperations),
-            MaintenanceService(replica: handle, header: header, statusBoard: status),
-            ClusterService(header: header, replica: handle),
+            MaintenanceService(
+                replica: handle, header: header, statusBoard: status, mailbox: mailbox,
+                requestTimeout: configuration.requestTimeout),
+            ClusterService(
+                header: header, replica: handle, proposer: proposer, status: status, peers: activity, forwarder: forwarder,
+                strictReconfigCheck: configuration.strictReconfigCheck),
             LeaseService(
-                writer: proposer, replica: handle, header: header, requestTimeout: configuration.requestTimeout,
+                writer: proposer, replica: handle, header: header, forwarder: forwarder,
+                requestTimeout: configuration.requestTimeout,
                 pollInterval: .milliseconds(configuration.heartbeatIntervalMilliseconds), shutdown: shutdown
             ),
             WatchService(
@@ -161,7 +171,9 @@ public final class EtcdServer: Service, Sendable {
             ),
         ]
         let servers = try configuration.listenClientURLs.map { url in
-            GRPCServer(transport: try makeTransport(for: url), services: services)
+            GRPCServer(
+                transport: try makeTransport(for: url), services: services,
+                interceptors: [RequireLeaderInterceptor(status: status)])
         }
 
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -233,12 +245,18 @@ public final class EtcdServer: Service, Sendable {
 
     /// Listens for peers on the first `--listen-peer-urls` address; what peers send goes to the
     /// Raft loop's mailbox.
-    private func startPeerTransport(identity: MemberIdentity.Resolved, mailbox: RaftMailbox) async throws -> PeerTransport {
+    private func startPeerTransport(
+        identity: MemberIdentity.Resolved, mailbox: RaftMailbox, activity: PeerActivity
+    ) async throws -> PeerTransport {
         var settings = PeerTransportConfiguration()
         settings.clusterID = identity.cluster.rawValue
         let transport = PeerTransport(
             memberID: NodeID(identity.member.rawValue), codec: PeerMessageCodec(), configuration: settings, logger: logger,
-            receive: { mailbox.deliverFromPeers(.messages($0)) },
+            receive: { messages in
+                // A batch comes over one connection, so from one peer.
+                if let first = messages.first { activity.heard(from: first.from) }
+                mailbox.deliverFromPeers(.messages(messages))
+            },
             reportUnreachable: { mailbox.deliverFromPeers(.unreachable($0)) }
         )
         for (position, url) in configuration.listenPeerURLs.enumerated() {

@@ -1,5 +1,6 @@
 import EtcdAPI
 import EtcdCommon
+import EtcdRaft
 import EtcdReplica
 import Foundation
 import GRPCCore
@@ -59,15 +60,21 @@ final class RequestProposer: Sendable {
         } catch {
             throw RPCError(code: .invalidArgument, message: "etcdserver: request cannot be applied: \(error)")
         }
+        return try await submitAndWait(QueuedProposal(id: id, data: encoded), bytes: encoded.count)
+    }
+
+    private func submitAndWait(_ proposal: QueuedProposal, bytes: Int) async throws -> ApplyResponse {
+        let id = proposal.id
         let deadline = ContinuousClock.now.advanced(by: requestTimeout)
         let pending = self.pending
+        let mailbox = self.mailbox
         // A caller that goes away (the client cancelled or disconnected) frees its place among
         // the waiting at once rather than at its deadline; the entry itself may still be applied,
         // as in etcd, since it may already be in the log.
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 do {
-                    try pending.registerWrite(id, continuation, deadline: deadline, bytes: encoded.count)
+                    try pending.registerWrite(id, continuation, deadline: deadline, bytes: bytes)
                 } catch {
                     continuation.resume(throwing: error)
                     return
@@ -77,7 +84,7 @@ final class RequestProposer: Sendable {
                     return
                 }
                 do {
-                    try mailbox.submit(QueuedProposal(id: id, data: encoded))
+                    try mailbox.submit(proposal)
                 } catch {
                     pending.failWrites([id], with: error)
                 }
@@ -85,6 +92,21 @@ final class RequestProposer: Sendable {
         } onCancel: {
             pending.failWrites([id], with: Self.cancelled)
         }
+    }
+
+    /// Proposes a membership change and returns the membership once it is applied here; the
+    /// change's context carries the request ID its outcome is reported under.
+    func proposeMembershipChange(
+        kind: ConfChange.Kind, member: ClusterMember, isPromote: Bool = false
+    ) async throws -> ClusterMembership {
+        let id = nextRequestID.add(1, ordering: .relaxed).newValue
+        let context = MembershipChangeContext(member: member, isPromote: isPromote, requestID: id)
+        let change = ConfChange(kind: kind, nodeID: NodeID(member.id.rawValue), context: context.encoded())
+        let response = try await submitAndWait(QueuedProposal(id: id, data: [], confChange: change), bytes: change.context.count)
+        guard case .membershipChanged(let membership) = response else {
+            throw RPCError(code: .internalError, message: "etcdserver: unexpected result of a membership change")
+        }
+        return membership
     }
 
     /// What gRPC's Go server reports for a call whose context was cancelled.

@@ -13,6 +13,8 @@ struct LeaseService: Etcdserverpb_Lease.SimpleServiceProtocol {
     let writer: RequestProposer
     let replica: ReplicaHandle
     let header: ResponseHeaderSource
+    /// Where keepalives and time-to-live go on a member that does not lead.
+    let forwarder: LeaderForwarder
     /// How long a keepalive waits for this member to become primary, or for an expired lease's
     /// revocation (etcd's request timeout).
     let requestTimeout: Duration
@@ -168,9 +170,16 @@ struct LeaseService: Etcdserverpb_Lease.SimpleServiceProtocol {
                 return ttl
             case .notFound:
                 return 0
-            case .expired, .notPrimary:
-                // Followers do not exist yet (single member), so the wait is for this member's
-                // own promotion or for the revocation the expiry check is proposing.
+            case .notPrimary:
+                // Only the leader's lessor renews; a follower passes the keepalive on, as etcd's
+                // followers do. A leader not yet promoted waits for its promotion.
+                if case .remote(let leader) = try forwarder.leader() {
+                    return try await forwarder.keepAlive(id.rawValue, on: leader)
+                }
+                guard ContinuousClock.now < deadline else { throw EtcdError.noLeader }
+                try await Task.sleep(for: pollInterval)
+            case .expired:
+                // The revocation the expiry check is proposing is on its way.
                 guard ContinuousClock.now < deadline else {
                     throw outcome == .notPrimary ? EtcdError.noLeader : EtcdError.timeout
                 }
@@ -193,6 +202,13 @@ struct LeaseService: Etcdserverpb_Lease.SimpleServiceProtocol {
     func leaseTimeToLive(request: Etcdserverpb_LeaseTimeToLiveRequest, context: ServerContext) async throws
         -> Etcdserverpb_LeaseTimeToLiveResponse
     {
+        // Only the leader knows how long a lease has left; others ask it, as etcd's followers do.
+        if case .remote(let leader) = try forwarder.leader() {
+            var response = try await forwarder.timeToLive(request, on: leader)
+            header.fill(&response.header)
+            response.header.revision = try replica.read { $0.store.currentRevision }
+            return response
+        }
         // Everything committed before the request is applied first (etcd waits for its applied
         // index), so a lease just revoked is not reported alive.
         try await writer.waitForLinearizableRead()

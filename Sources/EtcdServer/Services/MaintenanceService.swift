@@ -2,6 +2,7 @@ import EtcdMVCC
 import EtcdAPI
 import EtcdBackend
 import EtcdCommon
+import EtcdRaft
 import EtcdReplica
 import GRPCCore
 
@@ -11,8 +12,15 @@ struct MaintenanceService: RegistrableRPCService {
     let replica: ReplicaHandle
     let header: ResponseHeaderSource
     let statusBoard: MemberStatusBoard
+    /// Where a leadership transfer is asked for.
+    let mailbox: RaftMailbox
+    /// How long MoveLeader waits for the transferee to lead.
+    let requestTimeout: Duration
 
     func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+        router.registerUnary(Etcdserverpb_Maintenance.Method.MoveLeader.descriptor) {
+            (request: Etcdserverpb_MoveLeaderRequest, _) in try await moveLeader(request)
+        }
         router.registerUnary(Etcdserverpb_Maintenance.Method.Status.descriptor) {
             (request: Etcdserverpb_StatusRequest, _) in try status()
         }
@@ -35,10 +43,33 @@ struct MaintenanceService: RegistrableRPCService {
             response.raftIndex = statusBoard.committedIndex
             response.raftAppliedIndex = statusBoard.appliedIndex
             response.raftTerm = statusBoard.term
+            response.isLearner = statusBoard.isLearner
             response.header.revision = replica.store.currentRevision
             header.fill(&response.header)
             return response
         }
+    }
+
+    /// Hands leadership to another voter (etcd's MoveLeader): only the leader may, and it
+    /// answers once the transferee leads, or "leader transfer took too long" after the request
+    /// timeout.
+    func moveLeader(_ request: Etcdserverpb_MoveLeaderRequest) async throws -> Etcdserverpb_MoveLeaderResponse {
+        let local = header.memberID.rawValue
+        guard statusBoard.leader == local else { throw EtcdError.notLeader }
+        let transferee = MemberID(request.targetID)
+        let member = try replica.read { $0.membership.members[transferee] }
+        guard let member, !member.isLearner else { throw EtcdError.badLeaderTransferee }
+        if request.targetID != local {
+            mailbox.deliverFromPeers(.transferLeadership(NodeID(request.targetID)))
+            let deadline = ContinuousClock.now.advanced(by: requestTimeout)
+            while statusBoard.leader != request.targetID {
+                guard ContinuousClock.now < deadline else { throw EtcdError.timeoutLeaderTransfer }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
+        var response = Etcdserverpb_MoveLeaderResponse()
+        header.fill(&response.header)
+        return response
     }
 
     /// No alarm can be raised yet (there is no space quota), so the list is always empty; raising
@@ -53,35 +84,6 @@ struct MaintenanceService: RegistrableRPCService {
             header.fill(&response.header)
             return response
         }
-    }
-}
-
-/// etcd's Cluster service, as far as it goes yet: listing the members, as the replicated
-/// membership holds them (a member's name and client URLs appear once it has published them).
-struct ClusterService: RegistrableRPCService {
-    let header: ResponseHeaderSource
-    let replica: ReplicaHandle
-
-    func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
-        router.registerUnary(Etcdserverpb_Cluster.Method.MemberList.descriptor) {
-            (request: Etcdserverpb_MemberListRequest, _) in try memberList()
-        }
-    }
-
-    func memberList() throws -> Etcdserverpb_MemberListResponse {
-        var response = Etcdserverpb_MemberListResponse()
-        response.members = try replica.read { $0.membership.sortedMembers }.map { member in
-            var listed = Etcdserverpb_Member()
-            listed.id = member.id.rawValue
-            listed.name = member.name
-            listed.peerUrls = member.peerURLs
-            listed.clientUrls = member.clientURLs
-            listed.isLearner = member.isLearner
-            return listed
-        }
-        // etcd's Cluster service leaves the revision out of its headers.
-        header.fill(&response.header)
-        return response
     }
 }
 
