@@ -129,6 +129,9 @@ struct LoopHardeningTests {
             let service = LeaseService(
                 writer: proposer, replica: replica,
                 header: ResponseHeaderSource(clusterID: ClusterID(1), memberID: MemberID(1), status: loop.status),
+                forwarder: LeaderForwarder(
+                    localMember: MemberID(1), status: loop.status, replica: replica, requestTimeout: .seconds(10),
+                    logger: Logger(label: "test")),
                 requestTimeout: .seconds(10), pollInterval: .milliseconds(10), shutdown: ShutdownSignal())
             var grant = Etcdserverpb_InternalRaftRequest()
             grant.leaseGrant.id = 5

@@ -1,0 +1,228 @@
+import EtcdAPI
+import EtcdTestSupport
+import Foundation
+import Testing
+
+/// Three-member clusters of the real binary, started as etcd's Procfile starts them, with the same
+/// scenario run on real etcd and compared where the two must agree.
+@Suite("Three-member clusters", .serialized)
+struct ClusterTests {
+    /// Runs `scenario` on a three-member cluster of each flavor and returns each one's record.
+    private func sideBySide(
+        extraArguments: [String] = [],
+        _ scenario: @escaping @Sendable (EtcdCluster) async throws -> [String]
+    ) async throws -> (etcd: [String], candidate: [String]) {
+        let etcd = try await withEtcdCluster(.realEtcd, extraArguments: extraArguments, scenario)
+        let candidate = try await withEtcdCluster(.candidate, extraArguments: extraArguments, scenario)
+        return (etcd, candidate)
+    }
+
+    /// etcdctl's output with the cluster's own IDs, ports and timings taken out.
+    private static func normalized(_ text: String, _ cluster: EtcdCluster) -> String {
+        var text = text
+        for (index, member) in cluster.members.enumerated() {
+            text = text.replacingOccurrences(of: "\(member.clientPort)", with: "<client\(index + 1)>")
+            text = text.replacingOccurrences(of: "\(member.peerPort)", with: "<peer\(index + 1)>")
+        }
+        // Member and cluster IDs: 16 hex digits.
+        return text.replacingOccurrences(of: "[0-9a-f]{16}", with: "<id>", options: .regularExpression)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @Test("three members list each other, agree on one leader, and take writes through any member")
+    func startWriteRead() async throws {
+        let (etcd, candidate) = try await sideBySide { cluster in
+            var record: [String] = []
+            let all = cluster.etcdctl()
+            let list = try await all.run("member", "list")
+            record.append("member list: \(Self.normalized(list.standardOutput, cluster))")
+            let leader = try #require(try await cluster.leader(), "no leader\n\(cluster.logTails())")
+            record.append("one leader: \(cluster.members.contains(leader))")
+            for (index, member) in cluster.members.enumerated() {
+                let put = try await cluster.etcdctl([member]).run("put", "key\(index)", "through-\(member.name)")
+                record.append("put via \(member.name): \(put.standardOutput.trimmed) \(put.standardError.trimmed)")
+            }
+            for member in cluster.members {
+                let one = cluster.etcdctl([member])
+                let linearizable = try await one.run("get", "key", "--prefix")
+                record.append("get via \(member.name): \(linearizable.standardOutput.trimmed)")
+                // A serializable read is local; the member applies what was committed soon after.
+                let caughtUp = try await poll(timeout: .seconds(5), interval: .milliseconds(50)) {
+                    let serializable = try await one.run("get", "key", "--prefix", "--consistency=s")
+                    return serializable.standardOutput == linearizable.standardOutput
+                }
+                record.append("serializable via \(member.name) catches up: \(caughtUp)")
+            }
+            let status = try await all.run("endpoint", "status", "--cluster", "-w", "json")
+            let statuses = try JSONSerialization.jsonObject(with: Data(status.standardOutput.utf8)) as? [[String: Any]] ?? []
+            record.append("endpoint status --cluster answers: \(statuses.count)")
+            let leaders = Set(statuses.compactMap { ($0["Status"] as? [String: Any])?["leader"] as? NSNumber })
+            record.append("endpoint status --cluster leaders: \(leaders.count)")
+            let revisions = Set(statuses.compactMap {
+                (($0["Status"] as? [String: Any])?["header"] as? [String: Any])?["revision"] as? NSNumber
+            })
+            record.append("endpoint status --cluster revisions: \(revisions.map(\.int64Value).sorted())")
+            return record
+        }
+        #expect(candidate == etcd)
+    }
+
+    @Test("a killed leader is replaced within a few election timeouts, writes carry on, and it catches up on restart")
+    func leaderFailover() async throws {
+        try await withEtcdCluster(.candidate) { cluster in
+            let all = cluster.etcdctl()
+            #expect(try await all.run("put", "before", "1").succeeded)
+            let leader = try #require(try await cluster.leader(), "no leader\n\(cluster.logTails())")
+            await cluster.kill(leader)
+            let others = cluster.members.filter { $0 != leader }
+            let clock = ContinuousClock()
+            let killed = clock.now
+            let newLeader = try #require(try await cluster.leader(among: others), "no new leader\n\(cluster.logTails())")
+            #expect(newLeader != leader)
+            // Election timeout 1 s by default: a new leader within a few of them.
+            #expect(killed.duration(to: clock.now) < .seconds(5))
+            for index in 0..<20 {
+                let put = try await cluster.etcdctl(others).run("put", "during", "\(index)")
+                #expect(put.succeeded, "\(put)")
+            }
+            try await cluster.restart(leader)
+            let back = cluster.etcdctl([leader])
+            let caughtUp = try await poll(timeout: .seconds(10), interval: .milliseconds(100)) {
+                try await back.run("get", "during", "--print-value-only", "--consistency=s").standardOutput.trimmed == "19"
+            }
+            #expect(caughtUp, "\(cluster.logTails())")
+            #expect(try await back.run("get", "before", "--print-value-only").standardOutput.trimmed == "1")
+        }
+    }
+
+    @Test("learners join, get promoted once in sync, members are updated and removed, leadership moves; errors as etcd's")
+    func membershipChanges() async throws {
+        let (etcd, candidate) = try await sideBySide { cluster in
+            var record: [String] = []
+            let all = cluster.etcdctl()
+            let newcomer = try cluster.newMember(named: "infra4")
+            let add = try await all.run("member", "add", "infra4", "--peer-urls=\(newcomer.peerURL)", "--learner")
+            record.append("add learner: \(add.succeeded) \(add.standardError.trimmed)")
+            let initialCluster = add.standardOutput.split(separator: "\n")
+                .first { $0.hasPrefix("ETCD_INITIAL_CLUSTER=") }
+                .map { String($0.dropFirst("ETCD_INITIAL_CLUSTER=".count)).trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
+            record.append("add printed an initial cluster: \(initialCluster != nil)")
+            let listed = try await all.run("member", "list", "-w", "json")
+            let members = (try JSONSerialization.jsonObject(with: Data(listed.standardOutput.utf8)) as? [String: Any])?["members"]
+                as? [[String: Any]] ?? []
+            let learner = members.first { ($0["isLearner"] as? Bool) == true }
+            let learnerID = String((learner?["ID"] as? NSNumber)?.uint64Value ?? 0, radix: 16)
+            record.append("listed learners: \(members.filter { ($0["isLearner"] as? Bool) == true }.count)")
+            // A second learner is one too many (etcd's default --experimental-max-learners is 1).
+            let second = try await all.run("member", "add", "extra", "--peer-urls=http://127.0.0.1:1", "--learner")
+            record.append("second learner: \(Self.normalized(second.standardError, cluster))")
+            let notLearner = try await all.run("member", "promote", String(cluster.members[0].name.count, radix: 16))
+            record.append("promote unknown: \(Self.normalized(notLearner.standardError, cluster))")
+            try await cluster.join(newcomer, initialCluster: initialCluster ?? "")
+            let promoted = try await poll(timeout: .seconds(10), interval: .milliseconds(200)) {
+                try await all.run("member", "promote", learnerID).succeeded
+            }
+            record.append("promoted once in sync: \(promoted)")
+            let put = try await cluster.etcdctl([newcomer]).run("put", "via-new", "yes")
+            record.append("put via the new member: \(put.standardOutput.trimmed)")
+            let update = try await all.run("member", "update", learnerID, "--peer-urls=\(newcomer.peerURL)")
+            record.append("update: \(update.succeeded)")
+            let bad = try await all.run("member", "update", learnerID, "--peer-urls=not-a-url")
+            record.append("update with a bad URL: \(bad.succeeded)")
+            let removeUnknown = try await all.run("member", "remove", "1234")
+            record.append("remove unknown: \(Self.normalized(removeUnknown.standardError, cluster))")
+            let leader = try #require(try await cluster.leader(), "no leader\n\(cluster.logTails())")
+            let target = cluster.members.first { $0 != leader && $0 != newcomer } ?? leader
+            let statuses = try await cluster.statuses([target])
+            let targetID = String(statuses.first?.memberID ?? 0, radix: 16)
+            let notLeader = try await cluster.etcdctl([target]).run("move-leader", targetID)
+            record.append("move-leader asked of a follower: \(Self.normalized(notLeader.standardError, cluster))")
+            let moved = try await cluster.etcdctl([leader]).run("move-leader", targetID)
+            record.append("move-leader: \(Self.normalized(moved.standardOutput, cluster))")
+            let nowLeads = try await cluster.leader()
+            record.append("the target leads: \(nowLeads == target)")
+            let remove = try await all.run("member", "remove", learnerID)
+            record.append("remove: \(Self.normalized(remove.standardOutput, cluster))")
+            // The removed member stops by itself, as etcd's does.
+            let newcomerProcess = cluster.process(of: newcomer)
+            let exited = await poll(timeout: .seconds(10), interval: .milliseconds(100)) {
+                newcomerProcess?.exitStatus != nil
+            }
+            record.append("removed member stopped: \(exited)")
+            await cluster.stop(newcomer)
+            cluster.forget(newcomer)
+            let after = try await all.run("member", "list")
+            record.append("member list after: \(Self.normalized(after.standardOutput, cluster))")
+            return record
+        }
+        #expect(candidate == etcd)
+    }
+
+    @Test("leases granted, kept alive and looked up through followers; expiry after a leader change honours the TTL")
+    func leasesOnFollowers() async throws {
+        try await withEtcdCluster(.candidate) { cluster in
+            let leader = try #require(try await cluster.leader(), "no leader\n\(cluster.logTails())")
+            let follower = try #require(cluster.members.first { $0 != leader })
+            let viaFollower = cluster.etcdctl([follower])
+            let grant = try await viaFollower.run("lease", "grant", "6")
+            let lease = try #require(grant.standardOutput.split(separator: " ").dropFirst().first.map(String.init), "\(grant)")
+            #expect(try await viaFollower.run("put", "leased", "v", "--lease=\(lease)").succeeded)
+            let keepAlive = try await viaFollower.run("lease", "keep-alive", "--once", lease)
+            #expect(keepAlive.standardOutput.contains("TTL(6)"), "\(keepAlive)")
+            let ttl = try await viaFollower.run("lease", "timetolive", lease, "--keys")
+            #expect(ttl.standardOutput.contains("granted with TTL(6s)") && ttl.standardOutput.contains("leased"), "\(ttl)")
+            // The leader goes; the new one must not expire the lease before its TTL is over
+            // (from the new leader's promotion), and must expire it after.
+            await cluster.kill(leader)
+            let others = cluster.members.filter { $0 != leader }
+            _ = try #require(try await cluster.leader(among: others), "no new leader\n\(cluster.logTails())")
+            let stillThere = try await cluster.etcdctl(others).run("get", "leased", "--print-value-only")
+            #expect(stillThere.standardOutput.trimmed == "v")
+            let expired = try await poll(timeout: .seconds(20), interval: .milliseconds(200)) {
+                try await cluster.etcdctl(others).run("get", "leased", "--print-value-only").standardOutput.trimmed.isEmpty
+            }
+            #expect(expired, "\(cluster.logTails())")
+        }
+    }
+
+    @Test("a watch on a follower sees every event in order across a leader change")
+    func watchAcrossLeaderChange() async throws {
+        try await withEtcdCluster(.candidate) { cluster in
+            let leader = try #require(try await cluster.leader(), "no leader\n\(cluster.logTails())")
+            let follower = try #require(cluster.members.first { $0 != leader })
+            let others = cluster.members.filter { $0 != leader }
+            try await withEtcdGRPCClient(port: follower.clientPort) { client in
+                try await withWatchStream(client) { stream in
+                    var create = Etcdserverpb_WatchRequest()
+                    create.createRequest.key = Data("w/".utf8)
+                    create.createRequest.rangeEnd = Data("w0".utf8)
+                    stream.send(create)
+                    _ = await stream.receive(1)
+                    for index in 0..<10 {
+                        #expect(try await cluster.etcdctl().run("put", "w/\(index)", "\(index)").succeeded)
+                    }
+                    await cluster.kill(leader)
+                    _ = try #require(try await cluster.leader(among: others), "no new leader\n\(cluster.logTails())")
+                    for index in 10..<20 {
+                        let put = try await cluster.etcdctl(others).run("put", "w/\(index)", "\(index)")
+                        #expect(put.succeeded, "\(put)")
+                    }
+                    var events: [Mvccpb_Event] = []
+                    let deadline = ContinuousClock.now.advanced(by: .seconds(15))
+                    while events.count < 20 && ContinuousClock.now < deadline {
+                        for received in await stream.receive(1, timeout: .seconds(1)) {
+                            if case .response(let response) = received { events += response.events }
+                        }
+                    }
+                    #expect(events.map { String(decoding: $0.kv.value, as: UTF8.self) } == (0..<20).map { "\($0)" })
+                    let revisions = events.map(\.kv.modRevision)
+                    #expect(revisions == revisions.sorted() && Set(revisions).count == revisions.count)
+                }
+            }
+        }
+    }
+}
+
+extension String {
+    fileprivate var trimmed: String { trimmingCharacters(in: .whitespacesAndNewlines) }
+}
