@@ -62,6 +62,10 @@ struct ClusterTests {
                 (($0["Status"] as? [String: Any])?["header"] as? [String: Any])?["revision"] as? NSNumber
             })
             record.append("endpoint status --cluster revisions: \(revisions.map(\.int64Value).sorted())")
+            // A fresh cluster is at index 8 on etcd (three members' entries, the leader's empty
+            // entry, three published attributes, the cluster version), then one per write.
+            let indexes = Set(statuses.compactMap { ($0["Status"] as? [String: Any])?["raftIndex"] as? NSNumber })
+            record.append("endpoint status --cluster raft indexes: \(indexes.map(\.int64Value).sorted())")
             return record
         }
         #expect(candidate == etcd)
