@@ -72,6 +72,7 @@ public final class EtcdServer: Service, Sendable {
             id: persisted.member, name: configuration.name,
             peerURLs: configuration.initialAdvertisePeerURLs.map(\.description),
             clientURLs: configuration.advertiseClientURLs.map(\.description))
+        replica.limitLearners(to: configuration.maxLearners)
         try replica.seedMembershipIfMissing(ClusterMember(id: localMember.id, peerURLs: localMember.peerURLs))
         let appliedIndex = replica.appliedIndex
         var options = raftOptions(memberID: persisted.member)
@@ -328,6 +329,7 @@ public final class EtcdServer: Service, Sendable {
         if let walDirectory = configuration.walDirectory { log.walDirectory = walDirectory }
         log.maxWALs = configuration.maxWALs
         log.maxSnapshots = configuration.maxSnapshots
+        log.catchUpEntries = configuration.snapshotCatchUpEntries
         log.unsafeNoFsync = configuration.unsafeNoFsync
         var options = RaftMember.Options(id: NodeID(memberID.rawValue), log: log)
         options.heartbeatTicks = 1

@@ -86,6 +86,12 @@ extension Replica {
         return outcome(.success(.membershipChanged(membership)))
     }
 
+    /// etcd's `--experimental-max-learners`: how many learners a membership change may leave.
+    /// Not replicated (each member checks with its own setting, as etcd does).
+    public func limitLearners(to count: Int) {
+        membership.maxLearners = count
+    }
+
     /// Records `member` outside Raft, in a backend transaction of its own: only for a data
     /// directory written before membership was replicated (its one member is known from its
     /// identity). Must not be called with a batch open.
