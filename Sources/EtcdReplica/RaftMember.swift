@@ -45,6 +45,9 @@ public final class RaftMember {
         /// The voters a new log starts with (etcd's `--initial-cluster` with state `new`); empty
         /// means this member alone.
         public var initialVoters: [NodeID] = []
+        /// A new log starts empty instead (`--initial-cluster-state existing`): the leader sends
+        /// it the cluster's log from the start, or a snapshot.
+        public var joinsExistingCluster = false
 
         public init(id: NodeID, log: DurableRaftLog.Configuration) {
             self.id = id
@@ -103,11 +106,13 @@ public final class RaftMember {
                         "the backend has applied entries up to \(appliedIndex) but \(options.log.walDirectory) holds no "
                             + "write-ahead log (a data directory from before the WAL existed, or a deleted WAL)")
                 }
-                do {
-                    let voters = options.initialVoters.isEmpty ? [options.id] : options.initialVoters
-                    try log.bootstrap(voters: voters, contexts: options.bootstrapContexts)
-                } catch {
-                    throw .wal(error)
+                if !options.joinsExistingCluster {
+                    do {
+                        let voters = options.initialVoters.isEmpty ? [options.id] : options.initialVoters
+                        try log.bootstrap(voters: voters, contexts: options.bootstrapContexts)
+                    } catch {
+                        throw .wal(error)
+                    }
                 }
             } else {
                 guard restored.metadata == metadata else {

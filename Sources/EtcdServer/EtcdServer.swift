@@ -8,6 +8,7 @@ import EtcdMVCC
 import EtcdPeer
 import EtcdRaft
 import EtcdReplica
+import Foundation
 package import EtcdTransport
 import GRPCCore
 import GRPCNIOTransportHTTP2
@@ -53,7 +54,18 @@ public final class EtcdServer: Service, Sendable {
         // Whoever waits for the addresses is released even if the server never gets to listen.
         defer { addressesReady.continuation.finish() }
         try configuration.validate()
-        let identity = try MemberIdentity.resolve(configuration)
+        var identity = try MemberIdentity.resolve(configuration)
+        // A member without data joining an existing cluster learns the cluster's ID and its own
+        // (given by `member add`) from a member of it, as etcd does.
+        var joinedCluster: PeerClusterInfo?
+        if configuration.initialClusterState == "existing" && !FileManager.default.fileExists(atPath: configuration.memberDirectory) {
+            let cluster = try await MemberIdentity.fetchCluster(configuration)
+            identity = try MemberIdentity.resolveJoining(configuration, cluster: cluster)
+            joinedCluster = cluster
+            logger.info("joining an existing cluster", metadata: [
+                "cluster-id": "\(identity.cluster)", "local-member-id": "\(identity.member)",
+            ])
+        }
         let dataDirectory = configuration.effectiveDataDirectory
         logger.info(
             "opening backend",
@@ -81,6 +93,7 @@ public final class EtcdServer: Service, Sendable {
         let initialMembers = identity.initialMembers.isEmpty
             ? [ClusterMember(id: localMember.id, peerURLs: localMember.peerURLs)] : identity.initialMembers
         options.initialVoters = initialMembers.map { NodeID($0.id.rawValue) }
+        options.joinsExistingCluster = joinedCluster != nil
         for initial in initialMembers {
             options.bootstrapContexts[NodeID(initial.id.rawValue)] = MembershipChangeContext(member: initial).encoded()
         }
@@ -103,11 +116,18 @@ public final class EtcdServer: Service, Sendable {
         let status = MemberStatusBoard()
         let activity = PeerActivity()
         let transport = try await startPeerTransport(identity: persisted, mailbox: mailbox, activity: activity)
+        if let joinedCluster {
+            // Until the log arrives, this member knows its peers only from the cluster's answer.
+            Self.followMembership(
+                ClusterMembership(members: joinedCluster.members), local: persisted.member, transport: transport, logger: logger)
+        }
         var loopSettings = loopConfiguration
         loopSettings.localMember = localMember
         loopSettings.sendToPeers = { transport.send($0) }
         let logger = self.logger
         loopSettings.membershipChanged = { membership in
+            // A joining member's log starts empty; it keeps the peers it was told of meanwhile.
+            guard !membership.members.isEmpty else { return }
             Self.followMembership(membership, local: persisted.member, transport: transport, logger: logger)
             if membership.removed.contains(persisted.member) {
                 // etcd stops a member that was removed from its cluster.

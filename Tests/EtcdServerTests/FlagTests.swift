@@ -164,13 +164,6 @@ struct FlagTests {
         }
     }
 
-    @Test("joining an existing cluster is refused unless the member already has data")
-    func existingCluster() throws {
-        let configuration = try ServerConfiguration(flags: Self.parse(["--initial-cluster-state=existing", "--data-dir=/d"]))
-        #expect(throws: ConfigurationError.self) { try configuration.refuseJoiningExistingCluster { _ in false } }
-        try configuration.refuseJoiningExistingCluster { $0 == "/d/member" }
-    }
-
     /// Modelled on etcd's `etcd.conf.yml.sample`.
     static let sampleConfig = """
         # This is the configuration file for the etcd server.

@@ -144,16 +144,10 @@ extension ServerConfiguration {
     /// joining an existing cluster. etcd joins through its peers when the member has no data yet;
     /// with no peer traffic that is impossible, so only a restart (the flag is then ignored, as
     /// etcd ignores it) may name `existing`.
+    /// The cluster flags are consistent (this member is in `--initial-cluster`, with its
+    /// advertised peer URLs), as etcd checks before it starts.
     public func refuseUnsupportedClusterSettings() throws(ConfigurationError) {
         _ = try MemberIdentity.resolve(self)
-        try refuseJoiningExistingCluster { FileManager.default.fileExists(atPath: $0) }
-    }
-
-    func refuseJoiningExistingCluster(fileExists: (String) -> Bool) throws(ConfigurationError) {
-        guard initialClusterState == "existing", !fileExists(memberDirectory) else { return }
-        throw .unsupported(
-            "--initial-cluster-state=existing is not supported yet: joining an existing cluster needs peer "
-                + "traffic, which is not built (a restart with data in \(effectiveDataDirectory) is fine)")
     }
 
     // The values were checked by type when parsed; these read them back.

@@ -93,3 +93,56 @@ extension MemberIdentity {
         return Resolved(member: member, cluster: clusterID(members: initial.map(\.id)), initialMembers: initial)
     }
 }
+
+extension MemberIdentity {
+    /// The IDs of a member joining an existing cluster (`--initial-cluster-state existing`), from
+    /// what a member of it answered: etcd's `ValidateClusterAndAssignIDs`, which wants
+    /// `--initial-cluster` to list exactly the cluster's members (this one included, as
+    /// `member add` printed it) and takes each one's ID from the member with the same peer URLs.
+    static func resolveJoining(
+        _ configuration: ServerConfiguration, cluster: PeerClusterInfo
+    ) throws(ConfigurationError) -> Resolved {
+        let listed = try parseInitialCluster(configuration.effectiveInitialCluster)
+        guard listed.count == cluster.members.count else {
+            throw .invalid(
+                "error validating peerURLs \(configuration.effectiveInitialCluster): member count is unequal "
+                    + "(the cluster has \(cluster.members.count) members, --initial-cluster lists \(listed.count))")
+        }
+        var local: MemberID?
+        for entry in listed {
+            let urls = entry.peerURLs.sorted()
+            guard let match = cluster.members.first(where: { $0.peerURLs.sorted() == urls }) else {
+                throw .invalid(
+                    "error validating peerURLs \(configuration.effectiveInitialCluster): unmatched member while checking "
+                        + "PeerURLs (\(entry.name)=\(urls.joined(separator: ",")) is not a member of the cluster)")
+            }
+            if entry.name == configuration.name { local = match.id }
+        }
+        guard let local else {
+            throw .invalidValue(
+                flag: "initial-cluster", value: configuration.effectiveInitialCluster,
+                reason: "couldn't find local name \"\(configuration.name)\" in the initial cluster configuration")
+        }
+        return Resolved(member: local, cluster: ClusterID(cluster.clusterID), initialMembers: [])
+    }
+
+    /// Asks each other member that `--initial-cluster` names, in turn, for the cluster's
+    /// information; etcd's error when none answers.
+    static func fetchCluster(_ configuration: ServerConfiguration) async throws -> PeerClusterInfo {
+        let listed = try parseInitialCluster(configuration.effectiveInitialCluster)
+        var failures: [String] = []
+        for entry in listed where entry.name != configuration.name {
+            for text in entry.peerURLs {
+                guard let url = try? EndpointURL(parsing: text) else { continue }
+                do {
+                    return try await PeerClusterQuery.fetch(host: url.host, port: url.port)
+                } catch {
+                    failures.append("\(text): \(error)")
+                }
+            }
+        }
+        throw ConfigurationError.invalid(
+            "cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs ("
+                + failures.joined(separator: "; ") + ")")
+    }
+}

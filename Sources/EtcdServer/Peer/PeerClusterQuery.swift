@@ -1,0 +1,98 @@
+import EtcdCommon
+import EtcdRaft
+import EtcdReplica
+import Foundation
+import NIOCore
+import NIOPosix
+
+/// What a member joining an existing cluster learns from a member of it (etcd's `GET /members`
+/// on a peer URL, with the cluster ID from its `X-Etcd-Cluster-ID` header): the cluster's ID and
+/// its members, among them the joiner itself as `member add` recorded it.
+struct PeerClusterInfo: Codable, Sendable, Hashable {
+    var clusterID: UInt64
+    var members: [ClusterMember]
+}
+
+/// The query for ``PeerClusterInfo`` on a peer port: a handshake that names no sender, no
+/// recipient and no cluster (which no member sends), answered with the length-prefixed JSON of
+/// the cluster info, after which the member closes the connection.
+enum PeerClusterQuery {
+    static let handshake = PeerHandshake(from: .none, to: .none, clusterID: 0)
+    /// The largest answer a joiner accepts (a membership is a few hundred bytes per member).
+    static let maxAnswerBytes = 1 << 20
+
+    /// The answer's bytes: length (u32, little-endian), then JSON.
+    static func encodeAnswer(_ info: PeerClusterInfo) -> [UInt8] {
+        let json = (try? Array(JSONEncoder().encode(info))) ?? []
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(4 + json.count)
+        for position in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: UInt32(json.count) >> (8 * UInt32(position)))) }
+        return bytes + json
+    }
+
+    enum QueryError: Error, CustomStringConvertible {
+        case unreachable(String)
+        case badAnswer(String)
+
+        var description: String {
+            switch self {
+            case .unreachable(let reason): "cannot reach the member: \(reason)"
+            case .badAnswer(let reason): "the member's answer is not cluster information: \(reason)"
+            }
+        }
+    }
+
+    /// Asks the member listening for peers on `host`:`port` for the cluster's information.
+    static func fetch(
+        host: String, port: Int, timeout: Duration = .seconds(2),
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> PeerClusterInfo {
+        try await withThrowingTaskGroup(of: PeerClusterInfo?.self) { race in
+            race.addTask { try await ask(host: host, port: port, group: group) }
+            race.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { race.cancelAll() }
+            guard let first = try await race.next(), let info = first else {
+                throw QueryError.unreachable("no answer within \(timeout)")
+            }
+            return info
+        }
+    }
+
+    private static func ask(host: String, port: Int, group: any EventLoopGroup) async throws -> PeerClusterInfo {
+        let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+        do {
+            channel = try await ClientBootstrap(group: group)
+                .connectTimeout(.seconds(1))
+                .connect(host: host, port: port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    }
+                }
+        } catch {
+            throw QueryError.unreachable("\(error)")
+        }
+        return try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(bytes: handshake.encoded))
+            var received: [UInt8] = []
+            for try await buffer in inbound {
+                received += buffer.readableBytesView
+                if received.count > 4 + maxAnswerBytes { throw QueryError.badAnswer("longer than \(maxAnswerBytes) bytes") }
+                if received.count >= 4 {
+                    let length = received.prefix(4).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+                    guard length <= maxAnswerBytes else { throw QueryError.badAnswer("announces \(length) bytes") }
+                    if received.count >= 4 + length {
+                        do {
+                            return try JSONDecoder().decode(PeerClusterInfo.self, from: Data(received[4..<(4 + length)]))
+                        } catch {
+                            throw QueryError.badAnswer("\(error)")
+                        }
+                    }
+                }
+            }
+            throw QueryError.badAnswer("the connection closed after \(received.count) bytes")
+        }
+    }
+}
