@@ -194,7 +194,10 @@ public final class EtcdServer: Service, Sendable {
         let servers = try configuration.listenClientURLs.map { url in
             GRPCServer(
                 transport: try makeTransport(for: url), services: services,
-                interceptors: [RequireLeaderInterceptor(status: status)])
+                interceptors: [
+                    RequireLeaderInterceptor(
+                        status: status, checkInterval: .milliseconds(configuration.electionTimeoutMilliseconds))
+                ])
         }
 
         try await withThrowingTaskGroup(of: Void.self) { group in

@@ -3,18 +3,49 @@ import GRPCCore
 
 /// etcd's "hasleader" metadata (clientv3's `WithRequireLeader`, which etcdctl watch uses): a call
 /// that asks for it on a member that knows no leader fails at once with "etcdserver: no leader"
-/// rather than waiting on a member cut off from its cluster.
+/// rather than waiting on a member cut off from its cluster, and a stream that asked for it
+/// (Watch, LeaseKeepAlive) ends with the same error once the member has had no leader for three
+/// election timeouts in a row (etcd's `monitorLeader`), so that its client moves to a member
+/// that has one.
 struct RequireLeaderInterceptor: ServerInterceptor {
     let status: MemberStatusBoard
+    /// How often a stream's member is checked for a leader (etcd: one election timeout).
+    let checkInterval: Duration
+    /// Checks in a row without a leader before the stream ends (etcd's `maxNoLeaderCnt`).
+    static let checksWithoutLeader = 3
 
     func intercept<Input: Sendable, Output: Sendable>(
         request: StreamingServerRequest<Input>,
         context: ServerContext,
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
-        if status.leader == 0, request.metadata[stringValues: "hasleader"].contains(where: { $0 == "true" }) {
-            return StreamingServerResponse(error: RPCError(code: .unavailable, message: EtcdError.noLeader.message))
+        guard request.metadata[stringValues: "hasleader"].contains(where: { $0 == "true" }) else {
+            return try await next(request, context)
         }
-        return try await next(request, context)
+        let noLeader = RPCError(code: .unavailable, message: EtcdError.noLeader.message)
+        if status.leader == 0 { return StreamingServerResponse(error: noLeader) }
+        var response = try await next(request, context)
+        guard context.descriptor.type != .unary, case .success(var contents) = response.accepted else { return response }
+        let producer = contents.producer
+        let status = self.status
+        let interval = checkInterval
+        contents.producer = { writer in
+            try await withThrowingTaskGroup(of: Metadata.self) { race in
+                race.addTask { try await producer(writer) }
+                race.addTask {
+                    var misses = 0
+                    while misses < Self.checksWithoutLeader {
+                        try await Task.sleep(for: interval)
+                        misses = status.leader == 0 ? misses + 1 : 0
+                    }
+                    throw noLeader
+                }
+                defer { race.cancelAll() }
+                guard let trailers = try await race.next() else { throw noLeader }
+                return trailers
+            }
+        }
+        response.accepted = .success(contents)
+        return response
     }
 }
