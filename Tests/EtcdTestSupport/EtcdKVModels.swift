@@ -125,6 +125,13 @@ public struct EtcdKVModel: LinearizabilityModel {
 /// key, creates the next revision; a delete of an absent key creates none. Response headers
 /// carry the store's revision after the request; a key's mod_revision is the revision that
 /// last wrote it. Revisions given in outputs must match; those left nil are not checked.
+///
+/// The one counter ties all keys together, so the history is one part, and every put with an
+/// unknown outcome is a candidate for the next revision until a read tells them apart: with
+/// more than a few of them the search may run out of its budget. Resolve what reads prove
+/// first (``Swift/Array/resolvingObservedUnknownPuts()``), and check large histories with
+/// many unknown outcomes key by key with ``EtcdKVModel``. Measured in a debug build: 2,000
+/// operations from 8 clients over 10 keys without unknown outcomes take about 0.2-0.3 s.
 public struct EtcdRevisionKVModel: LinearizabilityModel {
     public typealias Input = EtcdKVInput
     public typealias Output = EtcdKVOutput
@@ -132,12 +139,22 @@ public struct EtcdRevisionKVModel: LinearizabilityModel {
     public struct Entry: Hashable, Sendable {
         public var value: String
         public var modRevision: Int64
+
+        public init(value: String, modRevision: Int64) {
+            self.value = value
+            self.modRevision = modRevision
+        }
     }
 
     public struct State: Hashable, Sendable {
         /// The store's current revision.
         public var revision: Int64
         public var entries: [String: Entry]
+
+        public init(revision: Int64, entries: [String: Entry]) {
+            self.revision = revision
+            self.entries = entries
+        }
     }
 
     public let initialState: State
@@ -184,4 +201,39 @@ public struct EtcdRevisionKVModel: LinearizabilityModel {
         let entries = state.entries.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.value)@\($0.value.modRevision)" }
         return "rev \(state.revision) {" + entries.joined(separator: ", ") + "}"
     }
+}
+
+extension [HistoryOperation<EtcdKVInput, EtcdKVOutput>] {
+    /// Resolves puts with unknown outcomes that a read proves took effect, as etcd's robustness
+    /// tests patch their histories; only sound if no two puts of a key write the same value.
+    ///
+    /// If a get of the key returned the put's value, the put took effect before that get
+    /// returned, so its return time becomes the earliest such get's; if the get also gave the
+    /// key's mod_revision, that was the put's revision, and the put gets it as its response.
+    /// Fewer unknown outcomes make a much smaller search, above all for
+    /// ``EtcdRevisionKVModel``, where unknown puts all compete for the next revision.
+    public func resolvingObservedUnknownPuts() -> [HistoryOperation<EtcdKVInput, EtcdKVOutput>] {
+        var observed: [String: [String: PutObservation]] = [:]
+        for operation in self {
+            guard case .get(let key) = operation.input, case .get(let value?, let modRevision, _)? = operation.output
+            else { continue }
+            if let earlier = observed[key]?[value], earlier.returnTime <= operation.returnTime { continue }
+            observed[key, default: [:]][value] = PutObservation(returnTime: operation.returnTime, modRevision: modRevision)
+        }
+        return map { operation in
+            guard operation.outcomeUnknown, case .put(let key, let value) = operation.input,
+                let observation = observed[key]?[value]
+            else { return operation }
+            return HistoryOperation(
+                clientID: operation.clientID, input: operation.input, call: operation.callTime,
+                output: observation.modRevision.map { .put(revision: $0) },
+                return: Swift.max(operation.callTime, observation.returnTime))
+        }
+    }
+}
+
+/// The earliest get that returned a put's value, for `resolvingObservedUnknownPuts`.
+private struct PutObservation {
+    var returnTime: Int64
+    var modRevision: Int64?
 }

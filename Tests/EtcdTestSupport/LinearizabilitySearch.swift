@@ -127,14 +127,42 @@ func searchLinearization<Model: LinearizabilityModel>(
     var list = EntryList(operations)
     var linearized = OperationBitset(count: operations.count)
     var seen = Set<SearchPoint<Model.State>>()
-    // The operations linearized so far, each with the state before it.
-    var calls: [(node: Int, stateBefore: Model.State)] = []
+    // The operations linearized so far, each with the state before it and where the search
+    // resumes when it is undone.
+    var calls: [SearchFrame<Model.State>] = []
     var state = model.initialState
     var node = list.next[0]
+    // Operations whose outcome is unknown stay candidates to the end of the history. Tried in
+    // time order, as Porcupine does, they would be linearized early at every point and every
+    // subset of them explored before anything else. So a scan sets them aside and tries them
+    // only after the known candidates of the same point: the same candidates, hence the same
+    // verdict, in an order that usually finds a linearization without backtracking.
+    var deferred: [Int] = []
+    // -1 while scanning the list, else the next set-aside operation to try.
+    var deferredNext = -1
     var furthestStuckNode = 0
     var longest: [(operation: Int, stateAfter: Model.State)] = []
     var blocked = -1
     var clockCountdown = SearchBudget.clockInterval
+
+    /// Linearizes the operation of call `node` next if the model allows it and the point it
+    /// leads to is new.
+    func linearize(_ node: Int, resumeDeferred: Int) -> Bool {
+        let index = list.operation[node]
+        let operation = operations[index]
+        guard let nextState = model.step(state, input: operation.input, output: operation.output) else { return false }
+        linearized.insert(index)
+        guard seen.insert(SearchPoint(linearized: linearized, state: nextState)).inserted else {
+            linearized.remove(index)
+            return false
+        }
+        calls.append(SearchFrame(node: node, stateBefore: state, deferred: deferred, deferredNext: resumeDeferred))
+        state = nextState
+        list.lift(node)
+        deferred = []
+        deferredNext = -1
+        return true
+    }
 
     while !list.isEmpty {
         guard budget.stepsLeft > 0 else { return .exhausted }
@@ -145,46 +173,67 @@ func searchLinearization<Model: LinearizabilityModel>(
             if ContinuousClock.now >= budget.deadline { return .exhausted }
         }
 
-        let index = list.operation[node]
-        if list.returnNode[node] >= 0 {
-            // A call: try to linearize its operation next.
-            let operation = operations[index]
-            if let nextState = model.step(state, input: operation.input, output: operation.output) {
-                linearized.insert(index)
-                if seen.insert(SearchPoint(linearized: linearized, state: nextState)).inserted {
-                    calls.append((node, state))
-                    state = nextState
-                    list.lift(node)
+        if deferredNext < 0 {
+            if list.returnNode[node] >= 0 {
+                // A call: try to linearize its operation next.
+                if operations[list.operation[node]].output == nil {
+                    deferred.append(node)
+                } else if linearize(node, resumeDeferred: -1) {
                     node = list.next[0]
                     continue
                 }
-                linearized.remove(index)
+                node = list.next[node]
+                continue
             }
-            node = list.next[node]
-        } else {
-            // The return of an operation not yet linearized: every candidate before it has
-            // been tried, so undo the last choice.
+            // The return of an operation not yet linearized: every known candidate before it
+            // has been tried.
             furthestStuckNode = max(furthestStuckNode, node)
             if calls.count > longest.count || blocked < 0 {
                 longest = calls.enumerated().map { position, call in
                     let after = position + 1 < calls.count ? calls[position + 1].stateBefore : state
                     return (list.operation[call.node], after)
                 }
-                blocked = index
+                blocked = list.operation[node]
             }
-            guard let last = calls.popLast() else {
-                let prefix = (0..<operations.count)
-                    .filter { list.callNode[$0] < furthestStuckNode }
-                    .sorted { list.callNode[$0] < list.callNode[$1] }
-                return .illegal(SearchTrace(prefix: prefix, longest: longest, blocked: blocked))
+            deferredNext = 0
+        }
+        if deferredNext < deferred.count {
+            if linearize(deferred[deferredNext], resumeDeferred: deferredNext) {
+                node = list.next[0]
+            } else {
+                deferredNext += 1
             }
-            state = last.stateBefore
-            linearized.remove(list.operation[last.node])
-            list.unlift(last.node)
+            continue
+        }
+        // Every candidate at this point has been tried: undo the last choice.
+        guard let last = calls.popLast() else {
+            let prefix = (0..<operations.count)
+                .filter { list.callNode[$0] < furthestStuckNode }
+                .sorted { list.callNode[$0] < list.callNode[$1] }
+            return .illegal(SearchTrace(prefix: prefix, longest: longest, blocked: blocked))
+        }
+        state = last.stateBefore
+        linearized.remove(list.operation[last.node])
+        list.unlift(last.node)
+        deferred = last.deferred
+        if last.deferredNext < 0 {
             node = list.next[last.node]
+            deferredNext = -1
+        } else {
+            deferredNext = last.deferredNext + 1
         }
     }
     return .linearizable
+}
+
+/// One linearized operation on the search's stack.
+private struct SearchFrame<State> {
+    var node: Int
+    var stateBefore: State
+    /// The scan's set-aside operations when this one was chosen, and which of them this one
+    /// was (-1 if it was chosen while scanning the list).
+    var deferred: [Int]
+    var deferredNext: Int
 }
 
 /// Turns a search trace into a ``LinearizabilityViolation``: shrinks the failing operations
@@ -206,37 +255,26 @@ struct ViolationExplainer<Model: LinearizabilityModel> {
     func explain(_ part: [Operation], trace: SearchTrace<Model.State>, deadline: ContinuousClock.Instant)
         -> LinearizabilityViolation<Model.Input, Model.Output>
     {
-        var core = trace.prefix.map { part[$0] }
+        var core = trace
         var shrunk = false
-        // The trace to describe, and the operations its indexes point into.
-        var coreTrace = trace
-        var traceSource = part
-        if core.count <= Self.shrinkLimit {
+        if trace.prefix.count <= Self.shrinkLimit {
             let shrinkDeadline = min(deadline, ContinuousClock.now.advanced(by: Self.shrinkTime))
             var budget = SearchBudget(deadline: shrinkDeadline, stepsLeft: .max)
-            (core, shrunk) = shrink(core, budget: &budget)
-            // Describe the search over the shrunk operations; it is small by now.
-            var describeBudget = SearchBudget(deadline: ContinuousClock.now.advanced(by: Self.shrinkTime), stepsLeft: .max)
-            if case .illegal(let shrunkTrace) = searchLinearization(core, model: model, budget: &describeBudget) {
-                coreTrace = shrunkTrace
-                traceSource = core
-            } else {
-                core = trace.prefix.map { part[$0] }
-                shrunk = false
-            }
+            (core, shrunk) = shrink(part, trace: trace, budget: &budget)
         }
-        let longest = coreTrace.longest.map { step in
-            "\(line(traceSource[step.operation])) => \(model.describe(state: step.stateAfter))"
+        let operations = core.prefix.map { part[$0] }
+        let longest = core.longest.map { step in
+            "\(line(part[step.operation])) => \(model.describe(state: step.stateAfter))"
         }
-        let blocked = coreTrace.blocked >= 0 ? line(traceSource[coreTrace.blocked]) : "none"
+        let blocked = core.blocked >= 0 ? line(part[core.blocked]) : "none"
 
         var text = "not linearizable: part \(partition + 1) of \(partitionCount) (\(part.count) operations)\n"
-        text += "these \(core.count) operations admit no linearization"
+        text += "these \(operations.count) operations admit no linearization"
         text += shrunk ? " (shrunk):\n" : " (the prefix up to the furthest point reached):\n"
-        if core.count > Self.listedLimit {
-            text += "  ... \(core.count - Self.listedLimit) earlier operations\n"
+        if operations.count > Self.listedLimit {
+            text += "  ... \(operations.count - Self.listedLimit) earlier operations\n"
         }
-        for operation in core.suffix(Self.listedLimit) {
+        for operation in operations.suffix(Self.listedLimit) {
             text += "  \(line(operation))\n"
         }
         text += "longest linearization found (\(longest.count) operations):\n"
@@ -248,32 +286,84 @@ struct ViolationExplainer<Model: LinearizabilityModel> {
         }
         text += "after which this operation could not be linearized before its return:\n  \(blocked)"
         return LinearizabilityViolation(
-            partition: partition, partitionCount: partitionCount, partitionSize: part.count, operations: core,
+            partition: partition, partitionCount: partitionCount, partitionSize: part.count, operations: operations,
             shrunk: shrunk, longestLinearization: longest, blockedOperation: blocked, description: text)
     }
 
-    /// Drops operations one at a time, latest call first, keeping each drop after which the
-    /// rest still admits no linearization (and cutting to the new failing prefix).
+    /// Drops operations, latest calls first, in runs of a shrinking length (as delta
+    /// debugging does, so a long prefix loses most of its operations in few searches) down to
+    /// one at a time. A drop is kept only if the history admits no linearization even with
+    /// those operations' outcomes made unknown (so each could have taken effect at any time
+    /// after its call, or never), and the rest still fails at the same operation. Merely
+    /// checking that the rest fails would drop the write a stale read observed and leave a
+    /// read of a value never written: a violation of our making. After each drop the
+    /// operations are cut to the new failing prefix.
     ///
-    /// - Returns: the operations kept, and whether every operation was tried.
-    private func shrink(_ operations: [Operation], budget: inout SearchBudget) -> ([Operation], Bool) {
-        var core = operations
-        var position = core.count - 1
-        while position >= 0 {
-            var candidate = core
-            candidate.remove(at: position)
-            switch searchLinearization(candidate, model: model, budget: &budget) {
-            case .illegal(let trace):
-                // The failing prefix of a call-ordered list is a prefix of it.
-                core = trace.prefix.map { candidate[$0] }
-                position = min(position, core.count) - 1
-            case .linearizable:
-                position -= 1
-            case .exhausted:
-                return (core, false)
+    /// - Returns: the trace of the last failing search, as indexes into `part`, and whether
+    ///   every operation was tried.
+    private func shrink(_ part: [Operation], trace: SearchTrace<Model.State>, budget: inout SearchBudget)
+        -> (SearchTrace<Model.State>, Bool)
+    {
+        var core = trace
+        var run = max(1, core.prefix.count / 8)
+        while true {
+            var upper = core.prefix.count
+            while upper > 0 {
+                let lower = max(0, upper - run)
+                switch drop(lower..<upper, from: core, part: part, budget: &budget) {
+                case .kept(let shrunk):
+                    core = shrunk
+                    upper = min(lower, core.prefix.count)
+                case .needed:
+                    upper = lower
+                case .exhausted:
+                    return (core, false)
+                }
+            }
+            if run == 1 { return (core, true) }
+            run /= 2
+        }
+    }
+
+    private enum DropOutcome {
+        case kept(SearchTrace<Model.State>)
+        case needed
+        case exhausted
+    }
+
+    /// Tries to drop the operations at `positions` of `core.prefix` (see `shrink`).
+    private func drop(
+        _ positions: Range<Int>, from core: SearchTrace<Model.State>, part: [Operation], budget: inout SearchBudget
+    ) -> DropOutcome {
+        var relaxed = core.prefix.map { part[$0] }
+        var relaxedAny = false
+        for position in positions where !relaxed[position].outcomeUnknown {
+            let operation = relaxed[position]
+            relaxed[position] = .unknown(clientID: operation.clientID, input: operation.input, call: operation.callTime)
+            relaxedAny = true
+        }
+        if relaxedAny {
+            switch searchLinearization(relaxed, model: model, budget: &budget) {
+            case .illegal: break
+            case .linearizable: return .needed
+            case .exhausted: return .exhausted
             }
         }
-        return (core, true)
+        var candidate = core.prefix
+        candidate.removeSubrange(positions)
+        switch searchLinearization(candidate.map { part[$0] }, model: model, budget: &budget) {
+        case .illegal(let found) where candidate[found.blocked] == core.blocked:
+            // The operations stay in call order, so the new failing prefix is a prefix.
+            return .kept(
+                SearchTrace(
+                    prefix: found.prefix.map { candidate[$0] },
+                    longest: found.longest.map { (candidate[$0.operation], $0.stateAfter) },
+                    blocked: core.blocked))
+        case .illegal, .linearizable:
+            return .needed
+        case .exhausted:
+            return .exhausted
+        }
     }
 
     private func line(_ operation: Operation) -> String {
