@@ -166,6 +166,8 @@ let package = Package(
             dependencies: ["EtcdTestSupport", "EtcdAPI", grpcCore, swiftProtobuf],
             swiftSettings: strictSettings
         ),
+        // The test support's own pure parts, such as the linearizability checker (issue 17).
+        .testTarget(name: "EtcdTestSupportTests", dependencies: ["EtcdTestSupport"], swiftSettings: strictSettings),
         // SIGKILL with writes in flight, against the real binary (issue 5); `scripts/crash-soak.sh` runs more cycles.
         .testTarget(
             name: "EtcdCrashTests",
