@@ -245,6 +245,44 @@ struct SnapshotInstallerTests {
     }
 }
 
+@Suite("Snapshot path end to end", .serialized)
+struct SnapshotEndToEndTests {
+    @Test("a leader's image, taken while it keeps writing, crosses the peer transport and is installed by the follower")
+    func leaderToFollower() async throws {
+        let root = try temporaryRoot()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let leader = try leaderData(root + "/leader")
+        let snapshotIndex = leader.replica.appliedIndex
+        let expected = try Served(leader.replica)
+        let leaderDatabase = Backend.databasePath(dataDirectory: leader.directory)
+        // Applied but not committed in SQLite: never part of an image.
+        var open = Etcdserverpb_InternalRaftRequest()
+        open.put.key = Data("uncommitted".utf8)
+        _ = try leader.replica.apply([Entry(term: 3, index: snapshotIndex + 1, data: try open.serializedBytes())])
+
+        let a = SnapshotNode(0xa1, snapshotDirectory: nil)
+        let b = SnapshotNode(0xb2, snapshotDirectory: root + "/follower/member/snap")
+        try await SnapshotNode.connect(a, b)
+        let message = SnapshotNode.msgSnap(from: 0xa1, to: 0xb2, index: snapshotIndex, term: 3)
+        let imagePath = root + "/leader-image.snap.db"
+        a.transport.sendSnapshot(message) {
+            try BackendImage.write(databaseAt: leaderDatabase, to: imagePath)
+            return imagePath
+        }
+        try await waitUntil(timeout: .seconds(20)) { a.reports.count == 1 && b.deliveries.count == 1 }
+        #expect(a.reports.first?.status == .finished)
+        let delivery = try #require(b.deliveries.first)
+
+        let handle = try followerHandle(root + "/follower")
+        let installed = try install(delivery.path, snapshotIndex: snapshotIndex, into: root + "/follower", handle)
+        #expect(installed.appliedIndex == snapshotIndex)
+        #expect(try handle.read { try Served($0) } == expected)
+        #expect(!FileManager.default.fileExists(atPath: delivery.path))
+        await a.transport.shutdown()
+        await b.transport.shutdown()
+    }
+}
+
 private struct UnexpectedInstall: Error {
     var error: SnapshotInstallError
 }

@@ -23,15 +23,18 @@ struct PeerSnapshotSender: Sendable {
 
     /// Sends `message` with the image that `image` writes; the image file is removed afterwards,
     /// whatever happened. Returns the image's size once the receiver has accepted it.
-    func send(_ message: Message, image: @Sendable () throws -> String) async throws(PeerSnapshotError) -> UInt64 {
-        let path: String
-        do {
-            path = try image()
-        } catch {
-            throw .image("\(error)")
+    func send(_ message: Message, image: @escaping @Sendable () throws -> String) async throws(PeerSnapshotError) -> UInt64 {
+        let pool = NIOThreadPool.singleton
+        // Making the image (a VACUUM INTO of the whole backend) blocks for a while: on the
+        // thread pool, not on the caller's or a Swift concurrency thread.
+        let path = try await runOnPool(pool) { () throws(PeerSnapshotError) in
+            do {
+                return try image()
+            } catch {
+                throw .image("\(error)")
+            }
         }
         defer { unlink(path) }
-        let pool = NIOThreadPool.singleton
         let file = try await runOnPool(pool) { () throws(PeerSnapshotError) in try SnapshotFile.openForReading(path) }
         defer { close(file.descriptor) }
         let limit = context.configuration.maxSnapshotBytes

@@ -89,7 +89,12 @@ enum SnapshotFile {
         "\(operation): \(String(cString: strerror(errno)))"
     }
 
+    /// Creates the file at `path` (and its directory, mode 0700, if missing) for writing.
     static func create(_ path: String) throws(PeerSnapshotError) -> Int32 {
+        if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
+            let directory = String(path[..<slash])
+            if mkdir(directory, 0o700) != 0, errno != EEXIST { throw .file(errorText("mkdir \(directory)")) }
+        }
         let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw .file(errorText("create \(path)")) }
         return descriptor
