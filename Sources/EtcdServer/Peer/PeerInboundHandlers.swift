@@ -3,21 +3,27 @@ import EtcdRaft
 import Logging
 import NIOCore
 
-/// What an inbound peer connection yields: its handshake once, then batches of messages.
+/// What an inbound peer connection yields: its handshake once, then batches of messages or, on a
+/// snapshot connection, one snapshot's header, its chunks and its end.
 enum PeerInbound: Sendable {
     case handshake(PeerHandshake)
     case batch([Message])
+    case snapshotHeader(Message, imageBytes: UInt64)
+    case snapshotChunk(ByteBuffer)
+    case snapshotEnd(digest: [UInt8])
 }
 
 /// Why an inbound connection was closed.
 enum PeerInboundError: Error, Sendable, CustomStringConvertible {
     case handshake(PeerHandshakeError)
     case frame(PeerCodecError)
+    case snapshot(PeerSnapshotError)
 
     var description: String {
         switch self {
         case .handshake(let error): error.description
         case .frame(let error): error.description
+        case .snapshot(let error): error.description
         }
     }
 }
@@ -31,24 +37,45 @@ struct PeerFrameDecoder: ByteToMessageDecoder {
     let codec: PeerMessageCodec
     let localMember: NodeID
     let clusterID: UInt64
+    /// The largest snapshot image accepted, or nil when this member takes no snapshots (a
+    /// snapshot handshake is then refused).
+    let maxSnapshotBytes: UInt64?
     private var handshakeDone = false
+    /// Set after a snapshot handshake: the rest of the connection is one snapshot stream.
+    private var snapshot: PeerSnapshotDecoder?
 
-    init(codec: PeerMessageCodec, localMember: NodeID, clusterID: UInt64) {
+    init(codec: PeerMessageCodec, localMember: NodeID, clusterID: UInt64, maxSnapshotBytes: UInt64? = nil) {
         self.codec = codec
         self.localMember = localMember
         self.clusterID = clusterID
+        self.maxSnapshotBytes = maxSnapshotBytes
     }
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard handshakeDone else {
             guard let bytes = buffer.readBytes(length: PeerHandshake.byteCount) else { return .needMoreData }
+            let handshake: PeerHandshake
             do throws(PeerHandshakeError) {
-                let handshake = try PeerHandshake.decode(bytes, localMember: localMember, clusterID: clusterID)
-                handshakeDone = true
-                context.fireChannelRead(wrapInboundOut(.handshake(handshake)))
-                return .continue
+                handshake = try PeerHandshake.decode(bytes, localMember: localMember, clusterID: clusterID)
             } catch {
                 throw PeerInboundError.handshake(error)
+            }
+            if handshake.kind == .snapshot {
+                guard let maxSnapshotBytes else { throw PeerInboundError.snapshot(.notAccepted) }
+                snapshot = PeerSnapshotDecoder(
+                    codec: codec, sender: handshake.from, localMember: localMember, maxImageBytes: maxSnapshotBytes)
+            }
+            handshakeDone = true
+            context.fireChannelRead(wrapInboundOut(.handshake(handshake)))
+            return .continue
+        }
+        if snapshot != nil {
+            do throws(PeerSnapshotError) {
+                guard let event = try snapshot?.decode(&buffer) else { return .needMoreData }
+                context.fireChannelRead(wrapInboundOut(event))
+                return .continue
+            } catch {
+                throw PeerInboundError.snapshot(error)
             }
         }
         let prefixBytes = PeerMessageCodec.lengthPrefixBytes
@@ -74,9 +101,100 @@ struct PeerFrameDecoder: ByteToMessageDecoder {
     mutating func decodeLast(
         context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool
     ) throws -> DecodingState {
-        // A partial frame at EOF is simply lost with the connection: the sender reconnects.
+        // A partial frame at EOF is simply lost with the connection: the sender reconnects (a
+        // partial snapshot is discarded by the receiver when the connection closes).
         while try decode(context: context, buffer: &buffer) == .continue {}
         return .needMoreData
+    }
+}
+
+/// The snapshot stream of one connection (see ``PeerSnapshotStream``): header, chunks, end.
+/// Nothing is buffered for a part until its announced length has been checked, so a lying or
+/// hostile sender costs at most one chunk of memory.
+struct PeerSnapshotDecoder {
+    let codec: PeerMessageCodec
+    let sender: NodeID
+    let localMember: NodeID
+    let maxImageBytes: UInt64
+
+    private enum Stage {
+        case header
+        case chunks(remaining: UInt64)
+        case digest
+        case done
+    }
+
+    private var stage = Stage.header
+    private var announced: UInt64 = 0
+
+    init(codec: PeerMessageCodec, sender: NodeID, localMember: NodeID, maxImageBytes: UInt64) {
+        self.codec = codec
+        self.sender = sender
+        self.localMember = localMember
+        self.maxImageBytes = maxImageBytes
+    }
+
+    /// The next event, or nil when `buffer` does not hold a whole part yet.
+    mutating func decode(_ buffer: inout ByteBuffer) throws(PeerSnapshotError) -> PeerInbound? {
+        switch stage {
+        case .header:
+            return try decodeHeader(&buffer)
+        case .chunks(let remaining):
+            guard let length = buffer.getInteger(at: buffer.readerIndex, endianness: .little, as: UInt32.self) else {
+                return nil
+            }
+            if length == 0 {
+                guard remaining == 0 else { throw .sizeMismatch(announced: announced, received: announced - remaining) }
+                buffer.moveReaderIndex(forwardBy: 4)
+                stage = .digest
+                return try decode(&buffer)
+            }
+            guard Int(length) <= PeerSnapshotStream.maxChunkBytes else { throw .chunkTooLarge(Int(length)) }
+            guard UInt64(length) <= remaining else {
+                throw .sizeMismatch(announced: announced, received: announced - remaining + UInt64(length))
+            }
+            guard buffer.readableBytes >= 4 + Int(length) else { return nil }
+            buffer.moveReaderIndex(forwardBy: 4)
+            guard let chunk = buffer.readSlice(length: Int(length)) else { return nil }
+            stage = .chunks(remaining: remaining - UInt64(length))
+            return .snapshotChunk(chunk)
+        case .digest:
+            guard let digest = buffer.readBytes(length: PeerSnapshotStream.digestBytes) else { return nil }
+            stage = .done
+            return .snapshotEnd(digest: digest)
+        case .done:
+            guard buffer.readableBytes == 0 else { throw .trailingBytes }
+            return nil
+        }
+    }
+
+    private mutating func decodeHeader(_ buffer: inout ByteBuffer) throws(PeerSnapshotError) -> PeerInbound? {
+        let prefixBytes = PeerMessageCodec.lengthPrefixBytes
+        guard let size = buffer.getInteger(at: buffer.readerIndex, endianness: .little, as: UInt64.self),
+            let frameLength = buffer.getInteger(at: buffer.readerIndex + 8, endianness: .little, as: UInt32.self)
+        else { return nil }
+        guard size <= maxImageBytes else { throw .tooLarge(bytes: size, limit: maxImageBytes) }
+        guard Int(frameLength) <= PeerSnapshotStream.maxHeaderFrameBytes else {
+            throw .badHeader("a header frame of \(frameLength) bytes")
+        }
+        guard buffer.readableBytes >= 8 + prefixBytes + Int(frameLength) else { return nil }
+        buffer.moveReaderIndex(forwardBy: 8 + prefixBytes)
+        let body = buffer.readBytes(length: Int(frameLength)) ?? []
+        let messages: [Message]
+        do throws(PeerCodecError) {
+            messages = try codec.decode(body: body)
+        } catch {
+            throw .badHeader(error.description)
+        }
+        guard messages.count == 1, let message = messages.first, message.type == .snapshot, message.snapshot != nil else {
+            throw .badHeader("it is not one MsgSnap")
+        }
+        guard message.from == sender, message.to == localMember else {
+            throw .badHeader("the MsgSnap is from \(message.from) to \(message.to) on \(sender)'s connection")
+        }
+        announced = size
+        stage = .chunks(remaining: size)
+        return .snapshotHeader(message, imageBytes: size)
     }
 }
 
@@ -134,6 +252,10 @@ final class PeerReceiveHandler: ChannelInboundHandler {
             sink.counters.add(\.receivedFrames)
             sink.counters.add(\.receivedMessages, accepted.count)
             if !accepted.isEmpty { sink.receive(accepted) }
+        case .snapshotHeader, .snapshotChunk, .snapshotEnd:
+            // The decoder checked the snapshot's sender and recipient against the handshake; the
+            // snapshot receiver after this handler stores it.
+            context.fireChannelRead(data)
         }
     }
 

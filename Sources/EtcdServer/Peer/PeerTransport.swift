@@ -41,20 +41,40 @@ final class PeerTransport: Sendable {
     private let logger: Logger
     private let receive: @Sendable ([Message]) -> Void
     private let unreachable: @Sendable (NodeID) -> Void
+    private let receiveSnapshot: (@Sendable (Message, String) -> Void)?
+    private let reportSnapshot: @Sendable (NodeID, SnapshotStatus) -> Void
     private let counters = PeerTransportCounters()
+    /// Peers sending us a snapshot now (at most one each).
+    private let inboundSnapshots = PeerSnapshotSlots()
+
+    /// A snapshot being sent to a peer; `generation` tells a finished task's entry from a newer one.
+    private struct OutboundSnapshot {
+        var generation: UInt64
+        var task: Task<Void, Never>?
+    }
 
     private struct State {
         var server: (any Channel)?
         var inbound: [ObjectIdentifier: any Channel] = [:]
         var writers: [NodeID: PeerWriter] = [:]
+        var snapshots: [NodeID: OutboundSnapshot] = [:]
+        var snapshotGeneration: UInt64 = 0
         var shutDown = false
     }
 
     private let state = Mutex(State())
 
+    /// A transport for `memberID`. Raft messages received go to `receive`; a peer that cannot be
+    /// reached is reported to `reportUnreachable`. Snapshots: a received one is delivered to
+    /// `receiveSnapshot` with the path of its stored image (nil, or no
+    /// `configuration.snapshotDirectory`, refuses every snapshot), and the outcome of each
+    /// ``sendSnapshot(_:image:)`` goes to `reportSnapshot`. All callbacks run on an event loop or
+    /// a transport task and must be cheap (hand the value to the Raft loop's mailbox).
     init(
         memberID: NodeID, codec: PeerMessageCodec, configuration: PeerTransportConfiguration, logger: Logger,
-        receive: @escaping @Sendable ([Message]) -> Void, reportUnreachable: @escaping @Sendable (NodeID) -> Void
+        receive: @escaping @Sendable ([Message]) -> Void, reportUnreachable: @escaping @Sendable (NodeID) -> Void,
+        receiveSnapshot: (@Sendable (Message, String) -> Void)? = nil,
+        reportSnapshot: @escaping @Sendable (NodeID, SnapshotStatus) -> Void = { _, _ in }
     ) {
         self.memberID = memberID
         self.codec = codec
@@ -62,6 +82,8 @@ final class PeerTransport: Sendable {
         self.logger = logger
         self.receive = receive
         unreachable = reportUnreachable
+        self.receiveSnapshot = receiveSnapshot
+        self.reportSnapshot = reportSnapshot
     }
 
     /// What the transport has done so far.
@@ -122,8 +144,12 @@ final class PeerTransport: Sendable {
         let sink = PeerInboundSink(
             localMember: memberID, counters: counters, logger: logger, receive: receive,
             handshakeTimeout: configuration.handshakeTimeout)
-        let decoder = PeerFrameDecoder(codec: codec, localMember: memberID, clusterID: configuration.clusterID)
-        // Never buffer more than one largest frame and its prefix (plus the handshake).
+        let snapshotSink = snapshotSink()
+        let decoder = PeerFrameDecoder(
+            codec: codec, localMember: memberID, clusterID: configuration.clusterID,
+            maxSnapshotBytes: snapshotSink == nil ? nil : configuration.maxSnapshotBytes)
+        // Never buffer more than one largest frame and its prefix (plus the handshake). A
+        // snapshot stream's parts are smaller still (a chunk, the header frame).
         let bufferLimit = PeerHandshake.byteCount + PeerMessageCodec.lengthPrefixBytes + codec.maxFrameBytes
         let prepared = configuration.prepareInboundChannel?(channel) ?? channel.eventLoop.makeSucceededVoidFuture()
         return prepared.flatMapThrowing {
@@ -131,7 +157,19 @@ final class PeerTransport: Sendable {
                 ByteToMessageHandler(decoder, maximumBufferSize: bufferLimit),
                 PeerReceiveHandler(sink: sink)
             )
+            if let snapshotSink {
+                try channel.pipeline.syncOperations.addHandler(PeerSnapshotReceiver(sink: snapshotSink))
+            }
         }
+    }
+
+    /// What snapshot receivers need, or nil when this member takes no snapshots.
+    private func snapshotSink() -> PeerSnapshotSink? {
+        guard let directory = configuration.snapshotDirectory, let receiveSnapshot else { return nil }
+        return PeerSnapshotSink(
+            directory: directory, syncs: configuration.syncsSnapshots, idleTimeout: configuration.snapshotIdleTimeout,
+            slots: inboundSnapshots, counters: counters, logger: logger, threadPool: NIOThreadPool.singleton,
+            deliver: receiveSnapshot)
     }
 
     // MARK: Peers
@@ -157,8 +195,10 @@ final class PeerTransport: Sendable {
     /// Stops sending to `id`: what waits for it is dropped and its connection closed. Returns
     /// once its writer has ended.
     func removePeer(_ id: NodeID) async {
-        let writer = state.withLock { $0.writers.removeValue(forKey: id) }
+        let (writer, snapshot) = state.withLock { ($0.writers.removeValue(forKey: id), $0.snapshots[id]?.task) }
+        snapshot?.cancel()
         await writer?.stop()
+        await snapshot?.value
     }
 
     // MARK: Sending
@@ -205,24 +245,107 @@ final class PeerTransport: Sendable {
         return size
     }
 
+    // MARK: Snapshots
+
+    /// Sends a MsgSnap (`message`, type `.snapshot` with its snapshot's metadata) and the backend
+    /// image behind it to `message.to`, on a connection of its own, and returns at once; the
+    /// outcome goes to `reportSnapshot` (etcd's rafthttp `snapshotSender` and
+    /// `ReportSnapshot`). `image` runs on a transport task, not the caller's, and returns the
+    /// path of a fresh image file, which is removed once sent (or not).
+    ///
+    /// `.finished` is reported once the receiver has stored and synced the image and handed the
+    /// MsgSnap to its Raft; `.failed` for everything else: an image that cannot be made or is
+    /// larger than `maxSnapshotBytes`, a peer that is unknown, down, refuses or does not answer
+    /// within the timeouts. At most one snapshot is in flight per peer: another one for a peer
+    /// that has one in flight is refused at once (reported `.failed`, `image` never called);
+    /// Raft sends it again after the first one's report.
+    func sendSnapshot(_ message: Message, image: @escaping @Sendable () throws -> String) {
+        let peer = message.to
+        guard message.type == .snapshot, message.snapshot != nil else {
+            failSnapshot(peer, .notASnapshot)
+            return
+        }
+        let claim = state.withLock { state -> Result<(PeerWriter, UInt64), PeerSnapshotError> in
+            guard !state.shutDown, let writer = state.writers[peer] else { return .failure(.unknownPeer) }
+            guard state.snapshots[peer] == nil else { return .failure(.alreadyInFlight) }
+            state.snapshotGeneration += 1
+            state.snapshots[peer] = OutboundSnapshot(generation: state.snapshotGeneration)
+            return .success((writer, state.snapshotGeneration))
+        }
+        let writer: PeerWriter
+        let generation: UInt64
+        switch claim {
+        case .failure(let error):
+            failSnapshot(peer, error)
+            return
+        case .success(let claimed):
+            (writer, generation) = claimed
+        }
+        let sender = PeerSnapshotSender(
+            peer: peer, host: writer.host, port: writer.port,
+            context: PeerWriterContext(
+                localMember: memberID, codec: codec, configuration: configuration, counters: counters, logger: logger,
+                reportUnreachable: unreachable))
+        let task = Task {
+            let outcome: Result<UInt64, PeerSnapshotError>
+            do throws(PeerSnapshotError) {
+                outcome = .success(try await sender.send(message, image: image))
+            } catch {
+                outcome = .failure(error)
+            }
+            // The slot is free before the report, so that Raft may send another at once.
+            state.withLock { state in
+                if state.snapshots[peer]?.generation == generation { state.snapshots[peer] = nil }
+            }
+            switch outcome {
+            case .success(let bytes):
+                counters.add(\.sentSnapshots)
+                logger.info(
+                    "sent snapshot", metadata: ["peer": "\(peer)", "bytes": "\(bytes)", "index": "\(message.snapshot?.metadata.index ?? 0)"])
+                reportSnapshot(peer, .finished)
+            case .failure(let error):
+                failSnapshot(peer, error)
+            }
+        }
+        state.withLock { state in
+            if state.snapshots[peer]?.generation == generation { state.snapshots[peer]?.task = task }
+        }
+    }
+
+    private func failSnapshot(_ peer: NodeID, _ error: PeerSnapshotError) {
+        counters.add(\.failedSnapshots)
+        logger.warning("failed to send snapshot", metadata: ["peer": "\(peer)", "error": "\(error)"])
+        reportSnapshot(peer, .failed)
+    }
+
+    /// Snapshots being sent now, and being received.
+    var snapshotsInFlight: (sending: Int, receiving: Int) {
+        (state.withLock { $0.snapshots.count }, inboundSnapshots.count)
+    }
+
     // MARK: Shutdown
 
     /// Stops listening, closes every connection and stops every writer (pending messages are
     /// dropped). Later sends are dropped as for an unknown peer.
     func shutdown() async {
-        let (server, inbound, writers) = state.withLock { state in
+        let (server, inbound, writers, snapshots) = state.withLock { state in
             state.shutDown = true
             defer {
                 state.server = nil
                 state.inbound = [:]
                 state.writers = [:]
             }
-            return (state.server, Array(state.inbound.values), Array(state.writers.values))
+            return (
+                state.server, Array(state.inbound.values), Array(state.writers.values),
+                state.snapshots.values.compactMap(\.task)
+            )
         }
         try? await server?.close()
         for channel in inbound { channel.close(promise: nil) }
+        for snapshot in snapshots { snapshot.cancel() }
         await withTaskGroup(of: Void.self) { group in
             for writer in writers { group.addTask { await writer.stop() } }
+            for snapshot in snapshots { group.addTask { await snapshot.value } }
         }
         logger.debug("peer transport shut down", metadata: ["member": "\(memberID)"])
     }

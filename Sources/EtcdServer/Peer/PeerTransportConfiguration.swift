@@ -30,6 +30,23 @@ struct PeerTransportConfiguration: Sendable {
     /// A peer that stays unreachable is reported at most this often: Raft only uses the report
     /// to move the peer's progress back to probing, once per heartbeat is plenty.
     var unreachableReportInterval: Duration = .milliseconds(100)
+    /// Where received snapshot images are stored (`<term>-<index>.snap.db`, etcd's `member/snap`
+    /// directory), or nil to refuse snapshots (the sender is told so).
+    var snapshotDirectory: String? = nil
+    /// The largest snapshot image sent or accepted; a larger one is refused before any of it is
+    /// read. etcd has no separate bound (its backend quota, 2 GiB by default and 8 GiB at most
+    /// suggested, bounds the image); 8 GiB here.
+    var maxSnapshotBytes: UInt64 = 8 << 30
+    /// The size of the chunks a snapshot image is sent in (at most `PeerSnapshotStream.maxChunkBytes`).
+    var snapshotChunkBytes = 1 << 20
+    /// How long the sender waits for the receiver's answer once the image is sent (the receiver
+    /// syncs the file first); etcd's sender waits for the HTTP response the same way.
+    var snapshotAckTimeout: Duration = .seconds(30)
+    /// How long a snapshot connection may stay silent before the receiver gives it up and
+    /// removes the partial file.
+    var snapshotIdleTimeout: Duration = .seconds(30)
+    /// Whether received images are synced before they are announced (false: `--unsafe-no-fsync`).
+    var syncsSnapshots = true
     var eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     /// Seams for peer TLS (not implemented yet): each may add handlers to a new connection's
     /// pipeline before the transport adds its own, on accepted and on outbound connections.
@@ -63,6 +80,14 @@ struct PeerTransportStatistics: Sendable, Hashable {
     var reconnects = 0
     /// Times `reportUnreachable` was called.
     var unreachableReports = 0
+    /// Snapshots the receiver accepted, and sent ones it refused or that failed on the way.
+    var sentSnapshots = 0
+    var failedSnapshots = 0
+    /// Snapshots received (stored and delivered), and refused (nothing kept).
+    var receivedSnapshots = 0
+    var refusedSnapshots = 0
+    /// The most snapshot bytes ever held by a receiver between their arrival and their write.
+    var snapshotPeakBufferedBytes = 0
 }
 
 /// The shared, lock-protected statistics.
@@ -74,5 +99,10 @@ final class PeerTransportCounters: Sendable {
     func add(_ field: WritableKeyPath<PeerTransportStatistics, Int>, _ amount: Int = 1) {
         guard amount != 0 else { return }
         values.withLock { $0[keyPath: field] += amount }
+    }
+
+    /// Raises `field` to `value` if it is lower (a high-water mark).
+    func raise(_ field: WritableKeyPath<PeerTransportStatistics, Int>, to value: Int) {
+        values.withLock { $0[keyPath: field] = max($0[keyPath: field], value) }
     }
 }

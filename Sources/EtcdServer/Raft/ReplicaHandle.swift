@@ -17,7 +17,7 @@ import Synchronization
 /// under, so no reader can slip in between.
 final class ReplicaHandle: Sendable {
     private struct State {
-        let replica: Replica
+        var replica: Replica
         var failed = false
     }
 
@@ -59,10 +59,72 @@ final class ReplicaHandle: Sendable {
         try state.withLock { (state: inout sending State) throws(Failure) -> Result in try body(state.replica) }
     }
 
+    /// Puts `newReplica` in place of the current one, under the lock: readers see the old state
+    /// or the new one, never a mix. The old replica is released here (its backend connection
+    /// closes once nothing else holds it).
+    ///
+    /// This does not clear ``hasFailed``: a member fails when its backend or WAL failed, and its
+    /// Raft loop has stopped by then, so a replica put in afterwards would be served with nothing
+    /// applying entries to it; only a restart (which replays the WAL) brings a failed member back.
+    func replace(with newReplica: sending Replica) {
+        let incoming = ReplicaTransfer(newReplica)
+        state.withLock { state in
+            if let replica = incoming.take() { state.replica = replica }
+        }
+    }
+
+    /// For replacing the backend file under the replica (a snapshot install): under the lock,
+    /// moves the replica out of the handle (leaving `standIn` in its place) and lends it to
+    /// `body` with the failed flag. `body` may release it (set it to nil, closing its backend once
+    /// nothing else holds it) and must leave either that replica or one it opened itself; if it
+    /// leaves nil, the stand-in stays and the member is marked failed. Readers wait until this
+    /// returns, so none sees a replica whose file is being swapped. Does not clear ``hasFailed``
+    /// (see ``replace(with:)``).
+    func withExclusiveAccess<Result: Sendable, Failure: Error>(
+        standIn: sending Replica,
+        _ body: (inout Replica?, inout Bool) throws(Failure) -> Result
+    ) throws(Failure) -> Result {
+        let placeholder = ReplicaTransfer(standIn)
+        let lent = ReplicaTransfer(nil)
+        return try state.withLock { (state: inout sending State) throws(Failure) -> Result in
+            lent.put(state.replica)
+            if let standIn = placeholder.take() { state.replica = standIn }
+            var failed = state.failed
+            defer {
+                if let current = lent.take() { state.replica = current } else { failed = true }
+                state.failed = failed
+            }
+            var current = lent.take()
+            defer { lent.put(current) }
+            return try body(&current, &failed)
+        }
+    }
+
     /// Records that the member stopped on a failure elsewhere (its WAL): nothing is served after.
     func markFailed() {
         state.withLock { $0.failed = true }
     }
 
     var hasFailed: Bool { state.withLock { $0.failed } }
+}
+
+/// Moves a replica across the lock's closure, which the region checker cannot follow.
+///
+/// `@unchecked Sendable` is safe here because each transfer is used only inside one call of
+/// ``ReplicaHandle``, synchronously: it is filled either with a `sending` replica (no other
+/// reference exists) or with the handle's own replica under the lock, and emptied under the
+/// same lock before the call returns, so no two threads ever touch it and no replica escapes.
+private final class ReplicaTransfer: @unchecked Sendable {
+    private var replica: Replica?
+
+    init(_ replica: sending Replica?) {
+        self.replica = replica
+    }
+
+    func put(_ replica: Replica?) { self.replica = replica }
+
+    func take() -> Replica? {
+        defer { replica = nil }
+        return replica
+    }
 }
