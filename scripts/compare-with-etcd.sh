@@ -4,8 +4,8 @@
 #
 #   scripts/compare-with-etcd.sh                   # full matrix, under 10 minutes
 #   scripts/compare-with-etcd.sh --quick           # smaller totals, under 2 minutes
-#   scripts/compare-with-etcd.sh --cluster         # 3-member clusters: puts and ranges, about 10 minutes
-#   scripts/compare-with-etcd.sh --cluster --quick # the same with smaller totals, under 4 minutes
+#   scripts/compare-with-etcd.sh --cluster         # 3-member clusters: puts and ranges, about 4 minutes
+#   scripts/compare-with-etcd.sh --cluster --quick # the same with smaller totals, about 1 minute
 #
 # Both servers run on 127.0.0.1 with fresh data directories and fsync on; every process this
 # script starts is stopped when it exits, however it exits. With BENCH_KEEP_LOGS=DIR set, the
