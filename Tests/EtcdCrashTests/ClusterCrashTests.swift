@@ -162,7 +162,7 @@ struct ClusterCrashRun {
         print(
             "cluster crash cycle \(cycle)/\(settings.cycles): killed \(killed) (\(kind); \(leader.name) led) after "
                 + "\(phase.acknowledgedAtKill) acknowledged writes, \(log.acknowledged.count - phase.acknowledgedAtKill) "
-                + "more while down, \(log.inFlight.count) of unknown outcome; highest acknowledged revision "
+                + "more after the kill, \(log.inFlight.count) of unknown outcome; highest acknowledged revision "
                 + "\(history.highestAcknowledgedRevision), every member at revision \(storeRevision) after the restart"
         )
         history.settle(observed: observed, storeRevision: storeRevision)
