@@ -23,8 +23,10 @@
 # Builds the test binary and the server once (the test finds `etcd` next to the test bundle), then
 # runs the crash test. A failure prints the broken promises (which acknowledged writes are missing
 # or stale, or where members disagree), the server's (every member's) log tail and the kept data
-# directory, then the seed; the exit status is non-zero. The seed fixes each writer's operations and the kill moments, not the thread timing,
-# so a replay re-runs the same workload rather than the exact interleaving.
+# directory, then the seed; the exit status is non-zero. The seed fixes each writer's operations
+# and the kill moments (with --cluster, also the kind of kill; which member leads is the cluster's
+# doing), not the thread timing, so a replay re-runs the same workload rather than the exact
+# interleaving.
 set -euo pipefail
 
 # The single-server test, or (--cluster) the cluster one: its filter, cycle variable and the line
@@ -62,7 +64,8 @@ for (( run = 1; run <= runs; run++ )); do
     if (( status != 0 )) || ! grep -q "$passed_marker" "$log"; then
         rm -f "$log"
         echo "crash-soak: FAILED with SEED=$seed $cycles_variable=$cycles (exit $status)" >&2
-        echo "crash-soak: replay: SEED=$seed $cycles_variable=$cycles $binary --testing-library swift-testing --filter '$filter'" >&2
+        echo "crash-soak: replay: SEED=$seed $cycles_variable=$cycles" \
+            "$binary --testing-library swift-testing --filter '$filter'" >&2
         exit 1
     fi
     rm -f "$log"

@@ -26,7 +26,7 @@ import Darwin
 /// etcd, to check the test itself.
 @Suite("Crash: SIGKILL of cluster members while writes are in flight")
 struct ClusterCrashTests {
-    @Test("every acknowledged write survives SIGKILL of the leader, a follower or two members, on every member, and the members agree")
+    @Test("every acknowledged write survives killing the leader, a follower or two members; all members agree")
     func acknowledgedWritesSurviveMemberKills() async throws {
         let settings = CrashSettings.fromEnvironment(cyclesVariable: "CLUSTER_CRASH_CYCLES", defaultCycles: 6)
         print(
@@ -110,7 +110,8 @@ struct ClusterCrashRun {
     /// Writes until the kill moment, kills, writes on while quorum holds, restarts and verifies.
     private mutating func runCycle(_ cycle: Int, victims kind: Victims) async throws {
         let target = Int.random(in: settings.acknowledgementsBeforeKill, using: &random)
-        let outageTarget = kind == .twoAtOnce ? 0 : Int.random(in: settings.acknowledgementsDuringOutage, using: &random)
+        let outageTarget =
+            kind == .twoAtOnce ? 0 : Int.random(in: settings.acknowledgementsDuringOutage, using: &random)
         let writerSeeds = (0..<settings.writers).map { _ in random.next() }
         let (victims, leader) = try await chooseVictims(kind, cycle: cycle)
         let phase = try await writeAndKill(
@@ -161,8 +162,9 @@ struct ClusterCrashRun {
         let (observed, storeRevision) = try await verify(cycle: cycle)
         print(
             "cluster crash cycle \(cycle)/\(settings.cycles): killed \(killed) (\(kind); \(leader.name) led) after "
-                + "\(phase.acknowledgedAtKill) acknowledged writes, \(log.acknowledged.count - phase.acknowledgedAtKill) "
-                + "more after the kill, \(log.inFlight.count) of unknown outcome; highest acknowledged revision "
+                + "\(phase.acknowledgedAtKill) acknowledged writes, "
+                + "\(log.acknowledged.count - phase.acknowledgedAtKill) more after the kill, "
+                + "\(log.inFlight.count) of unknown outcome; highest acknowledged revision "
                 + "\(history.highestAcknowledgedRevision), every member at revision \(storeRevision) after the restart"
         )
         history.settle(observed: observed, storeRevision: storeRevision)
@@ -406,7 +408,10 @@ struct ClusterCrashRun {
         _ response: Etcdserverpb_RangeResponse
     ) throws -> [String: ObservedKey] {
         guard !response.more, response.count == Int64(response.kvs.count) else {
-            throw failure(cycle, "a range through \(member.name) returned \(response.kvs.count) of \(response.count) keys")
+            throw failure(
+                cycle,
+                "a range through \(member.name) returned \(response.kvs.count) of \(response.count) keys"
+            )
         }
         var observed: [String: ObservedKey] = [:]
         for kv in response.kvs {

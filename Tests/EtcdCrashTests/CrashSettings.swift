@@ -41,6 +41,7 @@ struct CrashSettings: Sendable {
         }
         let minAcks = max(0, integer("CRASH_MIN_ACKS", 5))
         let minOutageAcks = max(0, integer("CLUSTER_CRASH_MIN_OUTAGE_ACKS", 0))
+        let maxOutageAcks = max(minOutageAcks, integer("CLUSTER_CRASH_MAX_OUTAGE_ACKS", 60))
         return CrashSettings(
             cycles: max(1, integer(cyclesVariable, defaultCycles)),
             seed: environment["SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 0...UInt64.max),
@@ -48,7 +49,7 @@ struct CrashSettings: Sendable {
             connections: max(1, integer("CRASH_CONNECTIONS", 3)),
             acknowledgementsBeforeKill: minAcks...max(minAcks, integer("CRASH_MAX_ACKS", 120)),
             historicalReadsPerCycle: max(0, integer("CRASH_HISTORY_READS", 16)),
-            acknowledgementsDuringOutage: minOutageAcks...max(minOutageAcks, integer("CLUSTER_CRASH_MAX_OUTAGE_ACKS", 60))
+            acknowledgementsDuringOutage: minOutageAcks...maxOutageAcks
         )
     }
 }
