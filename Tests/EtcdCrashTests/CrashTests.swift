@@ -163,7 +163,7 @@ struct CrashRun {
                             writer,
                             cycle: cycle,
                             seed: seed,
-                            client: client,
+                            clients: [client],
                             recorder: recorder,
                             options: options
                         )
@@ -271,9 +271,18 @@ func withClients<Result: Sendable>(
     count: Int,
     _ body: ([EtcdGRPCClient]) async throws -> Result
 ) async throws -> Result {
-    guard count > 0 else { return try await body([]) }
+    try await withClients(ports: Array(repeating: port, count: count), body)
+}
+
+/// Runs `body` with one gRPC client per entry of `ports`, each with its own connection to
+/// `127.0.0.1:<port>`, in the order of `ports`.
+func withClients<Result: Sendable>(
+    ports: [Int],
+    _ body: ([EtcdGRPCClient]) async throws -> Result
+) async throws -> Result {
+    guard let port = ports.first else { return try await body([]) }
     // A writer may not get to send anything before the kill, leaving its connection unused.
     return try await withEtcdGRPCClientAllowingNoCalls(port: port) { first in
-        try await withClients(port: port, count: count - 1) { rest in try await body([first] + rest) }
+        try await withClients(ports: Array(ports.dropFirst())) { rest in try await body([first] + rest) }
     }
 }

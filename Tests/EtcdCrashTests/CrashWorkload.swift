@@ -91,7 +91,8 @@ enum CrashWorkload {
     }
 }
 
-/// What the writers of one cycle saw, shared between them and the task that kills the server.
+/// What the writers of one cycle saw, shared between them and the task that kills the server (or
+/// cluster members).
 final class CycleRecorder: Sendable {
     struct Log: Sendable {
         var acknowledged: [(write: CrashWrite, revision: Int64)] = []
@@ -99,6 +100,8 @@ final class CycleRecorder: Sendable {
         /// Errors that arrived before the kill: a healthy server should not produce any.
         var unexpectedErrors: [String] = []
         var killRequested = false
+        /// Writers stop after their current call once this is set.
+        var stopRequested = false
         var runningWriters: Int
     }
 
@@ -117,9 +120,20 @@ final class CycleRecorder: Sendable {
 
     var log: Log { state.withLock { $0.log } }
     var killRequested: Bool { state.withLock { $0.log.killRequested } }
+    var stopRequested: Bool { state.withLock { $0.log.stopRequested } }
 
-    /// Marks the kill as requested; errors after this point are the kill's doing.
-    func requestKill() { state.withLock { $0.log.killRequested = true } }
+    /// Marks the kill as requested; errors after this point are the kill's doing. Unless
+    /// `stopWriters` is false (a cluster that keeps quorum takes writes while a member is down),
+    /// writers stop after their current call.
+    func requestKill(stopWriters: Bool = true) {
+        state.withLock { state in
+            state.log.killRequested = true
+            if stopWriters { state.log.stopRequested = true }
+        }
+    }
+
+    /// Asks writers to stop after their current call.
+    func requestStop() { state.withLock { $0.log.stopRequested = true } }
 
     func acknowledged(_ write: CrashWrite, revision: Int64) {
         update { $0.acknowledged.append((write, revision)) }
@@ -137,6 +151,25 @@ final class CycleRecorder: Sendable {
     /// Waits until enough writes are acknowledged (true), or every writer stopped, a writer failed
     /// before the kill, or `timeout` passed (false).
     func waitForKillMoment(timeout: Duration) async -> Bool {
+        await wait(timeout: timeout)
+        return state.withLock { $0.log.acknowledged.count >= $0.target && $0.log.unexpectedErrors.isEmpty }
+    }
+
+    /// Like ``waitForKillMoment(timeout:)``, for `count` acknowledged writes in all.
+    func waitForAcknowledgements(_ count: Int, timeout: Duration) async -> Bool {
+        state.withLock { $0.target = count }
+        return await waitForKillMoment(timeout: timeout)
+    }
+
+    /// Waits until every writer has returned (true) or `timeout` passed (false).
+    func waitForWriters(timeout: Duration) async -> Bool {
+        state.withLock { $0.target = .max }
+        await wait(timeout: timeout)
+        return state.withLock { $0.log.runningWriters == 0 }
+    }
+
+    private func wait(timeout: Duration) async {
+        state.withLock { $0.deadlinePassed = false }
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -161,7 +194,6 @@ final class CycleRecorder: Sendable {
             // Ends the deadline's child early when the condition held first.
             group.cancelAll()
         }
-        return state.withLock { $0.log.acknowledged.count >= $0.target && $0.log.unexpectedErrors.isEmpty }
     }
 
     private static func isWaitOver(_ state: State) -> Bool {
@@ -179,29 +211,44 @@ final class CycleRecorder: Sendable {
 }
 
 extension CrashWorkload {
-    /// One writer: sends operations one after another until the kill is requested or its call
-    /// fails; a write without a response is recorded as in flight.
+    /// One writer: sends operations one after another through `clients[0]` until it is asked to
+    /// stop or its call fails; a write without a response is recorded as in flight (its outcome is
+    /// unknown).
+    ///
+    /// With several clients (one per cluster member), a call that fails after the kill moves the
+    /// writer on to the next client, as etcd's clientv3 moves to another endpoint; before the kill
+    /// any failure stops the writer.
     static func runWriter(
         _ writer: Int,
         cycle: Int,
         seed: UInt64,
-        client: EtcdGRPCClient,
+        clients: [EtcdGRPCClient],
         recorder: CycleRecorder,
         options: CallOptions
     ) async {
         defer { recorder.writerFinished() }
         var random = SplitMix64(seed: seed)
         var number = 0
-        while !recorder.killRequested && !Task.isCancelled {
+        var current = 0
+        while !recorder.stopRequested && !Task.isCancelled && current < clients.count {
             let label = "c\(cycle)w\(writer)n\(number)"
             number += 1
             let operation = nextOperation(writer: writer, label: label, using: &random)
             do {
-                let (write, revision) = try await perform(operation, label: label, on: client, options: options)
+                let (write, revision) = try await perform(
+                    operation,
+                    label: label,
+                    on: clients[current],
+                    options: options
+                )
                 recorder.acknowledged(write, revision: revision)
             } catch {
                 recorder.failed(possibleWrite(operation, label: label), error: error)
-                return
+                guard recorder.killRequested, clients.count > 1 else { return }
+                current = (current + 1) % clients.count
+                // A backoff, not a synchronisation: a killed member refuses at once, and a writer
+                // must not spin through the members while a new leader is being elected.
+                try? await Task.sleep(for: .milliseconds(50))
             }
         }
     }

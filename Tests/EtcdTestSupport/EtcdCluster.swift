@@ -285,28 +285,40 @@ public final class EtcdCluster: Sendable {
 }
 
 /// Starts a cluster of `size` members of `flavor`, runs `body` with it, then stops every member and
-/// removes the files, whether `body` returns or throws. Clusters run one at a time in a test
-/// process, each holding one of the shared server slots.
+/// removes the files, whether `body` returns or throws; with `keepFilesOnFailure`, a failed start
+/// or a `body` that throws leaves the data directories and logs (``EtcdCluster/directory``) for
+/// the failure's investigation. Clusters run one at a time in a test process, each holding one of
+/// the shared server slots.
 public func withEtcdCluster<Result: Sendable>(
     _ flavor: ServerFlavor,
     size: Int = 3,
     extraArguments: [String] = [],
     startTimeout: Duration = .seconds(40),
+    keepFilesOnFailure: Bool = false,
     _ body: (EtcdCluster) async throws -> Result
 ) async throws -> Result {
     try await clusterSlots.withPermit {
         try await ServerSlots.shared.withPermit {
             let directory = try TemporaryDirectory(prefix: "etcd-cluster-\(flavor == .realEtcd ? "real" : "swift")")
-            defer { directory.remove() }
-            let cluster = try await EtcdCluster.start(
-                flavor, size: size, extraArguments: extraArguments, in: directory, startTimeout: startTimeout)
             let outcome: Swift.Result<Result, any Error>
             do {
-                outcome = .success(try await body(cluster))
+                let cluster = try await EtcdCluster.start(
+                    flavor, size: size, extraArguments: extraArguments, in: directory, startTimeout: startTimeout)
+                do {
+                    outcome = .success(try await body(cluster))
+                } catch {
+                    outcome = .failure(error)
+                }
+                await cluster.stopAll()
             } catch {
+                // The start failed; it stopped whatever it launched.
                 outcome = .failure(error)
             }
-            await cluster.stopAll()
+            if case .success = outcome {
+                directory.remove()
+            } else if !keepFilesOnFailure {
+                directory.remove()
+            }
             return try outcome.get()
         }
     }
