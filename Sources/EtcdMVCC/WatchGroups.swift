@@ -194,6 +194,23 @@ public struct WatchGroups<ID: Hashable> {
         }
     }
 
+    /// The store was replaced by a newer one (a Raft snapshot installed from the leader) at
+    /// `revision`: every watcher that was synced has been handed everything up to the old
+    /// current revision and now catches up from the new store, as etcd moves its synced
+    /// watchers to unsynced after a restore. Those whose history is gone from it are found by
+    /// ``removeCompacted(below:)`` then.
+    public mutating func restore(currentRevision revision: Int64) {
+        let next = currentRevision + 1
+        for id in Array(watches.keys) where !unsynced.contains(id) {
+            guard var watch = watches[id], watch.nextRevision <= revision else { continue }
+            watch.nextRevision = max(watch.nextRevision, next)
+            watches[id] = watch
+            unsynced.insert(id)
+            syncedIndex.remove(id, for: watch.range)
+        }
+        currentRevision = max(currentRevision, revision)
+    }
+
     /// Removes and returns the unsynced watchers whose next revision is below `compactRevision`:
     /// their history is gone, so they are cancelled with that compact revision (as etcd does).
     public mutating func removeCompacted(below compactRevision: Int64) -> [ID] {

@@ -12,9 +12,15 @@ public enum MemberError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The WAL and the backend disagree in a way no crash can explain (e.g. the backend has
     /// applied entries the WAL never held).
     case inconsistent(String)
+    /// The newest Raft snapshot is ahead of the backend: the member stopped between saving a
+    /// snapshot from the leader and installing its backend image, which must be installed now.
+    case backendBehindSnapshot(snapshotIndex: UInt64, snapshotTerm: UInt64, appliedIndex: UInt64)
 
     public var description: String {
         switch self {
+        case .backendBehindSnapshot(let index, _, let applied):
+            return "data directory is inconsistent: the newest snapshot is at index \(index) but the backend has "
+                + "applied only \(applied); the entries in between are gone"
         case .wal(let error): return "write-ahead log: \(error)"
         case .backend(let reason): return "backend: \(reason)"
         case .inconsistent(let reason): return "data directory is inconsistent: \(reason)"
@@ -119,9 +125,9 @@ public final class RaftMember {
                     throw .inconsistent("the WAL belongs to another member or cluster than the backend")
                 }
                 guard appliedIndex >= snapshotIndex else {
-                    throw .inconsistent(
-                        "the newest snapshot is at index \(snapshotIndex) but the backend has applied only "
-                            + "\(appliedIndex); the entries in between are gone")
+                    throw .backendBehindSnapshot(
+                        snapshotIndex: snapshotIndex, snapshotTerm: restored.snapshot?.metadata.term ?? 0,
+                        appliedIndex: appliedIndex)
                 }
                 guard appliedIndex <= restored.lastIndex else {
                     throw .inconsistent(
@@ -215,6 +221,9 @@ public final class RaftMember {
     /// then skips.
     public func runCycle(
         send: ([Message]) -> Void = { _ in },
+        restore: (Snapshot) throws(MemberError) -> Void = { snapshot throws(MemberError) in
+            throw .inconsistent("received a Raft snapshot at index \(snapshot.metadata.index) with no way to restore it")
+        },
         apply: ([Entry]) throws(ReplicaError) -> Set<UInt64>
     ) throws(MemberError) -> Cycle? {
         guard node.hasReady() else { return nil }
@@ -225,17 +234,17 @@ public final class RaftMember {
         // what they persisted, so they wait for the sync.
         let sendsFirst = node.softState.role == .leader
         if sendsFirst { send(ready.messages) }
-        if let snapshot = ready.snapshot {
-            // Only a leader sends snapshots, and a lone member has none; restoring the state
-            // machine from one arrives with peers (the cluster issue). Refuse rather than let the
-            // store silently diverge from the log.
-            throw .inconsistent(
-                "received a Raft snapshot at index \(snapshot.metadata.index), which this member cannot restore its store from")
-        }
         do {
             try log.persist(ready)
         } catch {
             throw .wal(error)
+        }
+        // A snapshot from the leader: the log now starts after it (saved above, so a crash from
+        // here on finds it and restores the state machine at the restart); the state machine
+        // is replaced before any entry after it is applied.
+        if let snapshot = ready.snapshot {
+            try restore(snapshot)
+            snapshotIndex = snapshot.metadata.index
         }
         if !sendsFirst { send(ready.messages) }
         if !ready.committedEntries.isEmpty {
@@ -289,6 +298,7 @@ public final class RaftMember {
 
     // MARK: State
 
+    public var id: NodeID { options.id }
     public var term: UInt64 { node.hardState.term }
     public var leader: NodeID { node.softState.leader }
     public var isLeader: Bool { node.softState.role == .leader }

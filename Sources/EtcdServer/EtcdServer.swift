@@ -73,20 +73,19 @@ public final class EtcdServer: Service, Sendable {
         )
         let lock = try DataDirectoryLock(dataDirectory: dataDirectory)
         defer { withExtendedLifetime(lock) {} }
-        let replica = try Self.openReplica(dataDirectory: dataDirectory, leases: leaseConfiguration, logger: logger)
-        // The Raft loop checkpoints the backend itself, outside the replica's lock (see LoopCore).
-        let checkpointer = try BackendCheckpointer(
-            path: Backend.databasePath(dataDirectory: dataDirectory), syncs: !configuration.unsafeNoFsync)
-        let persisted = try replica.resolveIdentity(identity)
+        let handle = ReplicaHandle(try Self.openReplica(dataDirectory: dataDirectory, leases: leaseConfiguration, logger: logger))
+        let persisted = try handle.withReplica { replica in try replica.resolveIdentity(identity) }
         // This member as the membership records it: its ID and peer URLs (raft attributes),
         // then, published through Raft once it runs, its name and client URLs.
         let localMember = ClusterMember(
             id: persisted.member, name: configuration.name,
             peerURLs: configuration.initialAdvertisePeerURLs.map(\.description),
             clientURLs: configuration.advertiseClientURLs.map(\.description))
-        replica.limitLearners(to: configuration.maxLearners)
-        try replica.seedMembershipIfMissing(ClusterMember(id: localMember.id, peerURLs: localMember.peerURLs))
-        let appliedIndex = replica.appliedIndex
+        let maxLearners = configuration.maxLearners
+        try handle.withReplica { replica in
+            replica.limitLearners(to: maxLearners)
+            try replica.seedMembershipIfMissing(ClusterMember(id: localMember.id, peerURLs: localMember.peerURLs))
+        }
         var options = raftOptions(memberID: persisted.member)
         // A new log starts with the members of --initial-cluster as voters, each described in
         // its membership entry as etcd describes it (ID, name, peer URLs).
@@ -97,16 +96,15 @@ public final class EtcdServer: Service, Sendable {
         for initial in initialMembers {
             options.bootstrapContexts[NodeID(initial.id.rawValue)] = MembershipChangeContext(member: initial).encoded()
         }
-        let member = try RaftMember.open(
-            options,
-            metadata: Self.walMetadata(persisted),
-            appliedIndex: appliedIndex,
-            logger: logger
-        )
+        let member = try openRaftMember(options, metadata: Self.walMetadata(persisted), handle: handle)
+        // The Raft loop checkpoints the backend itself, outside the replica's lock (see LoopCore).
+        let checkpointer = try BackendCheckpointer(
+            path: Backend.databasePath(dataDirectory: dataDirectory), syncs: !configuration.unsafeNoFsync)
         // Every revision applied from now on (the WAL's replay included) reaches the watchers.
-        replica.store.recordsChanges = true
-        let startRevision = replica.store.currentRevision
-        let handle = ReplicaHandle(replica)
+        let startRevision = handle.withReplica { replica in
+            replica.store.recordsChanges = true
+            return replica.store.currentRevision
+        }
         let watchHub = WatchHub(currentRevision: startRevision, replica: handle)
         runningWatchHub.withLock { $0 = watchHub }
         let mailbox = RaftMailbox()
@@ -114,8 +112,11 @@ public final class EtcdServer: Service, Sendable {
         let shutdown = ShutdownSignal()
         let published = ShutdownSignal()
         let status = MemberStatusBoard()
-        let activity = PeerActivity()
-        let transport = try await startPeerTransport(identity: persisted, mailbox: mailbox, activity: activity)
+        let transport = try await startPeerTransport(identity: persisted, mailbox: mailbox)
+        transport.answerClusterQueries {
+            guard let members = try? handle.read({ $0.membership.sortedMembers }), !members.isEmpty else { return nil }
+            return PeerClusterInfo(clusterID: persisted.cluster.rawValue, members: members)
+        }
         if let joinedCluster {
             // Until the log arrives, this member knows its peers only from the cluster's answer.
             Self.followMembership(
@@ -123,7 +124,32 @@ public final class EtcdServer: Service, Sendable {
         }
         var loopSettings = loopConfiguration
         loopSettings.localMember = localMember
-        loopSettings.sendToPeers = { transport.send($0) }
+        let databasePath = Backend.databasePath(dataDirectory: dataDirectory)
+        let snapshotDirectory = options.log.snapshotDirectory
+        loopSettings.sendToPeers = { messages in
+            // A snapshot travels on a channel of its own with a consistent image of the backend
+            // (etcd's snapshot sender); everything else goes in the peers' ordinary streams.
+            guard messages.contains(where: { $0.type == .snapshot }) else {
+                transport.send(messages)
+                return
+            }
+            for message in messages where message.type == .snapshot {
+                transport.sendSnapshot(message) {
+                    let path = snapshotDirectory + "/outgoing-\(UInt64.random(in: 1 ... .max)).db"
+                    // A temporary copy, deleted once sent: not worth an fsync.
+                    _ = try BackendImage.write(databaseAt: databasePath, to: path, syncs: false)
+                    return path
+                }
+            }
+            transport.send(messages.filter { $0.type != .snapshot })
+        }
+        let syncs = !configuration.unsafeNoFsync
+        loopSettings.installSnapshot = { imagePath, snapshotIndex, handle in
+            let installed = try self.installSnapshot(imagePath: imagePath, snapshotIndex: snapshotIndex, into: handle)
+            watchHub.restore(currentRevision: installed.revision)
+            return installed.appliedIndex
+        }
+        loopSettings.reopenCheckpointer = { try BackendCheckpointer(path: databasePath, syncs: syncs) }
         let logger = self.logger
         loopSettings.membershipChanged = { membership in
             // A joining member's log starts empty; it keeps the peers it was told of meanwhile.
@@ -178,7 +204,8 @@ public final class EtcdServer: Service, Sendable {
                 replica: handle, header: header, statusBoard: status, mailbox: mailbox,
                 requestTimeout: configuration.requestTimeout),
             ClusterService(
-                header: header, replica: handle, proposer: proposer, status: status, peers: activity, forwarder: forwarder,
+                header: header, replica: handle, proposer: proposer, status: status,
+                activeSince: { transport.activeSince(NodeID($0.rawValue)) }, forwarder: forwarder,
                 strictReconfigCheck: configuration.strictReconfigCheck),
             LeaseService(
                 writer: proposer, replica: handle, header: header, forwarder: forwarder,
@@ -269,19 +296,17 @@ public final class EtcdServer: Service, Sendable {
 
     /// Listens for peers on the first `--listen-peer-urls` address; what peers send goes to the
     /// Raft loop's mailbox.
-    private func startPeerTransport(
-        identity: MemberIdentity.Resolved, mailbox: RaftMailbox, activity: PeerActivity
-    ) async throws -> PeerTransport {
+    private func startPeerTransport(identity: MemberIdentity.Resolved, mailbox: RaftMailbox) async throws -> PeerTransport {
         var settings = PeerTransportConfiguration()
         settings.clusterID = identity.cluster.rawValue
+        settings.snapshotDirectory = configuration.memberDirectory + "/snap"
+        settings.syncsSnapshots = !configuration.unsafeNoFsync
         let transport = PeerTransport(
             memberID: NodeID(identity.member.rawValue), codec: PeerMessageCodec(), configuration: settings, logger: logger,
-            receive: { messages in
-                // A batch comes over one connection, so from one peer.
-                if let first = messages.first { activity.heard(from: first.from) }
-                mailbox.deliverFromPeers(.messages(messages))
-            },
-            reportUnreachable: { mailbox.deliverFromPeers(.unreachable($0)) }
+            receive: { mailbox.deliverFromPeers(.messages($0)) },
+            reportUnreachable: { mailbox.deliverFromPeers(.unreachable($0)) },
+            receiveSnapshot: { message, imagePath in mailbox.deliverFromPeers(.snapshot(message, imagePath: imagePath)) },
+            reportSnapshot: { peer, status in mailbox.deliverFromPeers(.snapshotStatus(peer, status)) }
         )
         for (position, url) in configuration.listenPeerURLs.enumerated() {
             guard url.scheme == "http" else {
@@ -295,6 +320,36 @@ public final class EtcdServer: Service, Sendable {
             _ = try await transport.start(listeningOn: host, port: url.port)
         }
         return transport
+    }
+
+    /// Opens the member's Raft log. If the member stopped after saving the leader's snapshot and
+    /// before installing its backend image, the image is installed first (etcd's
+    /// `recoverSnapshotBackend`).
+    private func openRaftMember(_ options: RaftMember.Options, metadata: [UInt8], handle: ReplicaHandle) throws -> RaftMember {
+        let appliedIndex = handle.withReplica { $0.appliedIndex }
+        let behind: (index: UInt64, term: UInt64)
+        do {
+            return try RaftMember.open(options, metadata: metadata, appliedIndex: appliedIndex, logger: logger)
+        } catch {
+            guard case .backendBehindSnapshot(let index, let term, _) = error else { throw error }
+            behind = (index, term)
+        }
+        let image = options.log.snapshotDirectory + "/" + PeerSnapshotStream.fileName(term: behind.term, index: behind.index)
+        _ = try installSnapshot(imagePath: image, snapshotIndex: behind.index, into: handle)
+        logger.info("installed the leader's snapshot saved before the last stop", metadata: ["index": "\(behind.index)"])
+        return try RaftMember.open(
+            options, metadata: metadata, appliedIndex: handle.withReplica { $0.appliedIndex }, logger: logger)
+    }
+
+    /// Installs a backend image received from the leader (see `SnapshotInstaller`) with this
+    /// member's settings.
+    private func installSnapshot(imagePath: String, snapshotIndex: UInt64, into handle: ReplicaHandle) throws -> InstalledSnapshot {
+        let installed = try SnapshotInstaller.install(
+            imagePath: imagePath, snapshotIndex: snapshotIndex, dataDirectory: configuration.effectiveDataDirectory,
+            into: handle, leases: leaseConfiguration, logger: logger, syncs: !configuration.unsafeNoFsync)
+        let maxLearners = configuration.maxLearners
+        handle.withReplica { $0.limitLearners(to: maxLearners) }
+        return installed
     }
 
     /// Points the transport at every other member's first peer URL, and away from members gone.

@@ -11,6 +11,8 @@ enum PeerInbound: Sendable {
     case snapshotHeader(Message, imageBytes: UInt64)
     case snapshotChunk(ByteBuffer)
     case snapshotEnd(digest: [UInt8])
+    /// A member joining the cluster asks for its description (see ``PeerClusterQuery``).
+    case clusterQuery
 }
 
 /// Why an inbound connection was closed.
@@ -54,6 +56,13 @@ struct PeerFrameDecoder: ByteToMessageDecoder {
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard handshakeDone else {
             guard let bytes = buffer.readBytes(length: PeerHandshake.byteCount) else { return .needMoreData }
+            if bytes == PeerClusterQuery.handshake.encoded {
+                // The connection is the query and nothing else: the answer closes it.
+                handshakeDone = true
+                buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
+                context.fireChannelRead(wrapInboundOut(.clusterQuery))
+                return .needMoreData
+            }
             let handshake: PeerHandshake
             do throws(PeerHandshakeError) {
                 handshake = try PeerHandshake.decode(bytes, localMember: localMember, clusterID: clusterID)
@@ -205,6 +214,9 @@ struct PeerInboundSink: Sendable {
     let logger: Logger
     let receive: @Sendable ([Message]) -> Void
     let handshakeTimeout: Duration
+    /// Answers a joining member's query; nil while there is nothing to tell (the query's
+    /// connection is then closed without an answer).
+    var describeCluster: @Sendable () -> PeerClusterInfo? = { nil }
 }
 
 /// The last handler of an inbound connection: remembers who the handshake said is speaking,
@@ -252,6 +264,17 @@ final class PeerReceiveHandler: ChannelInboundHandler {
             sink.counters.add(\.receivedFrames)
             sink.counters.add(\.receivedMessages, accepted.count)
             if !accepted.isEmpty { sink.receive(accepted) }
+        case .clusterQuery:
+            handshakeDeadline?.cancel()
+            handshakeDeadline = nil
+            guard let info = sink.describeCluster() else {
+                context.close(promise: nil)
+                return
+            }
+            sink.logger.debug("answering a joining member's query", metadata: ["remote": "\(context.remoteAddress?.description ?? "?")"])
+            let answer = context.channel.allocator.buffer(bytes: PeerClusterQuery.encodeAnswer(info))
+            let channel = context.channel
+            channel.writeAndFlush(answer).whenComplete { _ in channel.close(promise: nil) }
         case .snapshotHeader, .snapshotChunk, .snapshotEnd:
             // The decoder checked the snapshot's sender and recipient against the handshake; the
             // snapshot receiver after this handler stores it.

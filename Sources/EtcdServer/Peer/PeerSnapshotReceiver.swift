@@ -85,7 +85,7 @@ final class PeerSnapshotReceiver: ChannelInboundHandler {
         guard !finished, !committing else { return }
         resetIdleTimer(context)
         switch unwrapInboundIn(data) {
-        case .handshake, .batch:
+        case .handshake, .batch, .clusterQuery:
             return
         case .snapshotHeader(let message, _):
             begin(message, context: context)

@@ -94,6 +94,25 @@ final class PeerTransport: Sendable {
         state.withLock { $0.writers[peer] }?.outbox.depth
     }
 
+    /// What a joining member's query is answered with (see ``answerClusterQueries(with:)``).
+    private let clusterDescription = ClusterDescription()
+
+    private final class ClusterDescription: Sendable {
+        let source = Mutex<(@Sendable () -> PeerClusterInfo?)?>(nil)
+        func describe() -> PeerClusterInfo? { source.withLock { $0 }?() }
+    }
+
+    /// Answers joining members' queries on the listener with `describe`'s answer.
+    func answerClusterQueries(with describe: @escaping @Sendable () -> PeerClusterInfo?) {
+        clusterDescription.source.withLock { $0 = describe }
+    }
+
+    /// Since when the connection to `peer` has been up (etcd's `ActiveSince`), or nil if it is
+    /// down or `peer` is not a peer.
+    func activeSince(_ peer: NodeID) -> ContinuousClock.Instant? {
+        state.withLock { $0.writers[peer] }?.connectedSince
+    }
+
     /// The members this transport sends to.
     var peers: [NodeID] { state.withLock { Array($0.writers.keys) } }
 
@@ -141,9 +160,12 @@ final class PeerTransport: Sendable {
         }
         guard accepted else { return channel.close() }
         channel.closeFuture.whenComplete { [self] _ in _ = state.withLock { $0.inbound.removeValue(forKey: key) } }
-        let sink = PeerInboundSink(
+        var inboundSink = PeerInboundSink(
             localMember: memberID, counters: counters, logger: logger, receive: receive,
             handshakeTimeout: configuration.handshakeTimeout)
+        let description = clusterDescription
+        inboundSink.describeCluster = { description.describe() }
+        let sink = inboundSink
         let snapshotSink = snapshotSink()
         let decoder = PeerFrameDecoder(
             codec: codec, localMember: memberID, clusterID: configuration.clusterID,

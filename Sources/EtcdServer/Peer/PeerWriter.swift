@@ -34,6 +34,8 @@ final class PeerWriter: Sendable {
         var task: Task<Void, Never>?
         var stopped = false
         var lastUnreachableReport: ContinuousClock.Instant?
+        /// Since when the current connection has been up (etcd's `ActiveSince`); nil without one.
+        var connectedSince: ContinuousClock.Instant?
     }
 
     private let link = Mutex(Link())
@@ -82,6 +84,9 @@ final class PeerWriter: Sendable {
         context.reportUnreachable(peer)
     }
 
+    /// Since when this writer's connection to the peer has been up, or nil if it is down.
+    var connectedSince: ContinuousClock.Instant? { link.withLock { $0.connectedSince } }
+
     private var isStopped: Bool { link.withLock { $0.stopped } }
 
     private func run() async {
@@ -107,7 +112,10 @@ final class PeerWriter: Sendable {
             context.counters.add(\.connections)
             await pump(channel)
             channel.close(promise: nil)
-            link.withLock { $0.channel = nil }
+            link.withLock {
+                $0.channel = nil
+                $0.connectedSince = nil
+            }
             if !isStopped {
                 context.logger.debug("lost connection to peer", metadata: ["peer": "\(peer)"])
                 reportUnreachable(force: false)
@@ -128,6 +136,7 @@ final class PeerWriter: Sendable {
         let registered = link.withLock { link in
             guard !link.stopped else { return false }
             link.channel = channel
+            link.connectedSince = .now
             return true
         }
         guard registered else {
@@ -143,7 +152,10 @@ final class PeerWriter: Sendable {
             try await write(handshake.encoded, on: channel)
         } catch {
             channel.close(promise: nil)
-            link.withLock { $0.channel = nil }
+            link.withLock {
+                $0.channel = nil
+                $0.connectedSince = nil
+            }
             throw error
         }
         return channel

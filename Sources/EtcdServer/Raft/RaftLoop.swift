@@ -6,6 +6,7 @@ import EtcdMVCC
 import SwiftProtobuf
 import EtcdRaft
 import EtcdReplica
+import Foundation
 import Logging
 import NIOPosix
 import Synchronization
@@ -44,6 +45,12 @@ struct RaftLoopConfiguration: Sendable {
     /// Told the membership after every applied membership change (the transport's peers follow
     /// it, and a member that was removed stops).
     var membershipChanged: @Sendable (ClusterMembership) -> Void = { _ in }
+    /// Installs a backend image received from the leader for a Raft snapshot at the index, in
+    /// place of the replica's backend (nil: this member cannot take snapshots). The loop has
+    /// released its checkpointer's connection first, and opens a new one after.
+    var installSnapshot: (@Sendable (_ imagePath: String, _ snapshotIndex: UInt64, _ replica: ReplicaHandle) throws -> UInt64)?
+    /// Opens the loop's checkpointer on the backend again after an install.
+    var reopenCheckpointer: @Sendable () throws -> BackendCheckpointer? = { nil }
     /// Told once this member's attributes are applied (etcd's ReadyNotify: clients are served
     /// from then on).
     var published: @Sendable () -> Void = {}
@@ -181,7 +188,10 @@ final class RaftLoop: Sendable {
 final class LoopCore {
     let member: RaftMember
     let replica: ReplicaHandle
-    private let checkpointer: BackendCheckpointer?
+    private var checkpointer: BackendCheckpointer?
+    /// Backend images received with the leader's snapshot messages, by snapshot index, until
+    /// Raft hands the snapshot over to be installed.
+    private var receivedImages: [UInt64: String] = [:]
     let pending: PendingRequests
     let status: MemberStatusBoard
     let configuration: RaftLoopConfiguration
@@ -192,7 +202,15 @@ final class LoopCore {
     private var readsAwaitingIndex: [UInt64: [UInt64]] = [:]
     /// Reads that have a read index and wait for it to be applied, in index order.
     private var readsAwaitingApply: [(index: UInt64, ids: [UInt64])] = []
-    private var nextReadContext: UInt64 = 0
+    /// ReadIndex request contexts: unique across the cluster, since the leader ignores a request
+    /// whose context is already pending (etcd-io/raft does too) and followers send theirs to it.
+    /// The member ID's low 16 bits lead, as in etcd's request IDs, then a random start.
+    private var nextReadContext: UInt64
+    /// When each context in `readsAwaitingIndex` was last asked for: a request or its answer
+    /// can be lost on the way to or from the leader, so it is asked again after
+    /// `readIndexRetryInterval` (etcd's `readIndexRetryTime`, 500 ms).
+    private var readRequestedAt: [UInt64: ContinuousClock.Instant] = [:]
+    static let readIndexRetryInterval: Duration = .milliseconds(500)
     private var lastBackendCommit = ContinuousClock.now
     private var lastCompactionStep = ContinuousClock.now
     /// Set at shutdown and when the member failed: Raft must not be touched any more (a failed
@@ -229,6 +247,7 @@ final class LoopCore {
         self.configuration = configuration
         self.logger = logger
         appliedIndex = replica.withReplica { $0.appliedIndex }
+        nextReadContext = (member.id.rawValue & 0xffff) << 48 | UInt64.random(in: 0 ..< (1 << 40)) << 8
     }
 
     func start() throws(MemberError) {
@@ -256,6 +275,15 @@ final class LoopCore {
             switch event {
             case .messages(let messages):
                 for message in messages { member.step(message) }
+            case .snapshot(let message, let imagePath):
+                let index = message.snapshot?.metadata.index ?? 0
+                // Only the newest image can still be wanted.
+                for (older, path) in receivedImages where older <= index && path != imagePath {
+                    try? FileManager.default.removeItem(atPath: path)
+                    receivedImages[older] = nil
+                }
+                receivedImages[index] = imagePath
+                member.step(message)
             case .unreachable(let peer):
                 member.reportUnreachable(peer)
             case .snapshotStatus(let peer, let status):
@@ -268,6 +296,7 @@ final class LoopCore {
             member.tick()
             leaseDuties()
             publishDuties()
+            retryUnansweredReads()
         }
         if !work.proposals.isEmpty {
             var entries: [QueuedProposal] = []
@@ -362,12 +391,23 @@ final class LoopCore {
         return index <= appliedIndex
     }
 
+    /// Asks again for the read indexes that went unanswered too long (see `readRequestedAt`).
+    private func retryUnansweredReads() {
+        guard !readRequestedAt.isEmpty else { return }
+        let now = ContinuousClock.now
+        for (context, requested) in readRequestedAt where requested.duration(to: now) >= Self.readIndexRetryInterval {
+            readRequestedAt[context] = now
+            try? member.readIndex(context: Self.bytes(of: context))
+        }
+    }
+
     private func requestReadIndex(for reads: [UInt64]) {
         nextReadContext += 1
         let context = nextReadContext
         do {
             try member.readIndex(context: Self.bytes(of: context))
             readsAwaitingIndex[context] = reads
+            readRequestedAt[context] = .now
         } catch {
             pending.completeReads(reads, with: .failure(EtcdError.noLeader))
         }
@@ -382,7 +422,13 @@ final class LoopCore {
         var membershipChanged = false
         let publishID = publication.requestID
         var publishedNow = false
-        while let cycle = try member.runCycle(send: configuration.sendToPeers, apply: { (entries) throws(ReplicaError) in
+        while let cycle = try member.runCycle(
+            send: configuration.sendToPeers,
+            restore: { (snapshot) throws(MemberError) in
+                try restoreSnapshot(snapshot)
+                membershipChanged = true
+            },
+            apply: { (entries) throws(ReplicaError) in
             // A leader's first entry of its term is empty; once it is applied, everything from
             // earlier terms is too, and the lessor may take over expiry (etcd's Promote).
             if entries.contains(where: { $0.type == .normal && $0.data.isEmpty && $0.term == term }) {
@@ -397,7 +443,8 @@ final class LoopCore {
             pending.complete(results)
             return refused
         }) {
-            if let last = cycle.lastAppliedIndex { appliedIndex = last }
+            // After a snapshot the backend may be ahead of the entries Raft hands out.
+            if let last = cycle.lastAppliedIndex { appliedIndex = max(appliedIndex, last) }
             if membershipChanged {
                 membershipChanged = false
                 configuration.membershipChanged(replica.withReplica { $0.membership })
@@ -419,6 +466,7 @@ final class LoopCore {
                 guard let context = Self.integer(of: readState.requestContext),
                     let reads = readsAwaitingIndex.removeValue(forKey: context)
                 else { continue }
+                readRequestedAt[context] = nil
                 readsAwaitingApply.append((readState.index, reads))
             }
             if let softState = cycle.softState {
@@ -434,10 +482,33 @@ final class LoopCore {
                     // rather than at their deadline.
                     pending.completeReads(readsAwaitingIndex.values.flatMap { $0 }, with: .failure(EtcdError.leaderChanged))
                     readsAwaitingIndex.removeAll()
+                    readRequestedAt.removeAll()
                 }
             }
             releaseAppliedReads()
         }
+    }
+
+    /// Replaces the backend with the image that came with the leader's snapshot (etcd's
+    /// `applySnapshot`). Raft has saved the snapshot already; if the member stops before the
+    /// install completes, the restart installs the image it finds (see `EtcdServer`).
+    private func restoreSnapshot(_ snapshot: Snapshot) throws(MemberError) {
+        let index = snapshot.metadata.index
+        guard let install = configuration.installSnapshot, let imagePath = receivedImages.removeValue(forKey: index) else {
+            throw .inconsistent("Raft handed over a snapshot at index \(index) with no backend image to install")
+        }
+        // The install swaps the database file: no other connection may be open on it.
+        checkpointer = nil
+        do {
+            appliedIndex = try install(imagePath, index, replica)
+            checkpointer = try configuration.reopenCheckpointer()
+        } catch {
+            throw .backend("installing the leader's snapshot at index \(index): \(error)")
+        }
+        lastBackendCommit = .now
+        logger.info("restored the backend from the leader's snapshot", metadata: [
+            "snapshot_index": "\(index)", "applied_index": "\(appliedIndex)",
+        ])
     }
 
     // MARK: Leases

@@ -16,6 +16,8 @@ struct QueuedProposal: Sendable {
 enum PeerEvent: Sendable {
     /// Messages a peer sent.
     case messages([Message])
+    /// The leader's snapshot message, once its backend image is stored at the path.
+    case snapshot(Message, imagePath: String)
     /// The last message to this peer could not be delivered.
     case unreachable(NodeID)
     /// How sending a snapshot to this peer ended.
@@ -80,6 +82,10 @@ final class RaftMailbox: Sendable {
     /// is stopped or too many peer messages wait already.
     func deliverFromPeers(_ event: PeerEvent) {
         try? deliver { (state) throws(EtcdError) in
+            if case .snapshot = event {
+                state.peerEvents.append(event)
+                return
+            }
             if case .messages(let messages) = event {
                 guard state.peerMessageCount + messages.count <= Self.peerMessageLimit else { return }
                 state.peerMessageCount += messages.count

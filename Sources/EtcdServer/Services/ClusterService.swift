@@ -13,7 +13,8 @@ struct ClusterService: RegistrableRPCService {
     let replica: ReplicaHandle
     let proposer: RequestProposer
     let status: MemberStatusBoard
-    let peers: PeerActivity
+    /// Since when this member's connection to a peer has been up (nil: down).
+    let activeSince: @Sendable (MemberID) -> ContinuousClock.Instant?
     let forwarder: LeaderForwarder
     /// `--strict-reconfig-check`: refuse changes that could cost the cluster its quorum.
     let strictReconfigCheck: Bool
@@ -51,8 +52,8 @@ struct ClusterService: RegistrableRPCService {
         let membership = try replica.read { $0.membership }
         if strictReconfigCheck {
             if !membership.isReadyToAdd(learner: request.isLearner) { throw EtcdError.memberNotEnoughStarted }
-            // etcd also wants every voter connected lately before adding one.
-            if !request.isLearner && !allVotersConnected(membership) { throw EtcdError.unhealthy }
+            // etcd also wants this member connected to every voter for a while (learner or not).
+            if !allVotersConnected(membership) { throw EtcdError.unhealthy }
         }
         // etcd names an added member by its peer URLs and the time (so that a member removed and
         // added again with the same URLs gets a new ID).
@@ -75,8 +76,8 @@ struct ClusterService: RegistrableRPCService {
         try membership.validate(.remove(id))
         if strictReconfigCheck {
             if !membership.isReadyToRemove(id) { throw EtcdError.memberNotEnoughStarted }
-            // A member that was never heard from is not part of the active quorum.
-            let neverConnected = id != header.memberID && !peers.everHeard(from: id)
+            // A member this one is not connected to is not part of the active quorum.
+            let neverConnected = id != header.memberID && activeSince(id) == nil
             if !membership.keepsActiveQuorum(removing: id, connected: connectedVoters(), neverConnected: neverConnected) {
                 throw EtcdError.unhealthy
             }
@@ -127,9 +128,20 @@ struct ClusterService: RegistrableRPCService {
         return response
     }
 
-    /// The voters heard from lately, this member included.
+    /// etcd's `HealthInterval`: a peer counts as connected once its connection has been up
+    /// this long.
+    static let healthInterval: Duration = .seconds(5)
+
+    /// The members connected for at least the health interval (etcd's `numConnectedSince`), this
+    /// member included.
     private func connectedVoters() -> Set<MemberID> {
-        peers.connected().union([header.memberID])
+        let cutoff = ContinuousClock.now - Self.healthInterval
+        let members = (try? replica.read { $0.membership.sortedMembers.map(\.id) }) ?? []
+        var connected: Set<MemberID> = [header.memberID]
+        for id in members where id != header.memberID {
+            if let since = activeSince(id), since <= cutoff { connected.insert(id) }
+        }
+        return connected
     }
 
     private func allVotersConnected(_ membership: ClusterMembership) -> Bool {

@@ -121,6 +121,13 @@ final class WatchHub: Sendable {
         if demoted { catchUpSignal.continuation.yield() }
     }
 
+    /// The replica's store was replaced by a snapshot from the leader at `revision`: watchers
+    /// catch up from the new store (or are cancelled as compacted if their history is gone).
+    func restore(currentRevision revision: Int64) {
+        state.withLock { $0.groups.restore(currentRevision: revision) }
+        catchUpSignal.continuation.yield()
+    }
+
     /// The newest revision the watchers have been handed.
     var currentRevision: Int64 { state.withLock { $0.groups.currentRevision } }
 
