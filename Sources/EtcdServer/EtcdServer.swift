@@ -97,9 +97,6 @@ public final class EtcdServer: Service, Sendable {
             options.bootstrapContexts[NodeID(initial.id.rawValue)] = MembershipChangeContext(member: initial).encoded()
         }
         let member = try openRaftMember(options, metadata: Self.walMetadata(persisted), handle: handle)
-        // The Raft loop checkpoints the backend itself, outside the replica's lock (see LoopCore).
-        let checkpointer = try BackendCheckpointer(
-            path: Backend.databasePath(dataDirectory: dataDirectory), syncs: !configuration.unsafeNoFsync)
         // Every revision applied from now on (the WAL's replay included) reaches the watchers.
         let startRevision = handle.withReplica { replica in
             replica.store.recordsChanges = true
@@ -165,7 +162,10 @@ public final class EtcdServer: Service, Sendable {
         }
         loopSettings.published = { published.fire() }
         let loop = RaftLoop(
-            member: member, replica: handle, checkpointer: checkpointer, mailbox: mailbox, pending: pending, status: status,
+            member: member, replica: handle,
+            // The Raft loop checkpoints the backend itself, outside the replica's lock (see
+            // LoopCore); it alone holds this connection, which it closes to install a snapshot.
+            checkpointer: try BackendCheckpointer(path: databasePath, syncs: syncs), mailbox: mailbox, pending: pending, status: status,
             configuration: loopSettings, logger: logger, publishChanges: { watchHub.publish($0) }
         )
         do {

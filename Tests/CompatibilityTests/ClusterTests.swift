@@ -248,6 +248,50 @@ struct ClusterTests {
     }
 }
 
+extension ClusterTests {
+    @Test("a member that was down while the log was compacted catches up from the leader's snapshot (backend image), with the same keys and revisions")
+    func catchUpBySnapshot() async throws {
+        // Snapshots every 50 entries, keeping 10 behind: a member down for 300 writes is far
+        // behind the leader's log and must get the backend image.
+        try await withEtcdCluster(
+            .candidate, extraArguments: ["--snapshot-count=50", "--experimental-snapshot-catchup-entries=10"]
+        ) { cluster in
+            let leader = try #require(try await cluster.leader(), "no leader\n\(cluster.logTails())")
+            let lagging = try #require(cluster.members.first { $0 != leader })
+            let others = cluster.members.filter { $0 != lagging }
+            #expect(try await cluster.etcdctl().run("put", "before", "1").succeeded)
+            await cluster.kill(lagging)
+            for index in 0..<300 {
+                let put = try await cluster.etcdctl(others).run("put", "k\(index % 20)", "\(index)")
+                #expect(put.succeeded, "\(put)")
+                if !put.succeeded { break }
+            }
+            #expect(try await cluster.etcdctl(others).run("compact", "100").succeeded)
+            try await cluster.restart(lagging, wait: false)
+            let back = cluster.etcdctl([lagging])
+            let expected = try await cluster.etcdctl(others).run("get", "", "--prefix", "-w", "json")
+            let caughtUp = try await poll(timeout: .seconds(20), interval: .milliseconds(200)) {
+                try await back.run("get", "k19", "--print-value-only", "--consistency=s").standardOutput
+                    .trimmingCharacters(in: .whitespacesAndNewlines) == "299"
+            }
+            #expect(caughtUp, "\(cluster.logTails())")
+            let log = String(decoding: (try? Data(contentsOf: cluster.logFile(of: lagging))) ?? Data(), as: UTF8.self)
+            #expect(log.contains("installed backend snapshot"), "the member caught up without a snapshot")
+            // Everything the others hold, at the same revisions.
+            let local = try await back.run("get", "", "--prefix", "-w", "json", "--consistency=s")
+            let kvs = { (text: String) -> String in
+                let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+                return String(describing: (object?["kvs"] as? [[String: Any]])?.map { "\($0["key"] ?? "")=\($0["mod_revision"] ?? "")" } ?? [])
+            }
+            #expect(kvs(local.standardOutput) == kvs(expected.standardOutput))
+            // It serves and takes writes like any member, and history before the compaction is gone.
+            #expect(try await back.run("put", "after", "2").succeeded)
+            let old = try await back.run("get", "k0", "--rev=50")
+            #expect(old.standardError.contains("required revision has been compacted"), "\(old)")
+        }
+    }
+}
+
 extension String {
     fileprivate var trimmed: String { trimmingCharacters(in: .whitespacesAndNewlines) }
 }

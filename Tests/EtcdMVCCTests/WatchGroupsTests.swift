@@ -41,6 +41,25 @@ struct WatchGroupsTests {
         #expect(Set(next.map(\.watcher)) == [1, 2])
     }
 
+    @Test("after the store is replaced by a newer one, synced watchers catch up from where they were; future ones keep waiting")
+    func restoreFromSnapshot() {
+        var groups = WatchGroups<Int>(currentRevision: 5)
+        let added = (groups.add(1, range: .key(Self.bytes("a")), startRevision: 0),
+                     groups.add(2, range: .key(Self.bytes("a")), startRevision: 40))
+        #expect(added == (true, true))
+        groups.restore(currentRevision: 30)
+        #expect(groups.currentRevision == 30)
+        #expect(!groups.isSynced(1))
+        #expect(groups.catchUpStart == 6, "history after what it was handed")
+        #expect(groups.watch(2)?.nextRevision == 40)
+        // Revision 6 is gone from the new store (compacted up to 10): the watcher is cancelled.
+        let cancelled = groups.removeCompacted(below: 10)
+        #expect(cancelled == [1])
+        // Watcher 2 waits for revision 40; nothing goes to the cancelled one.
+        let published = groups.publish(revision: 31, events: [Self.put("a", at: 31)])
+        #expect(published.isEmpty)
+    }
+
     @Test("filters drop puts or deletes; a future start waits for its revision")
     func filtersAndFutureStart() {
         var groups = WatchGroups<Int>(currentRevision: 1)
