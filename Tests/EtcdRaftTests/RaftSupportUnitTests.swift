@@ -20,7 +20,7 @@ import Testing
         #expect(change.encoded() == [2, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
     }
 
-    @Test("garbage does not decode", arguments: [[UInt8](), [0], [0, 0, 0, 0, 0, 0, 0, 1], [3, 0, 0, 0, 0, 0, 0, 0, 1], [255, 0, 0, 0, 0, 0, 0, 0, 1, 7]])
+    @Test("garbage does not decode", arguments: [[UInt8](), [0], [0, 0, 0, 0, 0, 0, 0, 1], [4, 0, 0, 0, 0, 0, 0, 0, 1], [255, 0, 0, 0, 0, 0, 0, 0, 1, 7]])
     func garbage(bytes: [UInt8]) {
         #expect(ConfChange(encoded: bytes) == nil)
     }

@@ -226,7 +226,7 @@ struct FlagTests {
         #expect(configuration.watchProgressNotifyInterval == .seconds(5), "a duration in the file counts nanoseconds, as etcd's")
         #expect(configuration.autoCompaction == .periodic(.seconds(3_600)) && configuration.initialCluster == nil)
         let notices = try ServerConfiguration.startupNotices(values)
-        #expect(notices.count == 3, "\(notices)")  // strict-reconfig-check, enable-pprof, auto-compaction-retention
+        #expect(notices.count == 2, "\(notices)")  // enable-pprof, auto-compaction-retention
 
         let fromEnvironment = try Self.parse([], environment: ["ETCD_CONFIG_FILE": "/e.yml"], file: "name: env-file\n")
         #expect(fromEnvironment["name"] == "env-file")

@@ -39,7 +39,8 @@ struct PeerTransportTests {
         let b = PeerNode(2)
         try await PeerNode.connect(a, b)
         a.transport.send(PeerNode.appends(from: 1, to: 2, indexes: 0..<1_000, dataBytes: 16))
-        try await waitUntil(timeout: .seconds(10)) { b.inbox.count == 1_000 }
+        // The sender counts a frame once its write completes, which may be after it arrived.
+        try await waitUntil(timeout: .seconds(10)) { b.inbox.count == 1_000 && a.transport.statistics.sentMessages == 1_000 }
         let sent = a.transport.statistics
         let received = b.transport.statistics
         #expect(sent.sentMessages == 1_000)

@@ -28,6 +28,8 @@ func withServerHandle<Result: Sendable>(
     var configuration = ServerConfiguration()
     configuration.dataDirectory = directory
     configuration.listenClientURLs = [EndpointURL(scheme: "http", host: "127.0.0.1", port: 0)]
+    // A lone member still listens for peers, as etcd does; on a free port, so tests run side by side.
+    configuration.listenPeerURLs = [EndpointURL(scheme: "http", host: "127.0.0.1", port: 0)]
     configure(&configuration)
     var logger = Logger(label: "etcd.test")
     logger.logLevel = .warning

