@@ -482,8 +482,24 @@ struct NetworkFaultRound {
         for (member, client) in zip(members, clients) {
             for put in puts {
                 let request = KVRequest.range(put.key) { $0.revision = put.revision }
-                let response = try await client.kv.range(
-                    request, options: NetworkFaultWorkload.options(timeout: .seconds(5)))
+                // A dropped connection (seen once against real etcd) is retried, not a verdict.
+                var answer: Etcdserverpb_RangeResponse?
+                var lastError: (any Error)?
+                for _ in 0..<3 where answer == nil {
+                    do {
+                        answer = try await client.kv.range(
+                            request, options: NetworkFaultWorkload.options(timeout: .seconds(5)))
+                    } catch {
+                        lastError = error
+                    }
+                }
+                guard let response = answer else {
+                    problems.append(
+                        "\(member.name): reading acknowledged put(\(put.key), \(put.value)) at revision "
+                            + "\(put.revision) failed: \(lastError.map { "\($0)" } ?? "?")")
+                    if problems.count >= 20 { return problems }
+                    continue
+                }
                 let kv = response.kvs.first
                 let value = kv.map { String(decoding: $0.value, as: UTF8.self) }
                 if value != put.value || kv?.modRevision != put.revision {
