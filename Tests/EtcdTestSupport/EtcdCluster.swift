@@ -20,10 +20,31 @@ public final class EtcdCluster: Sendable {
         public var name: String
         public var clientPort: Int
         public var peerPort: Int
+        /// The address both listeners bind, 127.0.0.1 unless the cluster was given hosts.
+        public var host: String = "127.0.0.1"
+        /// Words run before the server's own command line, e.g. `ip netns exec <namespace>` to
+        /// launch the member inside a network namespace; empty to run it directly.
+        public var launchPrefix: [String] = []
 
-        public var clientEndpoint: String { "127.0.0.1:\(clientPort)" }
+        public var clientEndpoint: String { "\(host):\(clientPort)" }
         public var clientURL: String { "http://\(clientEndpoint)" }
-        public var peerURL: String { "http://127.0.0.1:\(peerPort)" }
+        public var peerURL: String { "http://\(host):\(peerPort)" }
+    }
+
+    /// Where a member runs when it is not on 127.0.0.1 with ports of its own: an address of its
+    /// own (the ports may then be fixed, as each address has its own) and a launch prefix.
+    public struct Placement: Sendable, Hashable {
+        public var host: String
+        public var clientPort: Int
+        public var peerPort: Int
+        public var launchPrefix: [String]
+
+        public init(host: String, clientPort: Int = 2379, peerPort: Int = 2380, launchPrefix: [String] = []) {
+            self.host = host
+            self.clientPort = clientPort
+            self.peerPort = peerPort
+            self.launchPrefix = launchPrefix
+        }
     }
 
     private struct State {
@@ -66,6 +87,12 @@ public final class EtcdCluster: Sendable {
 
     public func member(named name: String) -> Member? { members.first { $0.name == name } }
 
+    /// The member an `endpoint status` entry names: by its whole endpoint, else by the port alone
+    /// (members on 127.0.0.1 have ports of their own).
+    public func member(at endpoint: String) -> Member? {
+        members.first { $0.clientEndpoint == endpoint } ?? members.first { endpoint.hasSuffix(":\($0.clientPort)") }
+    }
+
     public func process(of member: Member) -> ChildProcess? { state.withLock { $0.children[member.name] } }
 
     public func dataDirectory(of member: Member) -> URL { directory.appending("\(member.name).data") }
@@ -89,12 +116,20 @@ public final class EtcdCluster: Sendable {
     /// answers `endpoint health`.
     static func start(
         _ flavor: ServerFlavor, size: Int, extraArguments: [String], in directory: TemporaryDirectory,
-        startTimeout: Duration
+        startTimeout: Duration, placements: [Placement]? = nil
     ) async throws -> EtcdCluster {
         let executable = try flavor.executable()
         var members: [Member] = []
         var taken: Set<Int> = []
-        for index in 1...size {
+        if let placements {
+            for (index, placement) in placements.enumerated() {
+                members.append(
+                    Member(
+                        name: "infra\(index + 1)", clientPort: placement.clientPort, peerPort: placement.peerPort,
+                        host: placement.host, launchPrefix: placement.launchPrefix))
+            }
+        }
+        for index in 1...size where placements == nil {
             var ports: [Int] = []
             while ports.count < 2 {
                 let port = try LoopbackPort.allocate()
@@ -140,9 +175,10 @@ public final class EtcdCluster: Sendable {
             return state.launches[member.name] ?? 1
         }
         let log = directory.appending("\(member.name)-\(launch).log")
+        var command = [executable.path] + arguments(for: member, initialCluster: initialCluster, state: clusterState)
+        if !member.launchPrefix.isEmpty { command = member.launchPrefix + command }
         let child = try ChildProcess(
-            executable: executable,
-            arguments: arguments(for: member, initialCluster: initialCluster, state: clusterState),
+            executable: URL(fileURLWithPath: command[0]), arguments: Array(command.dropFirst()),
             standardOutput: log, standardError: log)
         state.withLock { $0.children[member.name] = child }
     }
@@ -275,7 +311,7 @@ public final class EtcdCluster: Sendable {
             let leaders = Set(statuses.map(\.leader))
             guard leaders.count == 1, let leader = leaders.first, leader != 0,
                 let status = statuses.first(where: { $0.memberID == leader }),
-                let member = self.members.first(where: { status.endpoint.hasSuffix(":\($0.clientPort)") })
+                let member = self.member(at: status.endpoint)
             else { return false }
             found = member
             return true
@@ -284,7 +320,8 @@ public final class EtcdCluster: Sendable {
     }
 }
 
-/// Starts a cluster of `size` members of `flavor`, runs `body` with it, then stops every member and
+/// Starts a cluster of `size` members of `flavor` (or one per entry of `placements`, each on its
+/// own address and launched through its prefix), runs `body` with it, then stops every member and
 /// removes the files, whether `body` returns or throws; with `keepFilesOnFailure`, a failed start
 /// or a `body` that throws leaves the data directories and logs (``EtcdCluster/directory``) for
 /// the failure's investigation. Clusters run one at a time in a test process, each holding one of
@@ -295,6 +332,7 @@ public func withEtcdCluster<Result: Sendable>(
     extraArguments: [String] = [],
     startTimeout: Duration = .seconds(40),
     keepFilesOnFailure: Bool = false,
+    placements: [EtcdCluster.Placement]? = nil,
     _ body: (EtcdCluster) async throws -> Result
 ) async throws -> Result {
     try await clusterSlots.withPermit {
@@ -303,7 +341,8 @@ public func withEtcdCluster<Result: Sendable>(
             let outcome: Swift.Result<Result, any Error>
             do {
                 let cluster = try await EtcdCluster.start(
-                    flavor, size: size, extraArguments: extraArguments, in: directory, startTimeout: startTimeout)
+                    flavor, size: size, extraArguments: extraArguments, in: directory, startTimeout: startTimeout,
+                    placements: placements)
                 do {
                     outcome = .success(try await body(cluster))
                 } catch {

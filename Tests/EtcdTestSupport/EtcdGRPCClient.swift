@@ -31,15 +31,16 @@ public struct EtcdGRPCClient: Sendable {
     }
 }
 
-/// Connects to the server listening on `127.0.0.1:<port>` (plaintext), runs `body`, then shuts the
-/// client down.
+/// Connects to the server listening on `<host>:<port>` (plaintext; host 127.0.0.1 unless given),
+/// runs `body`, then shuts the client down.
 public func withEtcdGRPCClient<Result: Sendable>(
+    host: String = "127.0.0.1",
     port: Int,
     _ body: (EtcdGRPCClient) async throws -> Result
 ) async throws -> Result {
     try await withGRPCClient(
         transport: .http2NIOPosix(
-            target: .ipv4(address: "127.0.0.1", port: port),
+            target: .ipv4(address: host, port: port),
             transportSecurity: .plaintext
         )
     ) { client in
@@ -54,12 +55,13 @@ public func withEtcdGRPCClient<Result: Sendable>(
 /// connections started running, which throws away the body's result; here that ends the scope
 /// normally. Every other error still fails it.
 public func withEtcdGRPCClientAllowingNoCalls<Result: Sendable>(
+    host: String = "127.0.0.1",
     port: Int,
     _ body: (EtcdGRPCClient) async throws -> Result
 ) async throws -> Result {
     let client = GRPCClient(
         transport: try .http2NIOPosix(
-            target: .ipv4(address: "127.0.0.1", port: port),
+            target: .ipv4(address: host, port: port),
             transportSecurity: .plaintext
         )
     )
