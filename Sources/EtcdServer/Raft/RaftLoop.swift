@@ -327,7 +327,7 @@ final class LoopCore {
             try commitBackend(durably: !configuration.unsafeNoFsync)
             try member.createSnapshot(at: appliedIndex)
         }
-        publishStatus()
+        publishStatus(withProgress: work.tick)
     }
 
     /// What a proposal Raft refused gets: no leader to forward it to, or (a transfer or a
@@ -687,11 +687,14 @@ final class LoopCore {
         }
     }
 
-    private func publishStatus() {
+    /// Publishes what request handlers show. The members' progress (for promotions) costs a
+    /// full Raft status, so it is refreshed once per tick rather than on every cycle.
+    private func publishStatus(withProgress: Bool = true) {
         status.publish(
             term: member.term, leader: member.leader.rawValue, committedIndex: member.committedIndex,
             appliedIndex: appliedIndex
         )
+        guard withProgress else { return }
         if member.isLeader && !member.isSoleVoter {
             status.publishProgress(member.matchIndexes)
         } else {

@@ -181,7 +181,7 @@ struct LeaseService: Etcdserverpb_Lease.SimpleServiceProtocol {
             case .expired:
                 // The revocation the expiry check is proposing is on its way.
                 guard ContinuousClock.now < deadline else {
-                    throw outcome == .notPrimary ? EtcdError.noLeader : EtcdError.timeout
+                    throw EtcdError.timeout
                 }
                 try await Task.sleep(for: pollInterval)
             }
