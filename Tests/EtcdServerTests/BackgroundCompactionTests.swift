@@ -71,7 +71,7 @@ struct BackgroundCompactionTests {
                 compaction.revision = afterRevision
                 compaction.physical = true
                 _ = try await kv.compact(compaction)
-                try await waitUntil(timeout: .seconds(2)) {
+                try await waitUntil {
                     (try? committedRows(directory)) == Int64(Self.keys + 1)
                 }
             }

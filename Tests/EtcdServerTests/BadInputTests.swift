@@ -220,10 +220,10 @@ struct BadInputTests {
             let channels = opened.map(\.0)
             let collectors = opened.map(\.1)
             // Every connection gets its PING answered: the server took them all.
-            try await waitUntil(timeout: .seconds(20)) { collectors.allSatisfy { $0.counts.pingAcks == 1 } }
+            try await waitUntil { collectors.allSatisfy { $0.counts.pingAcks == 1 } }
             #expect(server.connectionCounters.opened.load(ordering: .relaxed) >= connections)
             for channel in channels { try? await channel.close() }
-            try await waitUntil(timeout: .seconds(20)) {
+            try await waitUntil {
                 server.connectionCounters.closed.load(ordering: .relaxed) >= connections
             }
             try await withEtcdGRPCClient(port: port) { client in
@@ -253,7 +253,7 @@ struct BadInputTests {
                 }
                 await watch.close()
                 // The server lets go of the stream once the client is gone.
-                try await waitUntil(timeout: .seconds(20)) { server.watchCounts?.streams == 0 }
+                try await waitUntil { server.watchCounts?.streams == 0 }
             }
         }
     }
@@ -282,7 +282,7 @@ struct BadInputTests {
             // Then a PING: its ACK says the server read past all of the above.
             bytes += ClientPingResponderTests.ping
             try await channel.writeAndFlush(ByteBuffer(bytes: bytes)).get()
-            try await waitUntil(timeout: .seconds(20)) { collector.counts.pingAcks == 1 || collector.counts.goaways > 0 }
+            try await waitUntil { collector.counts.pingAcks == 1 || collector.counts.goaways > 0 }
             #expect(collector.counts.goaways == 0)
             try await channel.close()
             try await withEtcdGRPCClient(port: port) { client in
@@ -290,7 +290,7 @@ struct BadInputTests {
                 try await ledger.checkAlive(client.kv, after: "reset calls")
                 try await ledger.checkAllReadable(client.kv)
             }
-            try await waitUntil(timeout: .seconds(20)) { server.watchCounts?.streams == 0 }
+            try await waitUntil { server.watchCounts?.streams == 0 }
         }
     }
 

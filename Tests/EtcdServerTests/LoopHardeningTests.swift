@@ -81,7 +81,7 @@ struct LoopHardeningTests {
             write.cancel()
             read.cancel()
             // Without cancellation handling both would wait for their 60 s deadline.
-            try await waitUntil(timeout: .seconds(5)) { loop.pending.waitingWrites == 0 && loop.pending.waitingReads == 0 }
+            try await waitUntil { loop.pending.waitingWrites == 0 && loop.pending.waitingReads == 0 }
             let writeError = await #expect(throws: RPCError.self) { _ = try await write.value }
             #expect(writeError?.code == .cancelled)
             await #expect(throws: RPCError.self) { try await read.value }

@@ -36,7 +36,7 @@ struct MemberFailureTests {
             // Another process holds SQLite's write lock (as a stray `sqlite3` shell would): the
             // member's next backend transaction cannot begin, which fails the apply.
             let rogue = try Backend(path: Backend.databasePath(dataDirectory: directory))
-            try await waitUntil(timeout: .seconds(10)) { (try? rogue.begin()) != nil }
+            try await waitUntil { (try? rogue.begin()) != nil }
             defer { rogue.rollback() }
 
             let failedWrite = await #expect(throws: RPCError.self) { try await kv.put(Self.put("lost", "2")) }

@@ -27,7 +27,7 @@ struct PeerSnapshotTests {
         try Data(content).write(to: URL(fileURLWithPath: source))
 
         a.transport.sendSnapshot(SnapshotNode.msgSnap(from: 1, to: 2, index: 1_000, term: 5)) { source }
-        try await waitUntil(timeout: .seconds(30)) { !a.reports.isEmpty }
+        try await waitUntil { !a.reports.isEmpty }
         #expect(a.reports == [SnapshotReport(peer: NodeID(2), status: .finished)])
         let delivery = try #require(b.deliveries.first)
         #expect(b.deliveries.count == 1)
@@ -48,7 +48,7 @@ struct PeerSnapshotTests {
         #expect(a.transport.statistics.sentSnapshots == 1)
         // Message streams still work beside it.
         a.transport.send(PeerNode.appends(from: 1, to: 2, indexes: 0..<3))
-        try await waitUntil(timeout: .seconds(5)) { b.inbox.count == 3 }
+        try await waitUntil { b.inbox.count == 3 }
         await a.transport.shutdown()
         await b.transport.shutdown()
     }
@@ -87,7 +87,7 @@ struct PeerSnapshotTests {
                 try? await channel.close()
             }
             // The partial file goes after any write still running, then the peer's slot is freed.
-            try await waitUntil(timeout: .seconds(5)) {
+            try await waitUntil {
                 b.refusals > refusedBefore && b.transport.snapshotsInFlight.receiving == 0
                     && ((try? FileManager.default.contentsOfDirectory(atPath: directory + "/b")) ?? []).isEmpty
             }
@@ -100,7 +100,7 @@ struct PeerSnapshotTests {
         let answer = AnswerRecorder()
         try await good.pipeline.addHandler(answer).get()
         try await good.writeAndFlush(ByteBuffer(bytes: header + SnapshotNode.rawChunks(image) + SnapshotNode.rawEnd(digest)))
-        try await waitUntil(timeout: .seconds(10)) { b.deliveries.count == 1 && answer.bytes == [PeerSnapshotStream.accepted] }
+        try await waitUntil { b.deliveries.count == 1 && answer.bytes == [PeerSnapshotStream.accepted] }
         try? await good.close()  // the receiver closes after its answer
         await b.transport.shutdown()
     }
@@ -118,13 +118,13 @@ struct PeerSnapshotTests {
         let small = directory + "/small.db"
         try Data(SnapshotNode.pseudoRandomBytes(count: 4_096, seed: 1)).write(to: URL(fileURLWithPath: small))
         a.transport.sendSnapshot(SnapshotNode.msgSnap(from: 1, to: 2, index: 10, term: 2)) { small }
-        try await waitUntil(timeout: .seconds(10)) { a.reports.count == 1 }
+        try await waitUntil { a.reports.count == 1 }
         #expect(!FileManager.default.fileExists(atPath: small))
 
         let large = directory + "/large.db"
         try Data(SnapshotNode.pseudoRandomBytes(count: 2 << 20, seed: 2)).write(to: URL(fileURLWithPath: large))
         a.transport.sendSnapshot(SnapshotNode.msgSnap(from: 1, to: 2, index: 11, term: 2)) { large }
-        try await waitUntil(timeout: .seconds(10)) { a.reports.count == 2 }
+        try await waitUntil { a.reports.count == 2 }
         #expect(!FileManager.default.fileExists(atPath: large))
 
         a.transport.sendSnapshot(SnapshotNode.msgSnap(from: 1, to: 7, index: 12, term: 2)) { small }
@@ -132,7 +132,7 @@ struct PeerSnapshotTests {
         let unsent = directory + "/unsent.db"
         try Data([1, 2, 3]).write(to: URL(fileURLWithPath: unsent))
         a.transport.sendSnapshot(SnapshotNode.msgSnap(from: 1, to: 3, index: 13, term: 2)) { unsent }
-        try await waitUntil(timeout: .seconds(10)) { a.reports.count == 4 }
+        try await waitUntil { a.reports.count == 4 }
         #expect(a.reports.map(\.status) == [.failed, .failed, .failed, .failed])
         #expect(a.reports.map(\.peer) == [NodeID(2), NodeID(2), NodeID(7), NodeID(3)])
         #expect(a.transport.statistics.failedSnapshots == 4)
@@ -167,7 +167,7 @@ struct PeerSnapshotTests {
         }
         #expect(a.reports == [SnapshotReport(peer: NodeID(2), status: .failed)])
         release.store(true, ordering: .releasing)
-        try await waitUntil(timeout: .seconds(10)) { a.reports.count == 2 }
+        try await waitUntil { a.reports.count == 2 }
         #expect(a.reports.last == SnapshotReport(peer: NodeID(2), status: .finished))
         let madeSecondImage = secondImageMade.load(ordering: .acquiring)
         #expect(!madeSecondImage)
@@ -177,7 +177,7 @@ struct PeerSnapshotTests {
         let third = directory + "/third.db"
         try Data([9, 9, 9]).write(to: URL(fileURLWithPath: third))
         a.transport.sendSnapshot(SnapshotNode.msgSnap(from: 1, to: 2, index: 22, term: 3)) { third }
-        try await waitUntil(timeout: .seconds(10)) { a.reports.count == 3 }
+        try await waitUntil { a.reports.count == 3 }
         #expect(a.reports.last?.status == .finished)
         #expect(a.transport.snapshotsInFlight.sending == 0)
         await a.transport.shutdown()

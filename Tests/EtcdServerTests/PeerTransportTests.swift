@@ -22,7 +22,7 @@ struct PeerTransportTests {
             a.transport.send(PeerNode.appends(from: 1, to: 2, indexes: round * 100..<(round + 1) * 100))
             b.transport.send(PeerNode.appends(from: 2, to: 1, indexes: round * 100..<(round + 1) * 100))
         }
-        try await waitUntil(timeout: .seconds(10)) { a.inbox.count == 300 && b.inbox.count == 300 }
+        try await waitUntil { a.inbox.count == 300 && b.inbox.count == 300 }
         #expect(b.inbox.messages.map(\.index) == (0..<300).map(UInt64.init))
         #expect(a.inbox.messages.map(\.index) == (0..<300).map(UInt64.init))
         #expect(b.inbox.messages.allSatisfy { $0.from == NodeID(1) && $0.to == NodeID(2) })
@@ -40,7 +40,7 @@ struct PeerTransportTests {
         try await PeerNode.connect(a, b)
         a.transport.send(PeerNode.appends(from: 1, to: 2, indexes: 0..<1_000, dataBytes: 16))
         // The sender counts a frame once its write completes, which may be after it arrived.
-        try await waitUntil(timeout: .seconds(10)) { b.inbox.count == 1_000 && a.transport.statistics.sentMessages == 1_000 }
+        try await waitUntil { b.inbox.count == 1_000 && a.transport.statistics.sentMessages == 1_000 }
         let sent = a.transport.statistics
         let received = b.transport.statistics
         #expect(sent.sentMessages == 1_000)
@@ -66,16 +66,16 @@ struct PeerTransportTests {
         let depth = try #require(a.transport.outboxDepth(NodeID(2)))
         #expect(depth.messages <= 64)
         #expect(a.transport.statistics.droppedOutboxFull == 200 - depth.messages)
-        try await waitUntil(timeout: .seconds(5)) { a.unreachable.contains(NodeID(2)) }
+        try await waitUntil { a.unreachable.contains(NodeID(2)) }
         // Several connection attempts fail (with backoff) while the peer is down.
-        try await waitUntil(timeout: .seconds(5)) { a.transport.statistics.reconnects >= 2 }
+        try await waitUntil { a.transport.statistics.reconnects >= 2 }
         #expect((a.transport.outboxDepth(NodeID(2))?.messages ?? .max) <= 64)
 
         let b = PeerNode(2)
         _ = try await b.transport.start(listeningOn: "127.0.0.1", port: port)
-        try await waitUntil(timeout: .seconds(10)) { a.transport.statistics.connections >= 1 }
+        try await waitUntil { a.transport.statistics.connections >= 1 }
         a.transport.send(PeerNode.appends(from: 1, to: 2, indexes: 1_000..<1_010))
-        try await waitUntil(timeout: .seconds(10)) { b.inbox.messages.contains { $0.index == 1_009 } }
+        try await waitUntil { b.inbox.messages.contains { $0.index == 1_009 } }
         // What was kept (the first 64, within the bound) and what is new, in order.
         let indexes = b.inbox.messages.map(\.index)
         #expect(indexes == Array(0..<UInt64(depth.messages)) + Array(1_000..<1_010))
@@ -115,9 +115,9 @@ struct PeerTransportTests {
             try await Task.sleep(for: .milliseconds(2))
         }
         #expect(slowestSend < .milliseconds(100))
-        try await waitUntil(timeout: .seconds(5)) { a.unreachable.contains(NodeID(2)) }
+        try await waitUntil { a.unreachable.contains(NodeID(2)) }
         // The stuck write times out and the writer makes a new connection.
-        try await waitUntil(timeout: .seconds(10)) { a.transport.statistics.connections >= 2 }
+        try await waitUntil { a.transport.statistics.connections >= 2 }
         let started = ContinuousClock.now
         await a.transport.shutdown()
         #expect(ContinuousClock.now - started < .seconds(3))
@@ -162,13 +162,13 @@ struct PeerTransportTests {
         let misaddressed = Message(type: .heartbeat, to: NodeID(5), from: NodeID(9), term: 99)
         let honest = Message(type: .heartbeat, to: NodeID(2), from: NodeID(9), term: 7)
         try await spoofer.writeAndFlush(ByteBuffer(bytes: good + (try codec.encode([spoofed, misaddressed, honest]))))
-        try await waitUntil(timeout: .seconds(5)) { b.inbox.messages.contains { $0.from == NodeID(9) } }
+        try await waitUntil { b.inbox.messages.contains { $0.from == NodeID(9) } }
         #expect(b.inbox.messages == [honest])
         #expect(b.transport.statistics.droppedMisaddressed == 2)
         try await spoofer.close()
 
         a.transport.send(PeerNode.appends(from: 1, to: 2, indexes: 0..<10))
-        try await waitUntil(timeout: .seconds(5)) { b.inbox.count == 11 }
+        try await waitUntil { b.inbox.count == 11 }
         #expect(b.inbox.messages.filter { $0.from == NodeID(1) }.map(\.index) == (0..<10).map(UInt64.init))
         #expect(b.inbox.messages.allSatisfy { $0.term != 99 })
         await a.transport.shutdown()
@@ -183,17 +183,17 @@ struct PeerTransportTests {
         // A peer that is never up keeps a writer in backoff, which shutdown must not wait out.
         a.transport.addPeer(NodeID(3), host: "127.0.0.1", port: try await PeerNode.freePort())
         a.transport.send(PeerNode.appends(from: 1, to: 2, indexes: 0..<5))
-        try await waitUntil(timeout: .seconds(5)) { b.inbox.count == 5 && b.transport.inboundConnectionCount == 1 }
+        try await waitUntil { b.inbox.count == 5 && b.transport.inboundConnectionCount == 1 }
 
         await a.transport.removePeer(NodeID(2))
         #expect(a.transport.outboxDepth(NodeID(2)) == nil)
-        try await waitUntil(timeout: .seconds(5)) { b.transport.inboundConnectionCount == 0 }
+        try await waitUntil { b.transport.inboundConnectionCount == 0 }
         a.transport.send(PeerNode.appends(from: 1, to: 2, indexes: 5..<10))
         #expect(a.transport.statistics.droppedUnknownPeer == 5)
         #expect(b.inbox.count == 5)
 
         // B keeps its connection to A open; A's shutdown closes it from A's side.
-        try await waitUntil(timeout: .seconds(5)) { a.transport.inboundConnectionCount == 1 }
+        try await waitUntil { a.transport.inboundConnectionCount == 1 }
         let started = ContinuousClock.now
         await a.transport.shutdown()
         await b.transport.shutdown()

@@ -80,9 +80,4 @@ struct RaftLoopPartsTests {
         #expect(!second.tick)
         #expect(mailbox.nextBlocking(maxProposals: 2) == nil)
     }
-
-    private func waitUntil(_ condition: () -> Bool) async throws {
-        for _ in 0..<500 where !condition() { try await Task.sleep(for: .milliseconds(2)) }
-        try #require(condition())
-    }
 }

@@ -69,8 +69,12 @@ func withKVClient<Result: Sendable>(
 }
 
 /// Polls `condition` every 10 ms; fails after `timeout`.
+///
+/// Every caller waits for something that must happen eventually, so the bound only turns a hang
+/// into a failure: it is generous because the whole suite shares two cores with clusters of
+/// server processes, and a test's task may wait long for its turn.
 func waitUntil(
-    timeout: Duration = .seconds(20), sourceLocation: SourceLocation = #_sourceLocation, _ condition: () -> Bool
+    timeout: Duration = .seconds(90), sourceLocation: SourceLocation = #_sourceLocation, _ condition: () -> Bool
 ) async throws {
     let deadline = ContinuousClock.now + timeout
     while !condition() {

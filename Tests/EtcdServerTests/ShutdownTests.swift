@@ -42,7 +42,7 @@ struct ShutdownTests {
                     calls.addTask { await Self.keepAlive(client, leaseID: leaseID, board: board) }
                     calls.addTask { await Self.watch(client, board: board) }
                     calls.addTask { await Self.stuckRange(client, board: board) }
-                    try await waitUntil(timeout: .seconds(10)) { board.ready.load(ordering: .relaxed) == 2 }
+                    try await waitUntil { board.ready.load(ordering: .relaxed) == 2 }
                     // A unary call on the same connection, answered after the stuck call's
                     // HEADERS (frames are read in order), so its handler is running by now.
                     _ = try await client.kv.range(Etcdserverpb_RangeRequest.with { $0.key = Data("probe") })

@@ -269,7 +269,7 @@ struct SnapshotEndToEndTests {
             try BackendImage.write(databaseAt: leaderDatabase, to: imagePath)
             return imagePath
         }
-        try await waitUntil(timeout: .seconds(20)) { a.reports.count == 1 && b.deliveries.count == 1 }
+        try await waitUntil { a.reports.count == 1 && b.deliveries.count == 1 }
         #expect(a.reports.first?.status == .finished)
         let delivery = try #require(b.deliveries.first)
 
