@@ -62,10 +62,11 @@ struct LeaseLoopTests {
             try core.start()
         }
 
-        /// Proposes `request` as the member's own entry and runs the cycles that commit and
-        /// apply it.
+        /// Proposes `request` as the member's own entry, runs the cycles that commit it and
+        /// waits until it is applied.
         func propose(_ request: Etcdserverpb_InternalRaftRequest) throws {
             try core.process(MailboxWork(proposals: [QueuedProposal(id: 0, data: try request.serializedBytes())]))
+            try core.settle()
         }
 
         func grant(_ id: Int64, ttl: Int64) throws {
@@ -91,6 +92,7 @@ struct LeaseLoopTests {
                 clock.advance(by: Self.tick)
                 elapsed += Self.tick
                 try core.process(MailboxWork(tick: true))
+                try core.settle()
             }
         }
 
@@ -99,6 +101,7 @@ struct LeaseLoopTests {
         func stall(for duration: Duration) throws {
             clock.advance(by: duration)
             try core.process(MailboxWork(tick: true))
+            try core.settle()
         }
 
         func leaseExists(_ id: Int64) -> Bool {

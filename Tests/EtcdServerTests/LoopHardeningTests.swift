@@ -9,13 +9,14 @@ import EtcdTestSupport
 import Foundation
 import GRPCCore
 import Logging
+import Synchronization
 import Testing
 
 @testable import EtcdServer
 
 /// The Raft loop's bounds and background work: waiting writes bounded in bytes, callers that
-/// leave free their place, compaction deleted in steps between requests, and backend
-/// checkpoints outside the replica's lock.
+/// leave free their place, compaction deleted in steps between requests, backend checkpoints
+/// outside the replica's lock, and apply on a queue of its own.
 @Suite("Raft loop: bounds and background work")
 struct LoopHardeningTests {
     /// A loop on a lone member with a file-backed store, built but not running: proposals stay
@@ -104,6 +105,66 @@ struct LoopHardeningTests {
             let error = await #expect(throws: RPCError.self) { _ = try await proposer.propose(entry) }
             #expect(error?.code == .invalidArgument)
             #expect(loop.pending.waitingWrites == 0)
+        }
+    }
+
+    @Test("a stalled apply does not stall the loop: entries are persisted and committed meanwhile, ticks go on, and every write is answered once apply resumes")
+    func applyStallDoesNotBlockLoop() async throws {
+        try await withIdleLoop { loop, proposer, replica in
+            try await loop.start()
+            let running = Task { try await loop.run() }
+            let ticker = Task { await loop.runTicker() }
+            defer {
+                loop.mailbox.close()
+                ticker.cancel()
+            }
+            var grant = Etcdserverpb_InternalRaftRequest()
+            grant.leaseGrant.id = 7
+            grant.leaseGrant.ttl = 60
+            _ = try await proposer.propose(grant)
+            let appliedBefore = loop.status.appliedIndex
+
+            // Something holds the replica as a very long apply would (a huge txn or revocation).
+            let holding = Atomic<Bool>(false)
+            let release = Atomic<Bool>(false)
+            let holder = Thread {
+                replica.withReplica { _ in
+                    holding.store(true, ordering: .releasing)
+                    while !release.load(ordering: .acquiring) { Thread.sleep(forTimeInterval: 0.001) }
+                }
+            }
+            holder.start()
+            defer { release.store(true, ordering: .releasing) }
+            try await waitUntil { holding.load(ordering: .acquiring) }
+
+            let writes = (0..<5).map { index in
+                Task { try await proposer.propose(putEntry("key-\(index)", valueBytes: 10)) }
+            }
+            // The loop commits all five while apply waits; before, it applied inline and would
+            // have been stuck behind the held replica, with no tick (no heartbeat) either.
+            try await waitUntil { loop.status.committedIndex >= appliedBefore + 5 }
+            #expect(loop.status.appliedIndex == appliedBefore)
+            #expect(loop.pending.waitingWrites == 5)
+            // Ticks keep running through the stall: the lease work of a tick skips a busy replica
+            // rather than waiting for it, so a write proposed after a few ticks still commits.
+            try await Task.sleep(for: .milliseconds(350))
+            let late = Task { try await proposer.propose(putEntry("late", valueBytes: 10)) }
+            try await waitUntil { loop.status.committedIndex >= appliedBefore + 6 }
+            #expect(loop.status.appliedIndex == appliedBefore)
+
+            release.store(true, ordering: .releasing)
+            for write in writes + [late] { _ = try await write.value }
+            #expect(loop.status.appliedIndex == loop.status.committedIndex)
+            let keys = try replica.read { replica in
+                var range = Etcdserverpb_RangeRequest()
+                range.key = Data("key-".utf8)
+                range.rangeEnd = Data("key.".utf8)
+                range.countOnly = true
+                return try replica.range(range).count
+            }
+            #expect(keys == 5)
+            loop.mailbox.close()
+            try await running.value
         }
     }
 

@@ -11,18 +11,25 @@ final class MemberStatusBoard: Sendable {
     var term: UInt64 { termValue.load(ordering: .relaxed) }
     /// The leader's member ID, 0 when none is known.
     var leader: UInt64 { leaderValue.load(ordering: .relaxed) }
-    /// Raft's commit index (etcd's `raft_index` in Status).
-    var committedIndex: UInt64 { committedValue.load(ordering: .relaxed) }
+    /// Raft's commit index (etcd's `raft_index` in Status). The applier may publish an applied
+    /// index before the loop publishes the commit that covers it, so it is never shown below it.
+    var committedIndex: UInt64 { max(committedValue.load(ordering: .relaxed), appliedIndex) }
     var appliedIndex: UInt64 { appliedValue.load(ordering: .relaxed) }
 
     private let progressValue = Mutex<[UInt64: UInt64]>([:])
     private let isLearnerValue = Atomic<Bool>(false)
 
-    func publish(term: UInt64, leader: UInt64, committedIndex: UInt64, appliedIndex: UInt64) {
+    /// From the Raft loop after each cycle.
+    func publish(term: UInt64, leader: UInt64, committedIndex: UInt64) {
         termValue.store(term, ordering: .relaxed)
         leaderValue.store(leader, ordering: .relaxed)
         committedValue.store(committedIndex, ordering: .relaxed)
-        appliedValue.store(appliedIndex, ordering: .relaxed)
+    }
+
+    /// From the applier, before the requests of the entries it applied are answered (so that a
+    /// client that got its answer sees the entry applied in Status).
+    func publishApplied(_ index: UInt64) {
+        appliedValue.store(index, ordering: .relaxed)
     }
 
     /// On the leader, how far each member's log matches the leader's (Raft's progress), for

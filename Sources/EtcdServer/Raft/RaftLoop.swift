@@ -31,7 +31,7 @@ struct RaftLoopConfiguration: Sendable {
     /// Rows of compacted history deleted per step (etcd's `--experimental-compaction-batch-limit`).
     var compactionBatchLimit: Int = 1_000
     /// Pause between compaction steps (etcd's `--experimental-compaction-sleep-interval`), during
-    /// which the loop serves whatever arrives.
+    /// which the applier applies whatever arrives.
     var compactionSleepInterval: Duration = .milliseconds(10)
     /// WAL pages after which the loop checkpoints the backend (SQLite's automatic threshold).
     var backendCheckpointFrames: Int = 1_000
@@ -46,7 +46,7 @@ struct RaftLoopConfiguration: Sendable {
     /// it, and a member that was removed stops).
     var membershipChanged: @Sendable (ClusterMembership) -> Void = { _ in }
     /// Installs a backend image received from the leader for a Raft snapshot at the index, in
-    /// place of the replica's backend (nil: this member cannot take snapshots). The loop has
+    /// place of the replica's backend (nil: this member cannot take snapshots). The applier has
     /// released its checkpointer's connection first, and opens a new one after.
     var installSnapshot: (@Sendable (_ imagePath: String, _ snapshotIndex: UInt64, _ replica: ReplicaHandle) throws -> UInt64)?
     /// Opens the loop's checkpointer on the backend again after an install.
@@ -60,9 +60,10 @@ struct RaftLoopConfiguration: Sendable {
 /// runs Ready cycles (persist to the WAL, apply to the replica, answer waiters), commits the
 /// backend batch when due, and snapshots every `--snapshot-count` entries.
 ///
-/// The blocking work (fsync, SQLite) runs on a dedicated thread so that it never holds up the
-/// threads serving requests; the replica's lock is taken only to apply and to commit, so reads go
-/// on while the WAL syncs.
+/// The loop runs on a dedicated thread so that its blocking work (the WAL's fsync) never holds up
+/// the threads serving requests. Committed entries are applied on the ``EntryApplier``'s queue,
+/// not here: a slow apply or backend commit cannot delay ticks, heartbeats or votes. The
+/// replica's lock is taken only to apply and to commit, so reads go on while the WAL syncs.
 final class RaftLoop: Sendable {
     let mailbox: RaftMailbox
     let pending: PendingRequests
@@ -90,7 +91,8 @@ final class RaftLoop: Sendable {
         core = Mutex(
             LoopCore(
                 member: member, replica: replica, checkpointer: checkpointer, pending: pending, status: status,
-                configuration: configuration, logger: logger, publishChanges: publishChanges
+                configuration: configuration, logger: logger, publishChanges: publishChanges,
+                wakeLoop: { [mailbox] in mailbox.nudge() }
             )
         )
         thread.start()
@@ -108,7 +110,12 @@ final class RaftLoop: Sendable {
 
     /// Closes the WAL of a member that will not run (startup failed elsewhere).
     func abandon() async {
-        try? await onLoopThread { try self.core.withLock { (core) throws(MemberError) in try core.member.close() } }
+        try? await onLoopThread {
+            try self.core.withLock { (core) throws(MemberError) in
+                core.applier.abandon()
+                try core.member.close()
+            }
+        }
     }
 
     /// Serves a linearizable read point on the caller's thread when the loop is idle and this
@@ -128,15 +135,10 @@ final class RaftLoop: Sendable {
         do {
             // The loop owns its thread for its whole life, blocking on the mailbox between cycles.
             try await onLoopThread {
-                // While compacted rows wait for deletion, the loop wakes up after each pause even
-                // if nothing arrives, to delete the next batch.
-                var backgroundWork = false
-                let pause = self.configuration.compactionSleepInterval
-                while let work = mailbox.nextBlocking(maxProposals: maxProposals, waitAtMost: backgroundWork ? pause : nil) {
-                    backgroundWork = try self.core.withLock { (core) throws(MemberError) -> Bool in
+                while let work = mailbox.nextBlocking(maxProposals: maxProposals) {
+                    try self.core.withLock { (core) throws(MemberError) in
                         do throws(MemberError) {
                             try core.process(work)
-                            return try core.backgroundDuties()
                         } catch {
                             core.fail()
                             throw error
@@ -188,7 +190,8 @@ final class RaftLoop: Sendable {
 final class LoopCore {
     let member: RaftMember
     let replica: ReplicaHandle
-    private var checkpointer: BackendCheckpointer?
+    /// Applies what Raft committed, on its own queue.
+    let applier: EntryApplier
     /// Backend images received with the leader's snapshot messages, by snapshot index, until
     /// Raft hands the snapshot over to be installed.
     private var receivedImages: [UInt64: String] = [:]
@@ -196,12 +199,8 @@ final class LoopCore {
     let status: MemberStatusBoard
     let configuration: RaftLoopConfiguration
     let logger: Logger
-    let publishChanges: @Sendable ([RevisionChanges]) -> Void
-    private var appliedIndex: UInt64
     /// Reads waiting for their ReadIndex answer, by request context.
     private var readsAwaitingIndex: [UInt64: [UInt64]] = [:]
-    /// Reads that have a read index and wait for it to be applied, in index order.
-    private var readsAwaitingApply: [(index: UInt64, ids: [UInt64])] = []
     /// ReadIndex request contexts: unique across the cluster, since the leader ignores a request
     /// whose context is already pending (etcd-io/raft does too) and followers send theirs to it.
     /// The member ID's low 16 bits lead, as in etcd's request IDs, then a random start.
@@ -211,8 +210,12 @@ final class LoopCore {
     /// `readIndexRetryInterval` (etcd's `readIndexRetryTime`, 500 ms).
     private var readRequestedAt: [UInt64: ContinuousClock.Instant] = [:]
     static let readIndexRetryInterval: Duration = .milliseconds(500)
-    private var lastBackendCommit = ContinuousClock.now
-    private var lastCompactionStep = ContinuousClock.now
+    /// Most committed entries that may wait to be applied before new proposals are refused as
+    /// "too many requests" (etcd's `maxGapBetweenApplyAndCommitIndex`).
+    static let maxApplyBacklog: UInt64 = 5_000
+    /// A leader's first (empty) entry of its term, until it is applied: from then on everything
+    /// of earlier terms is applied too, and the lessor may take over expiry (etcd's Promote).
+    private var ownTermEntry: (index: UInt64, term: UInt64)?
     /// Set at shutdown and when the member failed: Raft must not be touched any more (a failed
     /// cycle may have left a Ready that was never advanced).
     private var stopped = false
@@ -222,10 +225,9 @@ final class LoopCore {
     /// Expired leases waiting for this member's leadership to be confirmed by a ReadIndex round
     /// (context and term of the request) before their revocations are proposed.
     private var leaseConfirmation: (context: UInt64, term: UInt64, leases: [LeaseID])?
-    /// This member's publication of its attributes: the request ID of the latest attempt (its
-    /// result tells the loop it was applied) and when it was made.
+    /// This member's publication of its attributes: when the latest attempt was made (the
+    /// applier reports when one of them has been applied).
     private struct Publication {
-        var requestID: UInt64 = 0
         var lastAttempt: ContinuousClock.Instant?
         var done = false
     }
@@ -234,43 +236,81 @@ final class LoopCore {
     private var versionProposedInTerm: UInt64 = 0
 
     init(
-        member: RaftMember, replica: ReplicaHandle, checkpointer: BackendCheckpointer?, pending: PendingRequests,
+        member: RaftMember, replica: ReplicaHandle, checkpointer: sending BackendCheckpointer?, pending: PendingRequests,
         status: MemberStatusBoard, configuration: RaftLoopConfiguration, logger: Logger,
-        publishChanges: @escaping @Sendable ([RevisionChanges]) -> Void
+        publishChanges: @escaping @Sendable ([RevisionChanges]) -> Void,
+        wakeLoop: @escaping @Sendable () -> Void = {}
     ) {
-        self.publishChanges = publishChanges
         self.member = member
         self.replica = replica
-        self.checkpointer = checkpointer
+        applier = EntryApplier(
+            replica: replica, checkpointer: checkpointer, pending: pending, status: status,
+            settings: EntryApplier.Settings(
+                backendBatchInterval: configuration.backendBatchInterval,
+                backendBatchLimit: configuration.backendBatchLimit,
+                backendCheckpointFrames: configuration.backendCheckpointFrames,
+                compactionBatchLimit: configuration.compactionBatchLimit,
+                compactionSleepInterval: configuration.compactionSleepInterval
+            ),
+            logger: logger, publishChanges: publishChanges, wakeLoop: wakeLoop
+        )
         self.pending = pending
         self.status = status
         self.configuration = configuration
         self.logger = logger
-        appliedIndex = replica.withReplica { $0.appliedIndex }
         nextReadContext = (member.id.rawValue & 0xffff) << 48 | UInt64.random(in: 0 ..< (1 << 40)) << 8
     }
 
     func start() throws(MemberError) {
         try runCycles()
+        try settle()
         configuration.membershipChanged(replica.withReplica { $0.membership })
         if member.isSoleVoter {
             member.campaignIfAlone()
             try runCycles()
+            try settle()
             publishMember()
             try runCycles()
-            guard member.isLeader, appliedIndex >= member.committedIndex else {
+            try settle()
+            guard member.isLeader, applier.appliedIndex >= member.committedIndex else {
                 throw .inconsistent(
-                    "the lone member did not become leader at start (term \(member.term), applied \(appliedIndex), "
-                        + "committed \(member.committedIndex))")
+                    "the lone member did not become leader at start (term \(member.term), "
+                        + "applied \(applier.appliedIndex), committed \(member.committedIndex))")
             }
         }
         // Otherwise the member publishes itself once a leader is known (see `publishDuties`).
         // What was replayed is committed to the backend before serving.
-        try commitBackend(durably: false)
+        try applier.commit(durably: false)
         publishStatus()
     }
 
+    /// Waits until everything committed so far is applied, then takes in what the applier
+    /// reported (for start-up, and for tests that drive the core step by step).
+    func settle() throws(MemberError) {
+        try applier.drain()
+        try takeApplyReports()
+    }
+
+    /// What the applier did since the loop last looked: a failure stops the member; this
+    /// member's publication or its own term's first entry being applied lets the loop go on
+    /// with what waited for them.
+    private func takeApplyReports() throws(MemberError) {
+        if let reason = applier.failureReason { throw .backend(reason) }
+        if applier.takeAwaitedResult(), !publication.done {
+            publication = Publication(lastAttempt: nil, done: true)
+            configuration.published()
+        }
+        if let entry = ownTermEntry, applier.appliedIndex >= entry.index {
+            ownTermEntry = nil
+            if member.isLeader && member.term == entry.term {
+                promoteLessor()
+                if !member.isSoleVoter { recordClusterVersion() }
+            }
+        }
+    }
+
     func process(_ work: MailboxWork) throws(MemberError) {
+        try takeApplyReports()
         for event in work.peerEvents {
             switch event {
             case .messages(let messages):
@@ -311,7 +351,10 @@ final class LoopCore {
                     pending.failWrites([proposal.id], with: proposalRefusal(error))
                 }
             }
-            if !entries.isEmpty {
+            if !entries.isEmpty && member.committedIndex > applier.appliedIndex + Self.maxApplyBacklog {
+                // Apply is far behind: taking more would only grow the backlog.
+                pending.failWrites(entries.map(\.id), with: EtcdError.tooManyRequests)
+            } else if !entries.isEmpty {
                 do {
                     try member.propose(entries.map(\.data))
                 } catch {
@@ -321,11 +364,12 @@ final class LoopCore {
         }
         if !work.reads.isEmpty { requestReadIndex(for: work.reads) }
         try runCycles()
-        try commitBackendIfDue()
-        if member.snapshotDue(appliedIndex: appliedIndex) {
+        if member.snapshotDue(appliedIndex: applier.appliedIndex) {
             // The snapshot lets the WAL before it go, so the backend must hold it on disk first.
-            try commitBackend(durably: !configuration.unsafeNoFsync)
-            try member.createSnapshot(at: appliedIndex)
+            // This waits for the apply backlog: the snapshot's membership is Raft's current one,
+            // which is what the entries handed over so far add up to.
+            let index = try applier.commit(durably: !configuration.unsafeNoFsync)
+            try member.createSnapshot(at: index)
         }
         publishStatus(withProgress: work.tick)
     }
@@ -336,50 +380,18 @@ final class LoopCore {
         member.leader == .none ? .noLeader : .timeout
     }
 
-    /// Work of the loop's own between requests: the next step of a compaction, once the pause
-    /// since the last one is over. Returns whether more is waiting.
-    func backgroundDuties() throws(MemberError) -> Bool {
-        let pending = replica.withReplica { $0.store.pendingCompactionRowCount }
-        guard pending > 0 else { return false }
-        guard lastCompactionStep.duration(to: .now) >= configuration.compactionSleepInterval else { return true }
-        let limit = configuration.compactionBatchLimit
-        let left: Int
-        do {
-            left = try replica.mutate { (replica) throws(ReplicaError) in try replica.compactStep(limit: limit) }
-        } catch {
-            throw .backend("\(error)")
-        }
-        lastCompactionStep = .now
-        if left == 0 {
-            logger.info("finished scheduled compaction", metadata: [
-                "compact_revision": "\(replica.withReplica { $0.store.compactedRevision })"
-            ])
-        }
-        try commitBackendIfDue()
-        return left > 0
-    }
-
     /// The member cannot go on: nothing more is served from it (see `ReplicaHandle.read`).
     func fail() {
         stopped = true
+        applier.abandon()
         replica.markFailed()
     }
 
-    /// Commits the backend batch when it is full or has been open a batch interval.
-    private func commitBackendIfDue() throws(MemberError) {
-        let (open, entries) = replica.withReplica { ($0.hasOpenBatch, $0.entriesInBatch) }
-        guard open else { return }
-        if entries >= configuration.backendBatchLimit
-            || lastBackendCommit.duration(to: .now) >= configuration.backendBatchInterval
-        {
-            try commitBackend(durably: false)
-        }
-    }
-
-    /// Commits the backend durably and closes the WAL (graceful shutdown).
+    /// Applies what is committed, commits the backend durably and closes the WAL (graceful
+    /// shutdown).
     func stop() throws(MemberError) {
         stopped = true
-        try commitBackend(durably: !configuration.unsafeNoFsync)
+        try applier.finish(durably: !configuration.unsafeNoFsync)
         try member.close()
     }
 
@@ -388,7 +400,7 @@ final class LoopCore {
         guard !stopped else { return false }
         nextReadContext += 1
         guard let index = member.immediateReadIndex(context: Self.bytes(of: nextReadContext)) else { return false }
-        return index <= appliedIndex
+        return index <= applier.appliedIndex
     }
 
     /// Asks again for the read indexes that went unanswered too long (see `readRequestedAt`).
@@ -414,14 +426,9 @@ final class LoopCore {
     }
 
     private func runCycles() throws(MemberError) {
-        let replica = self.replica
-        let pending = self.pending
-        let publishChanges = self.publishChanges
+        let applier = self.applier
         let term = member.term
-        var appliedOwnTermEntry = false
         var membershipChanged = false
-        let publishID = publication.requestID
-        var publishedNow = false
         while let cycle = try member.runCycle(
             send: configuration.sendToPeers,
             restore: { (snapshot) throws(MemberError) in
@@ -429,34 +436,27 @@ final class LoopCore {
                 membershipChanged = true
             },
             apply: { (entries) throws(ReplicaError) in
-            // A leader's first entry of its term is empty; once it is applied, everything from
-            // earlier terms is too, and the lessor may take over expiry (etcd's Promote).
-            if entries.contains(where: { $0.type == .normal && $0.data.isEmpty && $0.term == term }) {
-                appliedOwnTermEntry = true
+                if let own = entries.last(where: { $0.type == .normal && $0.data.isEmpty && $0.term == term }) {
+                    ownTermEntry = (own.index, term)
+                    applier.wakeLoop(whenApplied: own.index)
+                }
+                // Raft must know whether a membership change was applied before its next Ready
+                // (etcd's followers likewise wait for apply when a Ready holds one).
+                guard entries.contains(where: { $0.type == .confChange }) else {
+                    applier.enqueue(entries)
+                    return []
+                }
+                membershipChanged = true
+                do {
+                    return try applier.applyNow(entries)
+                } catch {
+                    throw .storage("\(error)")
+                }
             }
-            if entries.contains(where: { $0.type == .confChange }) { membershipChanged = true }
-            let (results, changes, refused) = try replica.mutate { (replica) throws(ReplicaError) in
-                (try replica.apply(entries), replica.store.takeChanges(), replica.takeRefusedConfChanges())
-            }
-            publishChanges(changes)
-            if publishID != 0, results.contains(where: { $0.requestID == publishID }) { publishedNow = true }
-            pending.complete(results)
-            return refused
-        }) {
-            // After a snapshot the backend may be ahead of the entries Raft hands out.
-            if let last = cycle.lastAppliedIndex { appliedIndex = max(appliedIndex, last) }
+        ) {
             if membershipChanged {
                 membershipChanged = false
                 configuration.membershipChanged(replica.withReplica { $0.membership })
-            }
-            if publishedNow {
-                publishedNow = false
-                publication = Publication(requestID: 0, lastAttempt: nil, done: true)
-                configuration.published()
-            }
-            if appliedOwnTermEntry && member.isLeader {
-                promoteLessor()
-                if !member.isSoleVoter { recordClusterVersion() }
             }
             for readState in cycle.readStates {
                 if let context = Self.integer(of: readState.requestContext), leaseConfirmation?.context == context {
@@ -467,7 +467,7 @@ final class LoopCore {
                     let reads = readsAwaitingIndex.removeValue(forKey: context)
                 else { continue }
                 readRequestedAt[context] = nil
-                readsAwaitingApply.append((readState.index, reads))
+                applier.releaseReads(reads, whenApplied: readState.index)
             }
             if let softState = cycle.softState {
                 logger.info("raft state changed", metadata: ["role": "\(softState.role)", "leader": "\(softState.leader)"])
@@ -485,29 +485,34 @@ final class LoopCore {
                     readRequestedAt.removeAll()
                 }
             }
-            releaseAppliedReads()
+            try takeApplyReports()
         }
     }
 
     /// Replaces the backend with the image that came with the leader's snapshot (etcd's
-    /// `applySnapshot`). Raft has saved the snapshot already; if the member stops before the
-    /// install completes, the restart installs the image it finds (see `EtcdServer`).
+    /// `applySnapshot`), once every entry before it is applied. Raft has saved the snapshot
+    /// already; if the member stops before the install completes, the restart installs the image
+    /// it finds (see `EtcdServer`).
     private func restoreSnapshot(_ snapshot: Snapshot) throws(MemberError) {
         let index = snapshot.metadata.index
         guard let install = configuration.installSnapshot, let imagePath = receivedImages.removeValue(forKey: index) else {
             throw .inconsistent("Raft handed over a snapshot at index \(index) with no backend image to install")
         }
-        // The install swaps the database file: no other connection may be open on it.
-        checkpointer = nil
+        let replica = self.replica
+        let reopen = configuration.reopenCheckpointer
+        let applied: UInt64
         do {
-            appliedIndex = try install(imagePath, index, replica)
-            checkpointer = try configuration.reopenCheckpointer()
+            // The install swaps the database file: the applier's checkpointer connection is
+            // closed first.
+            applied = try applier.restore {
+                let applied = try install(imagePath, index, replica)
+                return (applied, try reopen())
+            }
         } catch {
             throw .backend("installing the leader's snapshot at index \(index): \(error)")
         }
-        lastBackendCommit = .now
         logger.info("restored the backend from the leader's snapshot", metadata: [
-            "snapshot_index": "\(index)", "applied_index": "\(appliedIndex)",
+            "snapshot_index": "\(index)", "applied_index": "\(applied)",
         ])
     }
 
@@ -536,7 +541,11 @@ final class LoopCore {
         let limit = configuration.leaseRevocationsPerTick
         let awaitingConfirmation = leaseConfirmation != nil
         let previousCheck = lastLeaseCheck
-        let (now, extended, expired, checkpoints) = replica.withReplica {
+        // The applier may hold the replica for a long batch: the tick's lease work is skipped
+        // rather than waited for (a Raft loop that waits here sends no heartbeats meanwhile).
+        // A gap longer than an election timeout then counts as a stall, as it should: keepalives
+        // may have been stuck behind the same batch.
+        guard let (now, extended, expired, checkpoints) = replica.withReplicaIfAvailable({
             replica -> (MonotonicTime, Int?, [LeaseID], [(id: LeaseID, remainingTTL: Int64)]) in
             let now = replica.now
             guard replica.lessor.isPrimary else { return (now, nil, [], []) }
@@ -546,7 +555,7 @@ final class LoopCore {
             }
             let expired = awaitingConfirmation ? [] : replica.lessor.takeExpired(now: now, limit: limit)
             return (now, extended, expired, replica.lessor.takeDueCheckpoints(now: now, limit: 1_000))
-        }
+        }) else { return }
         lastLeaseCheck = now
         if let extended, let previousCheck {
             logger.warning(
@@ -584,9 +593,13 @@ final class LoopCore {
         guard let confirmation = leaseConfirmation else { return }
         leaseConfirmation = nil
         guard member.isLeader, member.term == confirmation.term else { return }
-        let stillExpired = replica.withReplica { replica in
-            confirmation.leases.filter { replica.lessor.isExpired($0, now: replica.now) }
-        }
+        // Not waited for either (see `leaseDuties`): leases not revoked now are handed out
+        // again after the lessor's retry interval.
+        guard
+            let stillExpired = replica.withReplicaIfAvailable({ replica in
+                confirmation.leases.filter { replica.lessor.isExpired($0, now: replica.now) }
+            })
+        else { return }
         for lease in stillExpired {
             var entry = Etcdserverpb_InternalRaftRequest()
             entry.leaseRevoke.id = lease.rawValue
@@ -613,7 +626,7 @@ final class LoopCore {
         attributes.clusterMemberAttrSet.memberID = local.id.rawValue
         attributes.clusterMemberAttrSet.memberAttributes.name = local.name
         attributes.clusterMemberAttrSet.memberAttributes.clientUrls = local.clientURLs
-        publication.requestID = attributes.header.id
+        applier.await(requestID: attributes.header.id)
         publication.lastAttempt = .now
         proposeInternal(attributes)
         recordClusterVersion()
@@ -647,53 +660,11 @@ final class LoopCore {
         }
     }
 
-    private func releaseAppliedReads() {
-        guard !readsAwaitingApply.isEmpty else { return }
-        var released: [UInt64] = []
-        readsAwaitingApply.removeAll { waiting in
-            guard waiting.index <= appliedIndex else { return false }
-            released.append(contentsOf: waiting.ids)
-            return true
-        }
-        pending.completeReads(released, with: .success(()))
-    }
-
-    /// Commits the backend batch under the replica's lock, then, outside it, checkpoints the
-    /// backend: fully (syncing it) when `durably`, passively once its WAL has grown. Readers wait
-    /// for the commit (a write to SQLite's WAL file) but never for the disk.
-    private func commitBackend(durably: Bool) throws(MemberError) {
-        let syncsItself = checkpointer == nil && durably
-        let framesInWAL: Int
-        do {
-            framesInWAL = try replica.mutate { (replica) throws(ReplicaError) in
-                try replica.commitBackend(durably: syncsItself)
-                return replica.store.backend.framesInWAL
-            }
-        } catch {
-            throw .backend("\(error)")
-        }
-        lastBackendCommit = .now
-        guard let checkpointer else { return }
-        do {
-            if durably {
-                try checkpointer.checkpointFully()
-            } else if framesInWAL >= configuration.backendCheckpointFrames {
-                try checkpointer.checkpointPassively()
-            }
-        } catch {
-            // A durable commit that did not reach the disk must not let the WAL behind it go.
-            replica.markFailed()
-            throw .backend("\(error)")
-        }
-    }
-
     /// Publishes what request handlers show. The members' progress (for promotions) costs a
     /// full Raft status, so it is refreshed once per tick rather than on every cycle.
     private func publishStatus(withProgress: Bool = true) {
         status.publish(
-            term: member.term, leader: member.leader.rawValue, committedIndex: member.committedIndex,
-            appliedIndex: appliedIndex
-        )
+            term: member.term, leader: member.leader.rawValue, committedIndex: member.committedIndex)
         guard withProgress else { return }
         if member.isLeader && !member.isSoleVoter {
             status.publishProgress(member.matchIndexes)

@@ -54,9 +54,11 @@ final class RaftMailbox: Sendable {
         /// while the loop is busy: Raft retransmits whatever is dropped.
         var peerMessageCount = 0
         var tick = false
+        /// The applier has news for the loop (see `nudge`).
+        var nudged = false
         var closed = false
 
-        var isEmpty: Bool { proposals.isEmpty && reads.isEmpty && peerEvents.isEmpty && !tick }
+        var isEmpty: Bool { proposals.isEmpty && reads.isEmpty && peerEvents.isEmpty && !tick && !nudged }
     }
 
     /// Most peer messages waiting for the loop (etcd's per-peer receive buffer is 4,096).
@@ -76,6 +78,12 @@ final class RaftMailbox: Sendable {
 
     func tick() {
         try? deliver { (state) throws(EtcdError) in state.tick = true }
+    }
+
+    /// Wakes the loop without work from outside: the applier has applied something the loop
+    /// waits for, or has failed. The loop looks at the applier on every round.
+    func nudge() {
+        try? deliver { (state) throws(EtcdError) in state.nudged = true }
     }
 
     /// Hands what a peer sent (or what the transport learned) to the loop; dropped when the loop
@@ -108,11 +116,8 @@ final class RaftMailbox: Sendable {
     }
 
     /// Blocks the calling thread until there is work, and takes all of it (proposals up to
-    /// `maxProposals`); nil once closed and drained. With `waitAtMost`, returns empty work when
-    /// nothing came in that long (the loop has background work of its own). For the loop's own
-    /// thread only.
-    func nextBlocking(maxProposals: Int, waitAtMost: Duration? = nil) -> MailboxWork? {
-        let deadline = waitAtMost.map { ContinuousClock.now.advanced(by: $0) }
+    /// `maxProposals`); nil once closed and drained. For the loop's own thread only.
+    func nextBlocking(maxProposals: Int) -> MailboxWork? {
         while true {
             enum Step { case work(MailboxWork), finished, wait }
             let step: Step = state.withLock { state in
@@ -125,6 +130,7 @@ final class RaftMailbox: Sendable {
                     state.proposals.removeFirst(count)
                     state.reads.removeAll(keepingCapacity: true)
                     state.tick = false
+                    state.nudged = false
                     return .work(work)
                 }
                 return state.closed ? .finished : .wait
@@ -135,15 +141,7 @@ final class RaftMailbox: Sendable {
             case .wait:
                 // A delivery after the check above set the signal (or will), so this cannot
                 // sleep through it; a stale signal only costs one more look.
-                if let deadline {
-                    let left = ContinuousClock.now.duration(to: deadline)
-                    let seconds = Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18
-                    guard seconds > 0, signal.lock(whenValue: true, timeoutSeconds: seconds) else {
-                        return MailboxWork()
-                    }
-                } else {
-                    signal.lock(whenValue: true)
-                }
+                signal.lock(whenValue: true)
                 signal.unlock(withValue: false)
             }
         }

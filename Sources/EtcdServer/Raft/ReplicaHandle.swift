@@ -59,6 +59,12 @@ final class ReplicaHandle: Sendable {
         try state.withLock { (state: inout sending State) throws(Failure) -> Result in try body(state.replica) }
     }
 
+    /// For the Raft loop's periodic work: runs `body` only if nobody holds the replica (nil
+    /// otherwise), so that the loop never waits for a long apply.
+    func withReplicaIfAvailable<Result: Sendable>(_ body: (Replica) -> Result) -> Result? {
+        state.withLockIfAvailable { (state: inout sending State) -> Result in body(state.replica) }
+    }
+
     /// Puts `newReplica` in place of the current one, under the lock: readers see the old state
     /// or the new one, never a mix. The old replica is released here (its backend connection
     /// closes once nothing else holds it).
