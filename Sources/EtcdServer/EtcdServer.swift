@@ -294,7 +294,7 @@ public final class EtcdServer: Service, Sendable {
         )
     }
 
-    /// Listens for peers on the first `--listen-peer-urls` address; what peers send goes to the
+    /// Listens for peers on every `--listen-peer-urls` address; what peers send goes to the
     /// Raft loop's mailbox.
     private func startPeerTransport(identity: MemberIdentity.Resolved, mailbox: RaftMailbox) async throws -> PeerTransport {
         var settings = PeerTransportConfiguration()
@@ -308,16 +308,23 @@ public final class EtcdServer: Service, Sendable {
             receiveSnapshot: { message, imagePath in mailbox.deliverFromPeers(.snapshot(message, imagePath: imagePath)) },
             reportSnapshot: { peer, status in mailbox.deliverFromPeers(.snapshotStatus(peer, status)) }
         )
-        for (position, url) in configuration.listenPeerURLs.enumerated() {
+        var addresses: [PeerListenAddress] = []
+        for url in configuration.listenPeerURLs {
             guard url.scheme == "http" else {
                 throw ConfigurationError.unsupported("listening for peers on \(url) needs TLS, which is not supported yet")
             }
-            guard position == 0 else {
-                logger.warning("only the first --listen-peer-urls address is served", metadata: ["ignored": "\(url)"])
-                continue
-            }
-            let host = url.host == "localhost" ? "127.0.0.1" : url.host
-            _ = try await transport.start(listeningOn: host, port: url.port)
+            addresses.append(PeerListenAddress(host: url.host == "localhost" ? "127.0.0.1" : url.host, port: url.port))
+        }
+        do {
+            _ = try await transport.start(listeningOn: addresses)
+        } catch {
+            // etcd will not start without every peer listener ("creating peer listener failed").
+            guard case .bindFailed(let host, let port, let reason) = error,
+                let position = addresses.firstIndex(of: PeerListenAddress(host: host, port: port))
+            else { throw error }
+            let url = configuration.listenPeerURLs[position]
+            logger.error("creating peer listener failed", metadata: ["url": "\(url)", "error": "\(reason)"])
+            throw ConfigurationError.invalid("cannot listen for peers on \(url): \(reason)")
         }
         return transport
     }
