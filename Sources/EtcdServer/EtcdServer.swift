@@ -97,6 +97,9 @@ public final class EtcdServer: Service, Sendable {
             options.bootstrapContexts[NodeID(initial.id.rawValue)] = MembershipChangeContext(member: initial).encoded()
         }
         let member = try openRaftMember(options, metadata: Self.walMetadata(persisted), handle: handle)
+        // Before peers can send snapshots: what crashed transfers and installed images left.
+        SnapshotDirectorySweep.sweep(
+            directory: options.log.snapshotDirectory, appliedIndex: handle.withReplica { $0.appliedIndex }, logger: logger)
         // Every revision applied from now on (the WAL's replay included) reaches the watchers.
         let startRevision = handle.withReplica { replica in
             replica.store.recordsChanges = true
