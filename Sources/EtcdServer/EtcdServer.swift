@@ -134,11 +134,13 @@ public final class EtcdServer: Service, Sendable {
                 return
             }
             for message in messages where message.type == .snapshot {
-                transport.sendSnapshot(message) {
+                transport.sendSnapshot(message) { () throws -> PeerSnapshotImage in
                     let path = snapshotDirectory + "/outgoing-\(UInt64.random(in: 1 ... .max)).db"
                     // A temporary copy, deleted once sent: not worth an fsync.
                     _ = try BackendImage.write(databaseAt: databasePath, to: path, syncs: false)
-                    return path
+                    // The message describes the image (etcd's merged snapshot message), which
+                    // lists a member added since Raft's latest snapshot.
+                    return PeerSnapshotImage(path: path, metadata: try SnapshotImageDescription.read(imagePath: path))
                 }
             }
             transport.send(messages.filter { $0.type != .snapshot })

@@ -294,6 +294,62 @@ extension ClusterTests {
 }
 
 extension ClusterTests {
+    @Test("a member added after the log was compacted catches up from the leader's snapshot (backend image), with the same keys and revisions")
+    func joinAfterCompaction() async throws {
+        // Snapshots every 50 entries, keeping 10 behind: the log no longer starts at index 1 by
+        // the time the fourth member joins, so it can only start from the leader's snapshot.
+        try await withEtcdCluster(
+            .candidate, extraArguments: ["--snapshot-count=50", "--experimental-snapshot-catchup-entries=10"]
+        ) { cluster in
+            let all = cluster.etcdctl()
+            for index in 0..<200 {
+                let put = try await all.run("put", "k\(index % 20)", "\(index)")
+                #expect(put.succeeded, "\(put)")
+                if !put.succeeded { break }
+            }
+            #expect(try await all.run("compact", "100").succeeded)
+            let newcomer = try cluster.newMember(named: "infra4")
+            // A fresh cluster refuses member changes for its first 5 s ("unhealthy cluster").
+            var add = try await all.run("member", "add", "infra4", "--peer-urls=\(newcomer.peerURL)")
+            _ = try await poll(timeout: .seconds(15), interval: .milliseconds(500)) {
+                if !add.succeeded { add = try await all.run("member", "add", "infra4", "--peer-urls=\(newcomer.peerURL)") }
+                return add.succeeded
+            }
+            try #require(add.succeeded, "\(add)")
+            let initialCluster = try #require(
+                add.standardOutput.split(separator: "\n").first { $0.hasPrefix("ETCD_INITIAL_CLUSTER=") }
+                    .map { String($0.dropFirst("ETCD_INITIAL_CLUSTER=".count)).trimmingCharacters(in: CharacterSet(charactersIn: "\"")) },
+                "\(add)")
+            try await cluster.join(newcomer, initialCluster: initialCluster, wait: false)
+            let joined = cluster.etcdctl([newcomer])
+            let caughtUp = try await poll(timeout: .seconds(20), interval: .milliseconds(200)) {
+                try await joined.run("get", "k19", "--print-value-only", "--consistency=s").standardOutput.trimmed == "199"
+            }
+            #expect(caughtUp, "\(cluster.logTails())")
+            let log = String(decoding: (try? Data(contentsOf: cluster.logFile(of: newcomer))) ?? Data(), as: UTF8.self)
+            #expect(log.contains("installed backend snapshot"), "the member caught up without a snapshot")
+            // Everything the others hold, at the same revisions, read locally on the newcomer.
+            let others = cluster.members.filter { $0 != newcomer }
+            let expected = try await cluster.etcdctl(others).run("get", "", "--prefix", "-w", "json")
+            let local = try await joined.run("get", "", "--prefix", "-w", "json", "--consistency=s")
+            let kvs = { (text: String) -> [String] in
+                let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+                return (object?["kvs"] as? [[String: Any]])?.map {
+                    "\($0["key"] ?? "")=\($0["value"] ?? "")@\($0["mod_revision"] ?? "")"
+                } ?? []
+            }
+            #expect(kvs(local.standardOutput).count == 20)
+            #expect(kvs(local.standardOutput) == kvs(expected.standardOutput))
+            // A voter like the others: healthy (a linearizable read through it) and taking writes.
+            try await cluster.waitUntilHealthy([newcomer])
+            #expect(try await joined.run("put", "after", "2").succeeded)
+            let old = try await joined.run("get", "k0", "--rev=50")
+            #expect(old.standardError.contains("required revision has been compacted"), "\(old)")
+        }
+    }
+}
+
+extension ClusterTests {
     /// clientv3's `WithRequireLeader` metadata.
     private static let requireLeader: Metadata = ["hasleader": "true"]
 

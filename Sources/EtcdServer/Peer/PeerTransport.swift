@@ -312,6 +312,12 @@ final class PeerTransport: Sendable {
     /// that has one in flight is refused at once (reported `.failed`, `image` never called);
     /// Raft sends it again after the first one's report.
     func sendSnapshot(_ message: Message, image: @escaping @Sendable () throws -> String) {
+        sendSnapshot(message) { () throws -> PeerSnapshotImage in PeerSnapshotImage(path: try image()) }
+    }
+
+    /// ``sendSnapshot(_:image:)`` with an image that may describe itself: its metadata, when
+    /// given, replaces the message's (see ``PeerSnapshotImage``).
+    func sendSnapshot(_ message: Message, image: @escaping @Sendable () throws -> PeerSnapshotImage) {
         let peer = message.to
         guard message.type == .snapshot, message.snapshot != nil else {
             failSnapshot(peer, .notASnapshot)
