@@ -67,16 +67,17 @@ extension Raft {
         }
         precondition(!snapshot.isEmpty, "raft: \(id) needs a snapshot for \(memberID) but storage has none")
         let members = snapshot.metadata.confState.voters + snapshot.metadata.confState.learners
-        guard members.contains(memberID) else {
-            // The member joined after this snapshot was taken and would refuse it (a snapshot
-            // must list its receiver). Sending it again and again would only waste bandwidth;
-            // the application has to snapshot after applying the change (etcd builds a fresh
-            // snapshot at send time for the same reason).
-            logger.warning(
-                "latest snapshot predates this member, not sending it",
+        if !members.contains(memberID) {
+            // The member joined after this snapshot was taken and would refuse it as it stands (a
+            // snapshot must list its receiver). It is sent all the same, as etcd-io/raft does: the
+            // application describes what it really sends at send time (etcd's
+            // createMergedSnapshotMessage: its applied index, term and membership, with a backend
+            // image made then), which lists the member. Not sending it would leave a member added
+            // after a compaction waiting for the next snapshot, --snapshot-count entries away.
+            logger.info(
+                "latest snapshot predates this member; the application must describe it at send time",
                 metadata: ["raft_id": "\(id)", "to": "\(memberID)", "index": "\(snapshot.metadata.index)"]
             )
-            return false
         }
         progress.becomeSnapshot(snapshot.metadata.index)
         tracker.progress[memberID] = progress

@@ -97,6 +97,9 @@ public final class EtcdServer: Service, Sendable {
             options.bootstrapContexts[NodeID(initial.id.rawValue)] = MembershipChangeContext(member: initial).encoded()
         }
         let member = try openRaftMember(options, metadata: Self.walMetadata(persisted), handle: handle)
+        // Before peers can send snapshots: what crashed transfers and installed images left.
+        SnapshotDirectorySweep.sweep(
+            directory: options.log.snapshotDirectory, appliedIndex: handle.withReplica { $0.appliedIndex }, logger: logger)
         // Every revision applied from now on (the WAL's replay included) reaches the watchers.
         let startRevision = handle.withReplica { replica in
             replica.store.recordsChanges = true
@@ -131,11 +134,13 @@ public final class EtcdServer: Service, Sendable {
                 return
             }
             for message in messages where message.type == .snapshot {
-                transport.sendSnapshot(message) {
+                transport.sendSnapshot(message) { () throws -> PeerSnapshotImage in
                     let path = snapshotDirectory + "/outgoing-\(UInt64.random(in: 1 ... .max)).db"
                     // A temporary copy, deleted once sent: not worth an fsync.
                     _ = try BackendImage.write(databaseAt: databasePath, to: path, syncs: false)
-                    return path
+                    // The message describes the image (etcd's merged snapshot message), which
+                    // lists a member added since Raft's latest snapshot.
+                    return PeerSnapshotImage(path: path, metadata: try SnapshotImageDescription.read(imagePath: path))
                 }
             }
             transport.send(messages.filter { $0.type != .snapshot })
@@ -294,7 +299,7 @@ public final class EtcdServer: Service, Sendable {
         )
     }
 
-    /// Listens for peers on the first `--listen-peer-urls` address; what peers send goes to the
+    /// Listens for peers on every `--listen-peer-urls` address; what peers send goes to the
     /// Raft loop's mailbox.
     private func startPeerTransport(identity: MemberIdentity.Resolved, mailbox: RaftMailbox) async throws -> PeerTransport {
         var settings = PeerTransportConfiguration()
@@ -308,16 +313,23 @@ public final class EtcdServer: Service, Sendable {
             receiveSnapshot: { message, imagePath in mailbox.deliverFromPeers(.snapshot(message, imagePath: imagePath)) },
             reportSnapshot: { peer, status in mailbox.deliverFromPeers(.snapshotStatus(peer, status)) }
         )
-        for (position, url) in configuration.listenPeerURLs.enumerated() {
+        var addresses: [PeerListenAddress] = []
+        for url in configuration.listenPeerURLs {
             guard url.scheme == "http" else {
                 throw ConfigurationError.unsupported("listening for peers on \(url) needs TLS, which is not supported yet")
             }
-            guard position == 0 else {
-                logger.warning("only the first --listen-peer-urls address is served", metadata: ["ignored": "\(url)"])
-                continue
-            }
-            let host = url.host == "localhost" ? "127.0.0.1" : url.host
-            _ = try await transport.start(listeningOn: host, port: url.port)
+            addresses.append(PeerListenAddress(host: url.host == "localhost" ? "127.0.0.1" : url.host, port: url.port))
+        }
+        do {
+            _ = try await transport.start(listeningOn: addresses)
+        } catch {
+            // etcd will not start without every peer listener ("creating peer listener failed").
+            guard case .bindFailed(let host, let port, let reason) = error,
+                let position = addresses.firstIndex(of: PeerListenAddress(host: host, port: port))
+            else { throw error }
+            let url = configuration.listenPeerURLs[position]
+            logger.error("creating peer listener failed", metadata: ["url": "\(url)", "error": "\(reason)"])
+            throw ConfigurationError.invalid("cannot listen for peers on \(url): \(reason)")
         }
         return transport
     }

@@ -1,6 +1,7 @@
 import EtcdAPI
 import EtcdTestSupport
 import Foundation
+import GRPCCore
 import Testing
 
 /// Three-member clusters of the real binary, started as etcd's Procfile starts them, with the same
@@ -289,6 +290,150 @@ extension ClusterTests {
             let old = try await back.run("get", "k0", "--rev=50")
             #expect(old.standardError.contains("required revision has been compacted"), "\(old)")
         }
+    }
+}
+
+extension ClusterTests {
+    @Test("a member added after the log was compacted catches up from the leader's snapshot (backend image), with the same keys and revisions")
+    func joinAfterCompaction() async throws {
+        // Snapshots every 50 entries, keeping 10 behind: the log no longer starts at index 1 by
+        // the time the fourth member joins, so it can only start from the leader's snapshot.
+        try await withEtcdCluster(
+            .candidate, extraArguments: ["--snapshot-count=50", "--experimental-snapshot-catchup-entries=10"]
+        ) { cluster in
+            let all = cluster.etcdctl()
+            for index in 0..<200 {
+                let put = try await all.run("put", "k\(index % 20)", "\(index)")
+                #expect(put.succeeded, "\(put)")
+                if !put.succeeded { break }
+            }
+            #expect(try await all.run("compact", "100").succeeded)
+            let newcomer = try cluster.newMember(named: "infra4")
+            // A fresh cluster refuses member changes for its first 5 s ("unhealthy cluster").
+            var add = try await all.run("member", "add", "infra4", "--peer-urls=\(newcomer.peerURL)")
+            _ = try await poll(timeout: .seconds(15), interval: .milliseconds(500)) {
+                if !add.succeeded { add = try await all.run("member", "add", "infra4", "--peer-urls=\(newcomer.peerURL)") }
+                return add.succeeded
+            }
+            try #require(add.succeeded, "\(add)")
+            let initialCluster = try #require(
+                add.standardOutput.split(separator: "\n").first { $0.hasPrefix("ETCD_INITIAL_CLUSTER=") }
+                    .map { String($0.dropFirst("ETCD_INITIAL_CLUSTER=".count)).trimmingCharacters(in: CharacterSet(charactersIn: "\"")) },
+                "\(add)")
+            try await cluster.join(newcomer, initialCluster: initialCluster, wait: false)
+            let joined = cluster.etcdctl([newcomer])
+            let caughtUp = try await poll(timeout: .seconds(20), interval: .milliseconds(200)) {
+                try await joined.run("get", "k19", "--print-value-only", "--consistency=s").standardOutput.trimmed == "199"
+            }
+            #expect(caughtUp, "\(cluster.logTails())")
+            let log = String(decoding: (try? Data(contentsOf: cluster.logFile(of: newcomer))) ?? Data(), as: UTF8.self)
+            #expect(log.contains("installed backend snapshot"), "the member caught up without a snapshot")
+            // Everything the others hold, at the same revisions, read locally on the newcomer.
+            let others = cluster.members.filter { $0 != newcomer }
+            let expected = try await cluster.etcdctl(others).run("get", "", "--prefix", "-w", "json")
+            let local = try await joined.run("get", "", "--prefix", "-w", "json", "--consistency=s")
+            let kvs = { (text: String) -> [String] in
+                let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+                return (object?["kvs"] as? [[String: Any]])?.map {
+                    "\($0["key"] ?? "")=\($0["value"] ?? "")@\($0["mod_revision"] ?? "")"
+                } ?? []
+            }
+            #expect(kvs(local.standardOutput).count == 20)
+            #expect(kvs(local.standardOutput) == kvs(expected.standardOutput))
+            // A voter like the others: healthy (a linearizable read through it) and taking writes.
+            try await cluster.waitUntilHealthy([newcomer])
+            #expect(try await joined.run("put", "after", "2").succeeded)
+            let old = try await joined.run("get", "k0", "--rev=50")
+            #expect(old.standardError.contains("required revision has been compacted"), "\(old)")
+        }
+    }
+}
+
+extension ClusterTests {
+    /// clientv3's `WithRequireLeader` metadata.
+    private static let requireLeader: Metadata = ["hasleader": "true"]
+
+    /// How a call ended: its values, or its error's code and message.
+    private static func outcome(_ call: () async throws -> Etcdserverpb_RangeResponse) async -> String {
+        do {
+            return "values \(try await call().kvs.map { String(decoding: $0.value, as: UTF8.self) })"
+        } catch let error as RPCError {
+            return "\(error.code): \(error.message)"
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    private static func describe(_ received: [WatchStream.Received]) -> String {
+        received.map { item in
+            switch item {
+            case .response(let response): "response created=\(response.created) canceled=\(response.canceled)"
+            case .ended(let status): "ended \(status)"
+            }
+        }.joined(separator: ", ")
+    }
+
+    @Test("a member that lost its leader: with hasleader a Range fails at once with no leader and a watch ends after three election timeouts; without it a linearizable read times out, as etcd")
+    func requireLeaderWithoutLeader() async throws {
+        let (etcd, candidate) = try await sideBySide { cluster in
+            var record: [String] = []
+            _ = try #require(try await cluster.leader(), "no leader\n\(cluster.logTails())")
+            let survivor = cluster.members[0]
+            #expect(try await cluster.etcdctl([survivor]).run("put", "k", "v").succeeded)
+            var linearizable = Etcdserverpb_RangeRequest()
+            linearizable.key = Data("k".utf8)
+            var serializable = linearizable
+            serializable.serializable = true
+            var shortDeadline = CallOptions.defaults
+            shortDeadline.timeout = .seconds(3)
+            try await withEtcdGRPCClient(port: survivor.clientPort) { client in
+                let led = await Self.outcome { try await client.kv.range(linearizable, metadata: Self.requireLeader) }
+                record.append("hasleader Range with a leader: \(led)")
+                try await withWatchStream(client, metadata: Self.requireLeader) { stream in
+                    stream.send(.create("k"))
+                    record.append("hasleader watch with a leader: \(Self.describe(await stream.receive(1)))")
+                    let clock = ContinuousClock()
+                    let lost = clock.now
+                    for member in cluster.members where member != survivor { await cluster.kill(member) }
+                    // Once the survivor gives up on its leader (an election timeout, or a leader's
+                    // check-quorum), a call asking for one fails at once. A serializable read tells
+                    // when: it needs no leader, so only the metadata can refuse it. (A linearizable
+                    // read in flight as the leader goes fails otherwise: "leader changed" as etcd
+                    // 3.5 says, where 3.4 waits for "request timed out".)
+                    var refusal = "no refusal within 10 s"
+                    _ = await poll(timeout: .seconds(10), interval: .milliseconds(100)) {
+                        let outcome = await Self.outcome { try await client.kv.range(serializable, metadata: Self.requireLeader) }
+                        guard !outcome.hasPrefix("values") else { return false }
+                        refusal = outcome
+                        return true
+                    }
+                    record.append("hasleader serializable Range without a leader: \(refusal)")
+                    let asked = clock.now
+                    let refused = await Self.outcome { try await client.kv.range(linearizable, metadata: Self.requireLeader) }
+                    record.append("hasleader linearizable Range without a leader: \(refused)")
+                    record.append("refused within 1 s: \(asked.duration(to: clock.now) < .seconds(1))")
+                    // The stream ends three election timeouts (1 s each) after the leader is gone.
+                    let ended = await stream.receive(1, timeout: .seconds(15))
+                    record.append("hasleader watch without a leader: \(Self.describe(ended))")
+                    let elapsed = lost.duration(to: clock.now)
+                    record.append("watch ended within 12 s of losing the leader: \(stream.hasEnded && elapsed < .seconds(12))")
+                }
+                try await withWatchStream(client, metadata: Self.requireLeader) { stream in
+                    stream.send(.create("k"))
+                    record.append("hasleader watch opened without a leader: \(Self.describe(await stream.receive(1, timeout: .seconds(5))))")
+                }
+                try await withWatchStream(client) { stream in
+                    stream.send(.create("k"))
+                    record.append("plain watch opened without a leader: \(Self.describe(await stream.receive(1, timeout: .seconds(5))))")
+                }
+                let plain = await Self.outcome { try await client.kv.range(linearizable, options: shortDeadline) }
+                record.append("linearizable Range without hasleader, 3 s deadline: \(plain)")
+                let local = await Self.outcome { try await client.kv.range(serializable, options: shortDeadline) }
+                record.append("serializable Range without hasleader: \(local)")
+            }
+            return record
+        }
+        #expect(candidate == etcd)
     }
 }
 

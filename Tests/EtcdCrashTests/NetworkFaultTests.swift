@@ -438,8 +438,8 @@ struct NetworkFaultRound {
                 workload.stopped.store(true, ordering: .relaxed)
                 try await group.waitForAll()
 
-                problems += try await checkRevisionsAgree(clients: clients, members: members)
-                problems += try await checkAcknowledgedPuts(workload, clients: clients, members: members)
+                problems += await checkRevisionsAgree(clients: clients, members: members)
+                problems += await checkAcknowledgedPuts(workload, clients: clients, members: members)
                 let history = workload.recorder.history()
                 let verdict = checkLinearizable(history, model: EtcdKVModel(), timeout: .seconds(30))
                 print(
@@ -454,15 +454,13 @@ struct NetworkFaultRound {
 
     /// Once the workload stopped, every member reaches the same revision (serializable reads,
     /// each member's own view).
-    private func checkRevisionsAgree(clients: [EtcdGRPCClient], members: [Member]) async throws -> [String] {
+    private func checkRevisionsAgree(clients: [EtcdGRPCClient], members: [Member]) async -> [String] {
         var revisions: [Int64] = []
         let agreed = await poll(timeout: .seconds(10), interval: .milliseconds(100)) {
             revisions = []
-            for client in clients {
+            for (member, client) in zip(members, clients) {
                 let request = KVRequest.range(NetworkFaultWorkload.keys[0]) { $0.serializable = true }
-                guard
-                    let response = try? await client.kv.range(
-                        request, options: NetworkFaultWorkload.options(timeout: .seconds(2)))
+                guard case .success(let response) = await readBack(request, from: member, via: client, timeout: .seconds(2))
                 else { return false }
                 revisions.append(response.header.revision)
             }
@@ -473,30 +471,51 @@ struct NetworkFaultRound {
         return agreed ? [] : ["the members do not reach one revision within 10 s of the end: \(revisions)"]
     }
 
+    /// One read of the final checks: through the workload's client, and if that fails, through
+    /// a new client with a connection of its own, twice at most. The workload's connection went
+    /// through the partition and may be gone (real etcd's side once closed its stream
+    /// unexpectedly), which says nothing about what the member stores.
+    private func readBack(
+        _ request: Etcdserverpb_RangeRequest, from member: Member, via client: EtcdGRPCClient, timeout: Duration
+    ) async -> Result<Etcdserverpb_RangeResponse, any Error> {
+        let options = NetworkFaultWorkload.options(timeout: timeout)
+        var lastError: any Error
+        do {
+            return .success(try await client.kv.range(request, options: options))
+        } catch {
+            lastError = error
+        }
+        for _ in 0..<2 {
+            do {
+                return .success(
+                    try await withEtcdGRPCClient(host: member.host, port: member.clientPort) { fresh in
+                        try await fresh.kv.range(request, options: options)
+                    })
+            } catch {
+                lastError = error
+            }
+        }
+        return .failure(lastError)
+    }
+
     /// Every acknowledged put is stored at its revision on every member.
     private func checkAcknowledgedPuts(
         _ workload: NetworkFaultWorkload, clients: [EtcdGRPCClient], members: [Member]
-    ) async throws -> [String] {
+    ) async -> [String] {
         var problems: [String] = []
         let puts = workload.puts.withLock { $0 }
         for (member, client) in zip(members, clients) {
             for put in puts {
                 let request = KVRequest.range(put.key) { $0.revision = put.revision }
-                // A dropped connection (seen once against real etcd) is retried, not a verdict.
-                var answer: Etcdserverpb_RangeResponse?
-                var lastError: (any Error)?
-                for _ in 0..<3 where answer == nil {
-                    do {
-                        answer = try await client.kv.range(
-                            request, options: NetworkFaultWorkload.options(timeout: .seconds(5)))
-                    } catch {
-                        lastError = error
-                    }
-                }
-                guard let response = answer else {
+                // A dropped connection (seen once against real etcd) is retried on a new one, not a verdict.
+                let response: Etcdserverpb_RangeResponse
+                switch await readBack(request, from: member, via: client, timeout: .seconds(5)) {
+                case .success(let answer):
+                    response = answer
+                case .failure(let error):
                     problems.append(
                         "\(member.name): reading acknowledged put(\(put.key), \(put.value)) at revision "
-                            + "\(put.revision) failed: \(lastError.map { "\($0)" } ?? "?")")
+                            + "\(put.revision) failed: \(error)")
                     if problems.count >= 20 { return problems }
                     continue
                 }

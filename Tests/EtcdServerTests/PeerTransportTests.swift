@@ -175,6 +175,49 @@ struct PeerTransportTests {
         await b.transport.shutdown()
     }
 
+    @Test("a transport listening on two addresses accepts a peer on each")
+    func severalListeners() async throws {
+        let b = PeerNode(2)
+        let ports = try await b.transport.start(listeningOn: [
+            PeerListenAddress(host: "127.0.0.1", port: 0), PeerListenAddress(host: "127.0.0.1", port: 0),
+        ])
+        try #require(ports.count == 2)
+        #expect(ports[0] != ports[1])
+        let a = PeerNode(1)
+        let c = PeerNode(3)
+        a.transport.addPeer(b.id, host: "127.0.0.1", port: ports[0])
+        c.transport.addPeer(b.id, host: "127.0.0.1", port: ports[1])
+        a.transport.send(PeerNode.appends(from: 1, to: 2, indexes: 0..<5))
+        c.transport.send(PeerNode.appends(from: 3, to: 2, indexes: 100..<105))
+        try await waitUntil { b.inbox.count == 10 }
+        #expect(b.inbox.messages.filter { $0.from == NodeID(1) }.map(\.index) == Array(0..<5))
+        #expect(b.inbox.messages.filter { $0.from == NodeID(3) }.map(\.index) == Array(100..<105))
+        #expect(b.transport.inboundConnectionCount == 2)
+        for node in [a, b, c] { await node.transport.shutdown() }
+    }
+
+    @Test("an address that cannot be bound fails the start, names that address, and keeps no listener")
+    func unbindableListener() async throws {
+        let occupant = PeerNode(9)
+        let taken = try await occupant.transport.start(listeningOn: "127.0.0.1", port: 0)
+        let free = try await PeerNode.freePort()
+        let b = PeerNode(2)
+        let error = await #expect(throws: PeerTransportError.self) {
+            try await b.transport.start(listeningOn: [
+                PeerListenAddress(host: "127.0.0.1", port: free), PeerListenAddress(host: "127.0.0.1", port: taken),
+            ])
+        }
+        guard case .bindFailed(let host, let port, _) = error else {
+            Issue.record("expected bindFailed, got \(String(describing: error))")
+            return
+        }
+        #expect(host == "127.0.0.1" && port == taken)
+        // The address that was bound first is released again.
+        await #expect(throws: (any Error).self) { try await RawPeer.connect(port: free) }
+        await b.transport.shutdown()
+        await occupant.transport.shutdown()
+    }
+
     @Test("removePeer stops sending to it; shutdown closes everything and returns promptly")
     func removeAndShutdown() async throws {
         let a = PeerNode(1)

@@ -4,6 +4,8 @@ import EtcdServer
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import NIOCore
+import NIOPosix
 import Testing
 
 @Suite("Server over gRPC")
@@ -42,6 +44,22 @@ struct ServerTests {
                 #expect(txnResponse.header.revision == 3)
             }
         }
+    }
+
+    @Test("a --listen-peer-urls address that cannot be bound stops the start with an error naming that URL")
+    func unbindablePeerURL() async throws {
+        // A port another listener holds, so the second peer URL cannot be bound.
+        let occupant = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0).get()
+        let taken = try #require(occupant.localAddress?.port)
+        defer { occupant.close(promise: nil) }
+        let blocked = EndpointURL(scheme: "http", host: "127.0.0.1", port: taken)
+        let error = await #expect(throws: ConfigurationError.self) {
+            try await withServer(configure: {
+                $0.listenPeerURLs = [EndpointURL(scheme: "http", host: "127.0.0.1", port: 0), blocked]
+            }) { _ in }
+        }
+        #expect(error?.description.hasPrefix("cannot listen for peers on \(blocked):") == true, "\(String(describing: error))")
     }
 
     @Test("errors carry etcd's status code and message")

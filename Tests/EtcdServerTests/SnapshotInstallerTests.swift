@@ -283,6 +283,38 @@ struct SnapshotEndToEndTests {
     }
 }
 
+extension SnapshotEndToEndTests {
+    @Test("a MsgSnap older than its image, not listing its receiver, goes described by the image: applied index, term, membership")
+    func describedByImage() async throws {
+        let root = try temporaryRoot()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let leader = try leaderData(root + "/leader")
+        let appliedIndex = leader.replica.appliedIndex
+        let leaderDatabase = Backend.databasePath(dataDirectory: leader.directory)
+        let a = SnapshotNode(0xa1, snapshotDirectory: nil)
+        let b = SnapshotNode(0xb2, snapshotDirectory: root + "/follower/member/snap")
+        try await SnapshotNode.connect(a, b)
+        // Raft's latest snapshot, taken before 0xb2 joined: it lists only 0xa1.
+        var stale = SnapshotNode.msgSnap(from: 0xa1, to: 0xb2, index: 5, term: 2)
+        stale.snapshot?.metadata.confState = ConfState(voters: [NodeID(0xa1)])
+        let imagePath = root + "/leader-image.snap.db"
+        a.transport.sendSnapshot(stale) { () throws -> PeerSnapshotImage in
+            _ = try BackendImage.write(databaseAt: leaderDatabase, to: imagePath)
+            return PeerSnapshotImage(path: imagePath, metadata: try SnapshotImageDescription.read(imagePath: imagePath))
+        }
+        try await waitUntil { a.reports.count == 1 && b.deliveries.count == 1 }
+        let metadata = try #require(b.deliveries.first?.message.snapshot?.metadata)
+        #expect(metadata.index == appliedIndex)
+        #expect(metadata.term == 3)
+        #expect(metadata.confState == ConfState(voters: [NodeID(0xa1), NodeID(0xb2)]))
+        // A description older than Raft's snapshot is never sent in its place.
+        let newer = SnapshotNode.msgSnap(from: 0xa1, to: 0xb2, index: appliedIndex + 10, term: 3)
+        #expect(PeerSnapshotImage(path: imagePath, metadata: metadata).describing(newer) == newer)
+        await a.transport.shutdown()
+        await b.transport.shutdown()
+    }
+}
+
 private struct UnexpectedInstall: Error {
     var error: SnapshotInstallError
 }

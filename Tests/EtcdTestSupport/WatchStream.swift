@@ -1,6 +1,6 @@
 public import EtcdAPI
 import Foundation
-import GRPCCore
+public import GRPCCore
 import SwiftProtobuf
 import Synchronization
 
@@ -106,10 +106,11 @@ public final class WatchStream: Sendable {
     }
 }
 
-/// Opens one Watch stream on `client`, runs `body` with it, then cancels the RPC (etcd would keep
-/// it open otherwise) and waits for it to end.
+/// Opens one Watch stream on `client` (with `metadata`, e.g. clientv3's `hasleader`), runs `body`
+/// with it, then cancels the RPC (etcd would keep it open otherwise) and waits for it to end.
 public func withWatchStream<Result: Sendable>(
     _ client: EtcdGRPCClient,
+    metadata: Metadata = [:],
     _ body: (WatchStream) async throws -> Result
 ) async throws -> Result {
     let (requestStream, requestContinuation) = AsyncStream.makeStream(of: Etcdserverpb_WatchRequest.self)
@@ -118,6 +119,7 @@ public func withWatchStream<Result: Sendable>(
         group.addTask {
             do {
                 try await client.watch.watch(
+                    metadata: metadata,
                     requestProducer: { writer in
                         for await request in requestStream { try await writer.write(request) }
                     },

@@ -10,6 +10,29 @@ import Glibc
 import Darwin
 #endif
 
+/// A backend image made to be sent, and what it holds when the maker can tell.
+struct PeerSnapshotImage: Sendable, Hashable {
+    var path: String
+    /// The image's own index, term and configuration (etcd's merged snapshot message), sent in
+    /// place of the MsgSnap's when it is not older; nil sends the MsgSnap as Raft made it.
+    var metadata: SnapshotMetadata?
+
+    init(path: String, metadata: SnapshotMetadata? = nil) {
+        self.path = path
+        self.metadata = metadata
+    }
+
+    /// `message` describing this image: never older than what Raft offered, since the receiver
+    /// installs the image only if it holds at least the snapshot's index.
+    func describing(_ message: Message) -> Message {
+        guard let metadata, var snapshot = message.snapshot, metadata.index >= snapshot.metadata.index else { return message }
+        snapshot.metadata = metadata
+        var described = message
+        described.snapshot = snapshot
+        return described
+    }
+}
+
 /// Sends one snapshot to one peer on a connection of its own (etcd's rafthttp `snapshotSender`):
 /// the MsgSnap, then the image file in chunks of at most ``PeerSnapshotStream/maxChunkBytes``,
 /// then its SHA-256, and waits for the receiver's answer. Each chunk is read from the file only
@@ -23,18 +46,20 @@ struct PeerSnapshotSender: Sendable {
 
     /// Sends `message` with the image that `image` writes; the image file is removed afterwards,
     /// whatever happened. Returns the image's size once the receiver has accepted it.
-    func send(_ message: Message, image: @escaping @Sendable () throws -> String) async throws(PeerSnapshotError) -> UInt64 {
+    func send(_ message: Message, image: @escaping @Sendable () throws -> PeerSnapshotImage) async throws(PeerSnapshotError) -> UInt64 {
         let pool = NIOThreadPool.singleton
         // Making the image (a VACUUM INTO of the whole backend) blocks for a while: on the
         // thread pool, not on the caller's or a Swift concurrency thread.
-        let path = try await runOnPool(pool) { () throws(PeerSnapshotError) in
+        let made = try await runOnPool(pool) { () throws(PeerSnapshotError) in
             do {
                 return try image()
             } catch {
                 throw .image("\(error)")
             }
         }
+        let path = made.path
         defer { unlink(path) }
+        let message = made.describing(message)
         let file = try await runOnPool(pool) { () throws(PeerSnapshotError) in try SnapshotFile.openForReading(path) }
         defer { close(file.descriptor) }
         let limit = context.configuration.maxSnapshotBytes

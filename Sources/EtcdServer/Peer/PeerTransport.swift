@@ -20,6 +20,12 @@ enum PeerTransportError: Error, Hashable, Sendable, CustomStringConvertible {
     }
 }
 
+/// An address the transport listens on for peers.
+struct PeerListenAddress: Hashable, Sendable {
+    var host: String
+    var port: Int
+}
+
 /// Carries Raft messages between this member and its peers (issue 17), modelled on etcd's
 /// rafthttp: one outbound connection per peer carries our messages to it, a listener takes the
 /// connections peers make to us, and each peer has a bounded outbox that the Raft loop fills
@@ -54,7 +60,7 @@ final class PeerTransport: Sendable {
     }
 
     private struct State {
-        var server: (any Channel)?
+        var servers: [any Channel] = []
         var inbound: [ObjectIdentifier: any Channel] = [:]
         var writers: [NodeID: PeerWriter] = [:]
         var snapshots: [NodeID: OutboundSnapshot] = [:]
@@ -123,32 +129,56 @@ final class PeerTransport: Sendable {
 
     /// Listens for peers on `host`:`port` and returns the bound port (useful with port 0).
     func start(listeningOn host: String, port: Int) async throws(PeerTransportError) -> Int {
+        let bound = try await start(listeningOn: [PeerListenAddress(host: host, port: port)])
+        return bound[0]
+    }
+
+    /// Listens for peers on every address (etcd serves each `--listen-peer-urls` entry) and
+    /// returns the bound ports in the same order. Either every address is bound or, when one
+    /// cannot be, none is kept and the error names that address: etcd, too, refuses to start
+    /// with a peer listener it cannot create.
+    func start(listeningOn addresses: [PeerListenAddress]) async throws(PeerTransportError) -> [Int] {
         try state.withLock { (state) throws(PeerTransportError) in
             if state.shutDown { throw .shutDown }
-            if state.server != nil { throw .alreadyStarted }
+            if !state.servers.isEmpty { throw .alreadyStarted }
         }
-        let server: any Channel
-        do {
-            server = try await ServerBootstrap(group: configuration.eventLoopGroup)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                .childChannelInitializer { [self] channel in self.initializeInbound(channel) }
-                .bind(host: host, port: port).get()
-        } catch {
-            throw .bindFailed(host: host, port: port, reason: "\(error)")
+        var servers: [any Channel] = []
+        for address in addresses {
+            do throws(PeerTransportError) {
+                servers.append(try await bind(address))
+            } catch {
+                for server in servers { try? await server.close() }
+                throw error
+            }
         }
         let kept = state.withLock { state in
-            guard !state.shutDown, state.server == nil else { return false }
-            state.server = server
+            guard !state.shutDown, state.servers.isEmpty else { return false }
+            state.servers = servers
             return true
         }
         guard kept else {
-            try? await server.close()
+            for server in servers { try? await server.close() }
             throw .shutDown
         }
-        let bound = server.localAddress?.port ?? port
-        logger.info("listening for peers", metadata: ["address": "\(host):\(bound)", "member": "\(memberID)"])
-        return bound
+        var ports: [Int] = []
+        for (address, server) in zip(addresses, servers) {
+            let bound = server.localAddress?.port ?? address.port
+            ports.append(bound)
+            logger.info("listening for peers", metadata: ["address": "\(address.host):\(bound)", "member": "\(memberID)"])
+        }
+        return ports
+    }
+
+    private func bind(_ address: PeerListenAddress) async throws(PeerTransportError) -> any Channel {
+        do {
+            return try await ServerBootstrap(group: configuration.eventLoopGroup)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelInitializer { [self] channel in self.initializeInbound(channel) }
+                .bind(host: address.host, port: address.port).get()
+        } catch {
+            throw .bindFailed(host: address.host, port: address.port, reason: "\(error)")
+        }
     }
 
     private func initializeInbound(_ channel: any Channel) -> EventLoopFuture<Void> {
@@ -282,6 +312,12 @@ final class PeerTransport: Sendable {
     /// that has one in flight is refused at once (reported `.failed`, `image` never called);
     /// Raft sends it again after the first one's report.
     func sendSnapshot(_ message: Message, image: @escaping @Sendable () throws -> String) {
+        sendSnapshot(message) { () throws -> PeerSnapshotImage in PeerSnapshotImage(path: try image()) }
+    }
+
+    /// ``sendSnapshot(_:image:)`` with an image that may describe itself: its metadata, when
+    /// given, replaces the message's (see ``PeerSnapshotImage``).
+    func sendSnapshot(_ message: Message, image: @escaping @Sendable () throws -> PeerSnapshotImage) {
         let peer = message.to
         guard message.type == .snapshot, message.snapshot != nil else {
             failSnapshot(peer, .notASnapshot)
@@ -350,19 +386,19 @@ final class PeerTransport: Sendable {
     /// Stops listening, closes every connection and stops every writer (pending messages are
     /// dropped). Later sends are dropped as for an unknown peer.
     func shutdown() async {
-        let (server, inbound, writers, snapshots) = state.withLock { state in
+        let (servers, inbound, writers, snapshots) = state.withLock { state in
             state.shutDown = true
             defer {
-                state.server = nil
+                state.servers = []
                 state.inbound = [:]
                 state.writers = [:]
             }
             return (
-                state.server, Array(state.inbound.values), Array(state.writers.values),
+                state.servers, Array(state.inbound.values), Array(state.writers.values),
                 state.snapshots.values.compactMap(\.task)
             )
         }
-        try? await server?.close()
+        for server in servers { try? await server.close() }
         for channel in inbound { channel.close(promise: nil) }
         for snapshot in snapshots { snapshot.cancel() }
         await withTaskGroup(of: Void.self) { group in
