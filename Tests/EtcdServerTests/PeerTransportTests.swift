@@ -22,7 +22,10 @@ struct PeerTransportTests {
             a.transport.send(PeerNode.appends(from: 1, to: 2, indexes: round * 100..<(round + 1) * 100))
             b.transport.send(PeerNode.appends(from: 2, to: 1, indexes: round * 100..<(round + 1) * 100))
         }
-        try await waitUntil { a.inbox.count == 300 && b.inbox.count == 300 }
+        // The sender counts a frame once its write completes, which may be after it arrived.
+        try await waitUntil {
+            a.inbox.count == 300 && b.inbox.count == 300 && a.transport.statistics.sentMessages == 300
+        }
         #expect(b.inbox.messages.map(\.index) == (0..<300).map(UInt64.init))
         #expect(a.inbox.messages.map(\.index) == (0..<300).map(UInt64.init))
         #expect(b.inbox.messages.allSatisfy { $0.from == NodeID(1) && $0.to == NodeID(2) })
