@@ -45,6 +45,25 @@ struct LoopHardeningTests {
         }
     }
 
+    /// The idle loop of ``withIdleLoop``, started and running with its ticker; stopped (and
+    /// its end awaited) after `body`.
+    private func withRunningLoop(
+        _ body: (RaftLoop, RequestProposer, ReplicaHandle) async throws -> Void
+    ) async throws {
+        try await withIdleLoop { loop, proposer, replica in
+            try await loop.start()
+            let running = Task { try await loop.run() }
+            let ticker = Task { await loop.runTicker() }
+            defer {
+                loop.mailbox.close()
+                ticker.cancel()
+            }
+            try await body(loop, proposer, replica)
+            loop.mailbox.close()
+            try await running.value
+        }
+    }
+
     private func putEntry(_ key: String, valueBytes: Int) -> Etcdserverpb_InternalRaftRequest {
         var entry = Etcdserverpb_InternalRaftRequest()
         entry.put.key = Data(key.utf8)
@@ -110,14 +129,7 @@ struct LoopHardeningTests {
 
     @Test("a stalled apply does not stall the loop: entries are persisted and committed meanwhile, ticks go on, and every write is answered once apply resumes")
     func applyStallDoesNotBlockLoop() async throws {
-        try await withIdleLoop { loop, proposer, replica in
-            try await loop.start()
-            let running = Task { try await loop.run() }
-            let ticker = Task { await loop.runTicker() }
-            defer {
-                loop.mailbox.close()
-                ticker.cancel()
-            }
+        try await withRunningLoop { loop, proposer, replica in
             var grant = Etcdserverpb_InternalRaftRequest()
             grant.leaseGrant.id = 7
             grant.leaseGrant.ttl = 60
@@ -163,8 +175,6 @@ struct LoopHardeningTests {
                 return try replica.range(range).count
             }
             #expect(keys == 5)
-            loop.mailbox.close()
-            try await running.value
         }
     }
 
@@ -179,14 +189,7 @@ struct LoopHardeningTests {
 
     @Test("a keepalive that arrives while its lease's revocation is in flight is answered TTL 0 once it is applied, not 'renewed'")
     func keepaliveDuringRevoke() async throws {
-        try await withIdleLoop { loop, proposer, replica in
-            try await loop.start()
-            let running = Task { try await loop.run() }
-            let ticker = Task { await loop.runTicker() }
-            defer {
-                loop.mailbox.close()
-                ticker.cancel()
-            }
+        try await withRunningLoop { loop, proposer, replica in
             let service = LeaseService(
                 writer: proposer, replica: replica,
                 header: ResponseHeaderSource(clusterID: ClusterID(1), memberID: MemberID(1), status: loop.status),
@@ -227,8 +230,6 @@ struct LoopHardeningTests {
             #expect(answer.ttl == 0, "the keepalive renewed a lease whose revocation was in flight")
             requestStream.finish()
             try await stream.value
-            loop.mailbox.close()
-            try await running.value
         }
     }
 }
