@@ -340,9 +340,11 @@ struct NetworkFaultRound {
                 async let earlyRead = workload.get(
                     NetworkFaultWorkload.keys[0], client: 103, via: oldClient, timeout: .seconds(3))
 
-                // The majority elects another leader within a few election timeouts (1 s each).
+                // The majority elects another leader within a few election timeouts (1 s each);
+                // real etcd 3.4 (no pre-vote) has been seen to need several rounds of split votes,
+                // and a loaded CI machine delays it further, hence the margin.
                 var newLeaderID: UInt64 = 0
-                let elected = try await poll(timeout: .seconds(5), interval: .milliseconds(100)) {
+                let elected = try await poll(timeout: .seconds(15), interval: .milliseconds(100)) {
                     let statuses = try await cluster.statuses(majority)
                     let leaders = Set(statuses.map(\.leader))
                     guard statuses.count == 2, leaders.count == 1, let leader = leaders.first, leader != 0,
@@ -356,13 +358,13 @@ struct NetworkFaultRound {
                     print("\(stamp()) the majority elected \(String(newLeaderID, radix: 16)) in \(elapsed)")
                 } else {
                     problems.append(
-                        "the majority elected no new leader within 5 s of the partition: "
+                        "the majority elected no new leader within 15 s of the partition: "
                             + "\(try await cluster.statuses(majority))")
                 }
 
                 // The old leader steps down once it has not heard from a quorum for an election
                 // timeout (CheckQuorum).
-                let steppedDown = try await poll(timeout: .seconds(5), interval: .milliseconds(100)) {
+                let steppedDown = try await poll(timeout: .seconds(15), interval: .milliseconds(100)) {
                     guard let status = try await cluster.statuses([oldLeader]).first else { return false }
                     return status.leader != oldLeaderID
                 }
@@ -370,7 +372,7 @@ struct NetworkFaultRound {
                     print("\(stamp()) \(oldLeader.name) stepped down \(clock.now - partitioned) after the partition")
                 } else {
                     problems.append(
-                        "\(oldLeader.name) still says it leads 5 s after the partition: "
+                        "\(oldLeader.name) still says it leads 15 s after the partition: "
                             + "\(try await cluster.statuses([oldLeader]))")
                 }
 

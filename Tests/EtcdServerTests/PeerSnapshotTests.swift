@@ -53,6 +53,29 @@ struct PeerSnapshotTests {
         await b.transport.shutdown()
     }
 
+    @Test("a message stream that stays quiet past the snapshot idle timeout is left open (the deadline is for snapshots)")
+    func quietMessageStream() async throws {
+        let directory = try SnapshotNode.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var quick = PeerNode.fastConfiguration()
+        quick.snapshotIdleTimeout = .milliseconds(100)
+        let a = SnapshotNode(1, snapshotDirectory: nil)
+        let b = SnapshotNode(2, snapshotDirectory: directory + "/b", configuration: quick)
+        try await SnapshotNode.connect(a, b)
+        a.transport.send(PeerNode.appends(from: 1, to: 2, indexes: 0..<1))
+        try await waitUntil { b.inbox.count == 1 }
+        let connections = a.transport.statistics.connections
+        // Quiet for many idle timeouts: a follower may have nothing to tell another for minutes.
+        try await Task.sleep(for: .milliseconds(800))
+        a.transport.send(PeerNode.appends(from: 1, to: 2, indexes: 1..<2))
+        try await waitUntil { b.inbox.count == 2 }
+        #expect(b.refusals == 0)
+        #expect(a.transport.statistics.connections == connections, "the stream was closed and opened again")
+        #expect(a.transport.statistics.reconnects == 0)
+        await a.transport.shutdown()
+        await b.transport.shutdown()
+    }
+
     @Test("a corrupted chunk, a truncated stream, a lying size or an oversized image is refused and leaves no file")
     func hostileStreams() async throws {
         let directory = try SnapshotNode.temporaryDirectory()

@@ -187,6 +187,7 @@ public final class EtcdCluster: Sendable {
     /// cluster has a leader and the member is caught up); fails early if one exits.
     public func waitUntilHealthy(_ members: [Member]? = nil, timeout: Duration = .seconds(30)) async throws {
         let waiting = members ?? runningMembers
+        var lastAnswer = ""
         let healthy = try await poll(timeout: timeout, interval: .milliseconds(100)) {
             for member in waiting {
                 if let exit = process(of: member)?.exitStatus {
@@ -195,6 +196,7 @@ public final class EtcdCluster: Sendable {
                 let result = try await Etcdctl(endpoints: member.clientEndpoint, timeout: .seconds(5))
                     .run("endpoint", "health", "--command-timeout=2s", "--dial-timeout=1s")
                 guard result.succeeded, (result.standardOutput + result.standardError).contains("is healthy") else {
+                    lastAnswer = "\(member.name) (\(member.clientEndpoint)): \(result)"
                     return false
                 }
             }
@@ -202,7 +204,8 @@ public final class EtcdCluster: Sendable {
         }
         guard healthy else {
             throw EtcdTestSupportError.serverDidNotStart(
-                "\(flavor) cluster members \(waiting.map(\.name)) not healthy within \(timeout)\n\(logTails())")
+                "\(flavor) cluster members \(waiting.map(\.name)) not healthy within \(timeout); last answer from "
+                    + "\(lastAnswer)\n\(logTails())")
         }
     }
 
@@ -333,6 +336,23 @@ public func withEtcdCluster<Result: Sendable>(
     startTimeout: Duration = .seconds(40),
     keepFilesOnFailure: Bool = false,
     placements: [EtcdCluster.Placement]? = nil,
+    _ body: (EtcdCluster) async throws -> Result
+) async throws -> Result {
+    // Off the cooperative pool, which the rest of the test run may hold for seconds at a time.
+    try await withTaskExecutorPreference(HarnessExecutor.shared) {
+        try await runCluster(
+            flavor, size: size, extraArguments: extraArguments, startTimeout: startTimeout,
+            keepFilesOnFailure: keepFilesOnFailure, placements: placements, body)
+    }
+}
+
+private func runCluster<Result: Sendable>(
+    _ flavor: ServerFlavor,
+    size: Int,
+    extraArguments: [String],
+    startTimeout: Duration,
+    keepFilesOnFailure: Bool,
+    placements: [EtcdCluster.Placement]?,
     _ body: (EtcdCluster) async throws -> Result
 ) async throws -> Result {
     try await clusterSlots.withPermit {

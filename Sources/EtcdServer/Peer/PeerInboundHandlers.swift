@@ -256,6 +256,8 @@ final class PeerReceiveHandler: ChannelInboundHandler {
             handshakeDeadline?.cancel()
             handshakeDeadline = nil
             sink.logger.debug("peer connected", metadata: ["peer": "\(handshake.from)"])
+            // The snapshot receiver learns from it whether a snapshot may come on this connection.
+            context.fireChannelRead(data)
         case .batch(let messages):
             // The decoder only yields batches after a handshake, so `sender` is set here.
             guard let sender else { return }

@@ -83,8 +83,17 @@ final class PeerSnapshotReceiver: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !finished, !committing else { return }
+        let inbound = unwrapInboundIn(data)
+        if case .handshake(let handshake) = inbound, handshake.kind != .snapshot {
+            // A message stream or a cluster query: no snapshot comes on it, so no deadline
+            // either (a peer may have nothing to say on its stream for minutes).
+            finished = true
+            idleTimer?.cancel()
+            idleTimer = nil
+            return
+        }
         resetIdleTimer(context)
-        switch unwrapInboundIn(data) {
+        switch inbound {
         case .handshake, .batch, .clusterQuery:
             return
         case .snapshotHeader(let message, _):
