@@ -58,6 +58,13 @@ let package = Package(
         ),
         // HTTP/2 connection helpers shared by the server and our clients (NIO only).
         .target(name: "EtcdTransport", dependencies: [nioCore], swiftSettings: strictSettings),
+        // A gRPC server for unary calls straight on swift-nio-http2, without grpc-swift's
+        // per-call channel and task bridge (issue 18; behind --experimental-lean-grpc).
+        .target(
+            name: "EtcdLeanRPC",
+            dependencies: [nioCore, nioHTTP2, .product(name: "NIOHPACK", package: "swift-nio-http2")],
+            swiftSettings: strictSettings
+        ),
         // Pure Raft consensus: no I/O, no clock, no threads (see Sources/EtcdRaft/RaftNode.swift).
         .target(name: "EtcdRaft", dependencies: [dequeModule, logging], swiftSettings: strictSettings),
         // Durable storage for Raft: the write-ahead log and snapshot files, file I/O behind a protocol.
@@ -131,6 +138,14 @@ let package = Package(
         // The seeded cluster simulator (issue 4); `scripts/soak-raft.sh` runs it over many seeds.
         .testTarget(name: "EtcdSimulationTests", dependencies: ["EtcdRaft"], swiftSettings: strictSettings),
         .testTarget(name: "EtcdPeerTests", dependencies: ["EtcdPeer", "EtcdRaft"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "EtcdLeanRPCTests",
+            dependencies: [
+                "EtcdLeanRPC", nioCore, nioHTTP2, .product(name: "NIOHPACK", package: "swift-nio-http2"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .testTarget(name: "EtcdWALTests", dependencies: ["EtcdWAL", "EtcdRaft"], swiftSettings: strictSettings),
         .testTarget(name: "EtcdBackendTests", dependencies: ["EtcdBackend"], swiftSettings: strictSettings),
         .testTarget(name: "EtcdLeaseTests", dependencies: ["EtcdLease", "EtcdBackend"], swiftSettings: strictSettings),

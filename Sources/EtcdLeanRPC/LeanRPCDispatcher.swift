@@ -1,0 +1,48 @@
+public import NIOCore
+public import NIOHPACK
+
+/// What a lean server serves: its method table and the code behind each method.
+public protocol LeanRPCDispatcher: Sendable {
+    /// The method a request's `:path` names (`/package.Service/Method`).
+    func route(path: String) -> LeanRPCRoute
+
+    /// Runs one unary call of `method` (from ``route(path:)``) on the request message's bytes.
+    /// Returns the encoded response, framed with ``GRPCMessageWriter``, or the status it ends
+    /// with. Runs as a task of its own, cancelled if the client resets the stream or its
+    /// deadline passes.
+    func callUnary(_ method: Int, request: ByteBuffer, head: LeanRPCRequestHead) async -> LeanRPCOutcome
+}
+
+/// Where a `:path` leads.
+public enum LeanRPCRoute: Sendable, Equatable {
+    /// A unary method of the table, by its index.
+    case unary(Int)
+    /// A method the table knows of but the lean server does not serve (a streaming one).
+    case notServed
+    /// No such service, or no such method in a known service.
+    case unknownService(String)
+    case unknownMethod(service: String, method: String)
+}
+
+/// What a call learned from its request headers.
+public struct LeanRPCRequestHead: Sendable {
+    public var path: String
+    /// The custom metadata (every header but the pseudo-headers and the protocol's own).
+    public var metadata: HPACKHeaders
+    /// When the client gives up (`grpc-timeout`), if it said.
+    public var deadline: NIODeadline?
+
+    public init(path: String, metadata: HPACKHeaders = [:], deadline: NIODeadline? = nil) {
+        self.path = path
+        self.metadata = metadata
+        self.deadline = deadline
+    }
+}
+
+/// How a call ends.
+public enum LeanRPCOutcome: Sendable {
+    /// OK, with this framed response message.
+    case response(ByteBuffer)
+    /// Another status, with its message (sent percent-encoded).
+    case failure(GRPCStatusCode, String)
+}
