@@ -97,6 +97,7 @@ let package = Package(
             name: "EtcdServer",
             dependencies: [
                 "EtcdCommon", "EtcdAPI", "EtcdReplica", "EtcdMVCC", "EtcdLease", "EtcdBackend", "EtcdRaft", "EtcdTransport",
+                "EtcdLeanRPC", .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 "EtcdPeer", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, logging, nioCore, nioPosix, nioHTTP2, crypto,
                 dequeModule, serviceLifecycle, nioConcurrencyHelpers,
                 // etcd's YAML `--config-file`.

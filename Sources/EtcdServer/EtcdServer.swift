@@ -29,6 +29,7 @@ public final class EtcdServer: Service, Sendable {
     public let configuration: ServerConfiguration
     private let logger: Logger
     private let boundAddresses = Mutex<[SocketAddressDescription]?>(nil)
+    private let boundLeanAddresses = Mutex<[SocketAddressDescription]>([])
     private let addressesReady = AsyncStream<Void>.makeStream()
     private let runningWatchHub = Mutex<WatchHub?>(nil)
     /// What the client connections' PING responders saw (connections, PINGs, GOAWAYs sent).
@@ -44,6 +45,10 @@ public final class EtcdServer: Service, Sendable {
         for await _ in addressesReady.stream { break }
         return boundAddresses.withLock { $0 } ?? []
     }
+
+    /// Where `--experimental-lean-grpc-listen-urls` are bound, once ``clientAddresses()`` has
+    /// returned (they are bound first).
+    public var leanGRPCAddresses: [SocketAddressDescription] { boundLeanAddresses.withLock { $0 } }
 
     /// Watchers and watch streams open right now (nil before the server runs).
     public var watchCounts: (watchers: Int, unsynced: Int, streams: Int)? {
@@ -203,20 +208,23 @@ public final class EtcdServer: Service, Sendable {
             logger: logger)
         defer { forwarder.close() }
 
+        let kvService = KVService(writer: proposer, replica: handle, header: header, maxTxnOperations: configuration.maxTxnOperations)
+        let maintenanceService = MaintenanceService(
+            replica: handle, header: header, statusBoard: status, mailbox: mailbox,
+            requestTimeout: configuration.requestTimeout)
+        let clusterService = ClusterService(
+            header: header, replica: handle, proposer: proposer, status: status,
+            activeSince: { transport.activeSince(NodeID($0.rawValue)) }, forwarder: forwarder,
+            strictReconfigCheck: configuration.strictReconfigCheck)
+        let leaseService = LeaseService(
+            writer: proposer, replica: handle, header: header, forwarder: forwarder,
+            requestTimeout: configuration.requestTimeout,
+            pollInterval: .milliseconds(configuration.heartbeatIntervalMilliseconds), shutdown: shutdown
+        )
+        let leanTable = LeanServiceTable(
+            kv: kvService, lease: leaseService, maintenance: maintenanceService, cluster: clusterService, status: status)
         let services: [any RegistrableRPCService] = [
-            KVService(writer: proposer, replica: handle, header: header, maxTxnOperations: configuration.maxTxnOperations),
-            MaintenanceService(
-                replica: handle, header: header, statusBoard: status, mailbox: mailbox,
-                requestTimeout: configuration.requestTimeout),
-            ClusterService(
-                header: header, replica: handle, proposer: proposer, status: status,
-                activeSince: { transport.activeSince(NodeID($0.rawValue)) }, forwarder: forwarder,
-                strictReconfigCheck: configuration.strictReconfigCheck),
-            LeaseService(
-                writer: proposer, replica: handle, header: header, forwarder: forwarder,
-                requestTimeout: configuration.requestTimeout,
-                pollInterval: .milliseconds(configuration.heartbeatIntervalMilliseconds), shutdown: shutdown
-            ),
+            kvService, maintenanceService, clusterService, leaseService,
             WatchService(
                 hub: watchHub, header: header,
                 fragmentLimit: configuration.maxMessageBytes,
@@ -255,7 +263,17 @@ public final class EtcdServer: Service, Sendable {
                     await published.wait()
                     guard !shutdown.isFired else { return }
                     logPublished(persisted)
-                    try await serve(servers, shutdown: shutdown)
+                    let lean = try await LeanGRPCListeners.bind(
+                        configuration.leanGRPCListenURLs, table: leanTable, configuration: configuration,
+                        counters: connectionCounters, logger: logger)
+                    boundLeanAddresses.withLock { $0 = lean.addresses }
+                    do {
+                        try await serve(servers, shutdown: shutdown)
+                    } catch {
+                        await lean.close()
+                        throw error
+                    }
+                    await lean.close()
                 } onCancelOrGracefulShutdown: {
                     // Watch and keepalive streams never end by themselves; closing them lets the
                     // listeners drain.
@@ -550,6 +568,11 @@ private struct ShutdownGracePeriodExpired: Error {}
 public struct SocketAddressDescription: Sendable, Hashable, CustomStringConvertible {
     public var host: String
     public var port: Int
+
+    init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
 
     init(_ address: GRPCNIOTransportCore.SocketAddress) {
         if let ipv4 = address.ipv4 {

@@ -198,6 +198,7 @@ public enum FlagTable {
         FlagSpec("experimental-txn-mode-write-with-shared-buffer", .bool, "true", .notYetEffective("write transactions always read the shared buffer"), "Enable the write transaction to use a shared buffer in its read processes."),
         FlagSpec("experimental-snapshot-catchup-entries", .unsigned, "5000", .supported, "Number of entries for a slow follower to catch up after compacting the raft storage entries."),
         FlagSpec("experimental-stop-grpc-service-on-defrag", .bool, "false", .notYetEffective("defragmentation does not stop the gRPC health service"), "Enable etcd gRPC service to stop serving client requests on defragmentation."),
+        FlagSpec("experimental-lean-grpc-listen-urls", .urls, "", .supported, "swift-etcd only, experimental: more URLs on which unary KV, Lease, Cluster and Maintenance calls are served by the lean gRPC server; streaming calls (Watch, LeaseKeepAlive, Snapshot) are not served there."),
         FlagSpec("experimental-max-learners", .integer, "1", .supported, "Sets the maximum number of learners that can be available in the cluster membership."),
         FlagSpec("experimental-downgrade-check-time", .duration, "5s", .notYetEffective("downgrades are not built"), "Duration of time between two downgrade status checks."),
         FlagSpec("experimental-wait-cluster-ready-timeout", .duration, "5s", .notYetEffective("clients are served once this member has published itself through Raft, however long that takes"), "Maximum duration to wait for the cluster to be ready."),

@@ -15,6 +15,9 @@ extension ServerConfiguration {
         listenPeerURLs = try EndpointURL.parseList(flags["listen-peer-urls"])
         initialAdvertisePeerURLs = try EndpointURL.parseList(flags["initial-advertise-peer-urls"])
         if !flags["listen-metrics-urls"].isEmpty { listenMetricsURLs = try EndpointURL.parseList(flags["listen-metrics-urls"]) }
+        if !flags["experimental-lean-grpc-listen-urls"].isEmpty {
+            leanGRPCListenURLs = try EndpointURL.parseList(flags["experimental-lean-grpc-listen-urls"])
+        }
         if flags.isSet("initial-cluster") { initialCluster = flags["initial-cluster"] }
         initialClusterToken = flags["initial-cluster-token"]
         initialClusterState = flags["initial-cluster-state"]

@@ -10,6 +10,9 @@ public struct ServerConfiguration: Sendable {
     /// Where the member keeps its data (`--data-dir`); etcd's default is `<name>.etcd`.
     public var dataDirectory: String?
     public var listenClientURLs: [EndpointURL] = [EndpointURL.defaultClient]
+    /// swift-etcd's own, experimental (`--experimental-lean-grpc-listen-urls`): more URLs where
+    /// unary calls are served by the lean gRPC server (issue 18) rather than grpc-swift.
+    public var leanGRPCListenURLs: [EndpointURL] = []
     public var advertiseClientURLs: [EndpointURL] = [EndpointURL.defaultClient]
     public var listenPeerURLs: [EndpointURL] = [EndpointURL.defaultPeer]
     public var initialAdvertisePeerURLs: [EndpointURL] = [EndpointURL.defaultPeer]
