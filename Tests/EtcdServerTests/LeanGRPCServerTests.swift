@@ -1,0 +1,143 @@
+import EtcdAPI
+import EtcdServer
+import EtcdTestSupport
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Testing
+
+/// The lean gRPC listener (`--experimental-lean-grpc-listen-urls`) beside the grpc-swift one on
+/// the same member: the same calls get the same answers and errors, from a grpc-swift client
+/// and from etcdctl (grpc-go).
+@Suite("Lean gRPC listener")
+struct LeanGRPCServerTests {
+    private static func withLeanServer(
+        _ body: @Sendable (_ grpcSwiftPort: Int, _ leanPort: Int) async throws -> Void
+    ) async throws {
+        try await withServerHandle(configure: {
+            $0.leanGRPCListenURLs = [EndpointURL(scheme: "http", host: "127.0.0.1", port: 0)]
+            $0.maxRequestBytes = 4096
+        }) { server, port in
+            let lean = try #require(server.leanGRPCAddresses.first?.port)
+            try await body(port, lean)
+        }
+    }
+
+    @Test("KV, Lease, Cluster and Maintenance calls get the answers and errors the grpc-swift listener gives")
+    func sameAnswers() async throws {
+        try await Self.withLeanServer { grpcSwiftPort, leanPort in
+            try await withKVClient(port: leanPort) { kv, client in
+                var put = Etcdserverpb_PutRequest()
+                put.key = Data("lean/a".utf8)
+                put.value = Data("1".utf8)
+                put.prevKv = true
+                let first = try await kv.put(put)
+                #expect(first.header.revision == 2)
+                put.value = Data("2".utf8)
+                let second = try await kv.put(put)
+                #expect(second.prevKv.value == Data("1".utf8))
+
+                var range = Etcdserverpb_RangeRequest()
+                range.key = Data("lean/".utf8)
+                range.rangeEnd = Data("lean0".utf8)
+                let linearizable = try await kv.range(range)
+                #expect(linearizable.kvs.map(\.value) == [Data("2".utf8)])
+                #expect(linearizable.header.revision == 3)
+                range.serializable = true
+                #expect(try await kv.range(range).kvs.count == 1)
+
+                var compare = Etcdserverpb_Compare()
+                compare.key = Data("lean/a".utf8)
+                compare.target = .version
+                compare.result = .equal
+                compare.version = 2
+                var txn = Etcdserverpb_TxnRequest()
+                txn.compare = [compare]
+                var delete = Etcdserverpb_RequestOp()
+                delete.requestDeleteRange.key = Data("lean/a".utf8)
+                txn.success = [delete]
+                let outcome = try await kv.txn(txn)
+                #expect(outcome.succeeded)
+                #expect(outcome.responses.first?.responseDeleteRange.deleted == 1)
+
+                let lease = Etcdserverpb_Lease.Client(wrapping: client)
+                var grant = Etcdserverpb_LeaseGrantRequest()
+                grant.ttl = 60
+                let granted = try await lease.leaseGrant(grant)
+                #expect(granted.ttl == 60)
+                var timeToLive = Etcdserverpb_LeaseTimeToLiveRequest()
+                timeToLive.id = granted.id
+                #expect(try await lease.leaseTimeToLive(timeToLive).grantedTtl == 60)
+                #expect(try await lease.leaseLeases(Etcdserverpb_LeaseLeasesRequest()).leases.map(\.id) == [granted.id])
+                var revoke = Etcdserverpb_LeaseRevokeRequest()
+                revoke.id = granted.id
+                _ = try await lease.leaseRevoke(revoke)
+                #expect(try await lease.leaseTimeToLive(timeToLive).ttl == -1)
+
+                let members = try await Etcdserverpb_Cluster.Client(wrapping: client).memberList(Etcdserverpb_MemberListRequest())
+                #expect(members.members.count == 1)
+                let status = try await Etcdserverpb_Maintenance.Client(wrapping: client).status(Etcdserverpb_StatusRequest())
+                #expect(status.header.revision == 4)
+            }
+
+            // Requests that fail: the same code and message from both listeners.
+            var emptyKey = Etcdserverpb_PutRequest()
+            emptyKey.value = Data("x".utf8)
+            var tooLarge = Etcdserverpb_PutRequest()
+            tooLarge.key = Data("big".utf8)
+            tooLarge.value = Data(repeating: 1, count: 5000)
+            var future = Etcdserverpb_RangeRequest()
+            future.key = Data("a".utf8)
+            future.revision = 1_000
+            var unknownLease = Etcdserverpb_PutRequest()
+            unknownLease.key = Data("k".utf8)
+            unknownLease.lease = 12345
+            let requests = (emptyKey, tooLarge, future, unknownLease)
+            for port in [grpcSwiftPort, leanPort] {
+                let (emptyKey, tooLarge, future, unknownLease) = requests
+                try await withKVClient(port: port) { kv, _ in
+                    let errors = [
+                        await Self.error { _ = try await kv.put(emptyKey) },
+                        await Self.error { _ = try await kv.put(tooLarge) },
+                        await Self.error { _ = try await kv.range(future) },
+                        await Self.error { _ = try await kv.put(unknownLease) },
+                    ]
+                    #expect(errors.map { $0?.code } == [.invalidArgument, .invalidArgument, .outOfRange, .notFound], "port \(port)")
+                    #expect(errors.map { $0?.message } == [
+                        "etcdserver: key is not provided", "etcdserver: request is too large",
+                        "etcdserver: mvcc: required revision is a future revision", "etcdserver: requested lease not found",
+                    ], "port \(port)")
+                }
+            }
+        }
+    }
+
+    @Test("etcdctl (grpc-go) works against it; streaming calls are refused with UNIMPLEMENTED")
+    func etcdctl() async throws {
+        try await Self.withLeanServer { _, leanPort in
+            let etcdctl = Etcdctl(endpoints: "127.0.0.1:\(leanPort)")
+            #expect(try await etcdctl.run("put", "foo", "bar").standardOutput == "OK\n")
+            #expect(try await etcdctl.run("get", "foo").standardOutput == "foo\nbar\n")
+            let txn = try await etcdctl.run(["txn"], standardInput: "value(\"foo\") = \"bar\"\n\nput foo baz\n\nput foo nope\n\n")
+            #expect(txn.standardOutput == "SUCCESS\n\nOK\n")
+            #expect(try await etcdctl.run("get", "foo", "--print-value-only").standardOutput == "baz\n")
+            #expect(try await etcdctl.run("del", "foo").standardOutput == "1\n")
+            let empty = try await etcdctl.run("put", "", "x")
+            #expect(!empty.succeeded)
+            #expect(empty.standardError.contains("Error: etcdserver: key is not provided"))
+            #expect(try await etcdctl.run("member", "list").succeeded)
+            #expect(try await etcdctl.run("endpoint", "status").succeeded)
+            let watch = try await Etcdctl(endpoints: "127.0.0.1:\(leanPort)", timeout: .seconds(10)).run("watch", "foo")
+            #expect((watch.standardOutput + watch.standardError).contains("code = Unimplemented"), "\(watch)")
+        }
+    }
+
+    private static func error(_ call: () async throws -> Void) async -> RPCError? {
+        do {
+            try await call()
+            return nil
+        } catch {
+            return error as? RPCError
+        }
+    }
+}
