@@ -6,6 +6,8 @@
 #   scripts/compare-with-etcd.sh --quick           # smaller totals, under 2 minutes
 #   scripts/compare-with-etcd.sh --cluster         # 3-member clusters: puts and ranges, about 4 minutes
 #   scripts/compare-with-etcd.sh --cluster --quick # the same with smaller totals, about 1 minute
+#   scripts/compare-with-etcd.sh --lean [...]      # ours serves the unary rows from its lean gRPC
+#                                                  # listener (--experimental-lean-grpc-listen-urls)
 #
 # Both servers run on 127.0.0.1 with fresh data directories and fsync on; every process this
 # script starts is stopped when it exits, however it exits. With BENCH_KEEP_LOGS=DIR set, the
@@ -15,11 +17,13 @@ cd "$(dirname "$0")/.."
 
 quick=0
 cluster=0
+lean=0
 for argument in "$@"; do
     case $argument in
         --quick) quick=1 ;;
         --cluster) cluster=1 ;;
-        *) echo "usage: $0 [--cluster] [--quick]" >&2; exit 2 ;;
+        --lean) lean=1 ;;
+        *) echo "usage: $0 [--cluster] [--lean] [--quick]" >&2; exit 2 ;;
     esac
 done
 
@@ -134,11 +138,11 @@ PY
 if ((cluster)); then
     # Two 3-member clusters laid out as etcd's Procfile lays out infra1..infra3 (here on free
     # ports), fresh data directories, one token each.
-    declare -A member_pids member_ports leader
+    declare -A member_pids member_ports leader lean_port_of
     # Each member needs two ports; taken together so that none repeats.
     read -r -a ports <<<"$(python3 -c '
 import socket
-sockets = [socket.socket() for _ in range(12)]
+sockets = [socket.socket() for _ in range(15)]
 for s in sockets: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in sockets))')"
     for side in etcd ours; do
@@ -151,11 +155,16 @@ print(" ".join(str(s.getsockname()[1]) for s in sockets))')"
         done
         for i in 1 2 3; do
             client=${ports[offset + 2 * i - 2]}; peer=${ports[offset + 2 * i - 1]}
+            member_lean=()
+            if [[ $side == ours ]] && ((lean)); then
+                member_lean=(--experimental-lean-grpc-listen-urls "http://127.0.0.1:${ports[11 + i]}")
+                lean_port_of[$client]=${ports[11 + i]}
+            fi
             "$binary" --name "infra$i" --data-dir "$work/$side-infra$i" \
                 --listen-client-urls "http://127.0.0.1:$client" --advertise-client-urls "http://127.0.0.1:$client" \
                 --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
                 --initial-cluster-token "$side-cluster-1" --initial-cluster "$initial" \
-                --initial-cluster-state new >"$work/$side-infra$i.log" 2>&1 &
+                --initial-cluster-state new "${member_lean[@]}" >"$work/$side-infra$i.log" 2>&1 &
             pids+=($!)
             member_pids[$side]+="${member_pids[$side]:+ }$!"
             member_ports[$side]+="${member_ports[$side]:+ }$client"
@@ -209,6 +218,14 @@ else:
             [[ "127.0.0.1:$port" == "$leader_endpoint" ]] || list+="${list:+,}127.0.0.1:$port"
         done
         endpoints_of[$side]="$list,$leader_endpoint"
+        if [[ $side == ours ]] && ((lean)); then
+            # The same members in the same order, through their lean listeners.
+            lean_list=""
+            for endpoint in ${endpoints_of[$side]//,/ }; do
+                lean_list+="${lean_list:+,}127.0.0.1:${lean_port_of[${endpoint##*:}]}"
+            done
+            endpoints_of[$side]=$lean_list
+        fi
         echo "$side cluster: leader $leader_name; --endpoints ${endpoints_of[$side]}" >&2
     done
 
@@ -251,15 +268,17 @@ if report.get("errors"):
     exit 0
 fi
 
-etcd_port=$(free_port); etcd_peer=$(free_port); ours_port=$(free_port)
+etcd_port=$(free_port); etcd_peer=$(free_port); ours_port=$(free_port); ours_lean_port=$(free_port)
 etcd --name default --data-dir "$work/etcd" \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
     --initial-cluster "default=http://127.0.0.1:$etcd_peer" >"$work/etcd.log" 2>&1 &
 pids+=($!); etcd_pid=$!
+lean_flags=()
+((lean)) && lean_flags=(--experimental-lean-grpc-listen-urls "http://127.0.0.1:$ours_lean_port")
 "$bin/etcd" --name default --data-dir "$work/ours" \
     --listen-client-urls "http://127.0.0.1:$ours_port" --advertise-client-urls "http://127.0.0.1:$ours_port" \
-    >"$work/ours.log" 2>&1 &
+    "${lean_flags[@]}" >"$work/ours.log" 2>&1 &
 pids+=($!); ours_pid=$!
 
 wait_healthy() {
@@ -280,6 +299,8 @@ for entry in "${matrix[@]}"; do
     for round in $(seq 1 "$rounds"); do
         for side in etcd ours; do
             if [[ $side == etcd ]]; then port=$etcd_port; pid=$etcd_pid; else port=$ours_port; pid=$ours_pid; fi
+            # The lean listener serves unary calls only; watch rows stay on the client URL.
+            if [[ $side == ours ]] && ((lean)) && [[ $name != watch* ]]; then port=$ours_lean_port; fi
             before=$(cpu_ticks "$pid")
             # shellcheck disable=SC2086
             if output=$("$bin/etcd-benchmark" --endpoints "127.0.0.1:$port" -w json --duration 60 $args 2>"$work/bench.err"); then
