@@ -30,7 +30,7 @@ struct KVService: Etcdserverpb_KV.SimpleServiceProtocol {
         try RequestValidation.check(request)
         var entry = Etcdserverpb_InternalRaftRequest()
         entry.put = request
-        guard case .put(var response) = try await writer.propose(entry) else {
+        guard case .put(var response) = try await writer.propose(consume entry) else {
             preconditionFailure("a put was answered with another kind of response")
         }
         header.fill(&response.header)
@@ -43,7 +43,7 @@ struct KVService: Etcdserverpb_KV.SimpleServiceProtocol {
         try RequestValidation.check(request)
         var entry = Etcdserverpb_InternalRaftRequest()
         entry.deleteRange = request
-        guard case .deleteRange(var response) = try await writer.propose(entry) else {
+        guard case .deleteRange(var response) = try await writer.propose(consume entry) else {
             preconditionFailure("a delete was answered with another kind of response")
         }
         header.fill(&response.header)
@@ -61,7 +61,7 @@ struct KVService: Etcdserverpb_KV.SimpleServiceProtocol {
         } else {
             var entry = Etcdserverpb_InternalRaftRequest()
             entry.txn = request
-            guard case .txn(let applied) = try await writer.propose(entry) else {
+            guard case .txn(let applied) = try await writer.propose(consume entry) else {
                 preconditionFailure("a txn was answered with another kind of response")
             }
             response = applied
@@ -77,7 +77,7 @@ struct KVService: Etcdserverpb_KV.SimpleServiceProtocol {
         entry.compaction = request
         // The compaction takes effect when applied; its rows are deleted afterwards in bounded
         // steps. `physical` waits for those too, as etcd's does (for as long as the client does).
-        guard case .compaction(var response) = try await writer.propose(entry) else {
+        guard case .compaction(var response) = try await writer.propose(consume entry) else {
             preconditionFailure("a compaction was answered with another kind of response")
         }
         if request.physical {

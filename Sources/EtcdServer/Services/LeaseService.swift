@@ -33,7 +33,7 @@ struct LeaseService: Etcdserverpb_Lease.SimpleServiceProtocol {
         // The leader picks an ID when the client does not, before proposing, so that every
         // member applies the same one (etcd uses its request ID generator, positive IDs only).
         if entry.leaseGrant.id == 0 { entry.leaseGrant.id = writer.newLeaseID() }
-        guard case .leaseGrant(var response) = try await writer.propose(entry) else {
+        guard case .leaseGrant(var response) = try await writer.propose(consume entry) else {
             preconditionFailure("a lease grant was answered with another kind of response")
         }
         header.fill(&response.header)
@@ -50,7 +50,7 @@ struct LeaseService: Etcdserverpb_Lease.SimpleServiceProtocol {
         // the applied index to reach the committed one for the same reason.
         revokes.begin(LeaseID(request.id))
         defer { revokes.end(LeaseID(request.id)) }
-        guard case .leaseRevoke(var response) = try await writer.propose(entry) else {
+        guard case .leaseRevoke(var response) = try await writer.propose(consume entry) else {
             preconditionFailure("a lease revoke was answered with another kind of response")
         }
         header.fill(&response.header)
@@ -196,7 +196,7 @@ struct LeaseService: Etcdserverpb_Lease.SimpleServiceProtocol {
         checkpoint.remainingTtl = 0
         var entry = Etcdserverpb_InternalRaftRequest()
         entry.leaseCheckpoint.checkpoints = [checkpoint]
-        _ = try await writer.propose(entry)
+        _ = try await writer.propose(consume entry)
     }
 
     func leaseTimeToLive(request: Etcdserverpb_LeaseTimeToLiveRequest, context: ServerContext) async throws
