@@ -55,6 +55,17 @@ public final class LeanRPCServerHandler: ChannelInboundHandler {
     private var context: ChannelHandlerContext?
     private var flushScheduled = false
     private var unflushed = false
+    /// Draining (see ``Drain``): the newest stream the connection accepted; later ones are refused.
+    private var drainingAfter: HTTP2StreamID?
+    private var lastStream: HTTP2StreamID = .rootStream
+
+    /// Sent down the pipeline (`fireUserInboundEventTriggered`) to stop the connection gracefully:
+    /// the client gets a GOAWAY naming the last stream that will be answered, calls already
+    /// started finish, streams opened after are refused, and once none is left the connection
+    /// closes.
+    public struct Drain: Sendable {
+        public init() {}
+    }
 
     public init(dispatcher: any LeanRPCDispatcher, executor: (any TaskExecutor)?, configuration: Configuration) {
         self.dispatcher = dispatcher
@@ -105,8 +116,30 @@ public final class LeanRPCServerHandler: ChannelInboundHandler {
         }
     }
 
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is Drain else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        guard drainingAfter == nil else { return }
+        drainingAfter = lastStream
+        context.write(
+            wrapOutboundOut(HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: lastStream, errorCode: .noError, opaqueData: nil))),
+            promise: nil)
+        unflushed = true
+        flushIfNeeded(context)
+        closeIfDrained(context)
+    }
+
+    private func closeIfDrained(_ context: ChannelHandlerContext) {
+        guard drainingAfter != nil, calls.isEmpty else { return }
+        flushIfNeeded(context)
+        context.close(promise: nil)
+    }
+
     public func channelReadComplete(context: ChannelHandlerContext) {
         flushIfNeeded(context)
+        closeIfDrained(context)
         context.fireChannelReadComplete()
     }
 
@@ -118,6 +151,12 @@ public final class LeanRPCServerHandler: ChannelInboundHandler {
             if headers.endStream { endRequest(on: stream, context: context) }
             return
         }
+        if let last = drainingAfter, stream > last {
+            // Opened after the GOAWAY: the client retries it on another connection.
+            reset(stream, .refusedStream, context: context)
+            return
+        }
+        lastStream = max(lastStream, stream)
         let fields = headers.headers
         guard let path = fields.first(name: ":path"), fields.first(name: ":method") == "POST" else {
             reset(stream, .protocolError, context: context)
@@ -298,7 +337,10 @@ public final class LeanRPCServerHandler: ChannelInboundHandler {
         context.eventLoop.execute {
             let handler = bound.value
             handler.flushScheduled = false
-            if let context = handler.context { handler.flushIfNeeded(context) }
+            if let context = handler.context {
+                handler.flushIfNeeded(context)
+                handler.closeIfDrained(context)
+            }
         }
     }
 

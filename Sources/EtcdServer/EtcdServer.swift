@@ -270,10 +270,10 @@ public final class EtcdServer: Service, Sendable {
                     do {
                         try await serve(servers, shutdown: shutdown)
                     } catch {
-                        await lean.close()
+                        await lean.close(gracePeriod: .zero)
                         throw error
                     }
-                    await lean.close()
+                    await lean.close(gracePeriod: configuration.shutdownGracePeriod)
                 } onCancelOrGracefulShutdown: {
                     // Watch and keepalive streams never end by themselves; closing them lets the
                     // listeners drain.

@@ -144,6 +144,36 @@ struct ServerHandlerTests {
         try await channel.close()
     }
 
+    @Test("a drain sends GOAWAY, refuses streams opened after it, lets the open call finish, then closes")
+    func drain() async throws {
+        let (channel, dispatcher) = try await Self.makeChannel()
+        let request = GRPCMessageWriter.frame([], allocator: channel.allocator)
+        try await channel.writeInbound(Self.requestHeaders(stream: 1, path: "/test.Echo/Hang", extra: ["grpc-timeout": "50m"]))
+        try await channel.writeInbound(HTTP2Frame(streamID: 1, payload: .data(.init(data: .byteBuffer(request), endStream: true))))
+        try await Self.waitUntil { dispatcher.hanging == 1 }
+        channel.pipeline.fireUserInboundEventTriggered(LeanRPCServerHandler.Drain())
+        let goAway = try await Self.readFrames(channel, count: 1)
+        guard case .goAway(let last, let code, _) = goAway.first?.payload else {
+            Issue.record("expected GOAWAY, got \(goAway)")
+            return
+        }
+        #expect(last == 1)
+        #expect(code == .noError)
+        #expect(channel.isActive, "a call is still open")
+        try await channel.writeInbound(Self.requestHeaders(stream: 3, path: "/test.Echo/Echo"))
+        let refused = try await Self.readFrames(channel, count: 1)
+        guard case .rstStream(let reason) = refused.first?.payload else {
+            Issue.record("expected RST_STREAM, got \(refused)")
+            return
+        }
+        #expect(refused.first?.streamID == 3)
+        #expect(reason == .refusedStream)
+        await channel.testingEventLoop.advanceTime(by: .milliseconds(60))
+        let (status, _) = try await Self.readTrailersOnly(channel, stream: 1)
+        #expect(status == GRPCStatusCode.deadlineExceeded.rawValue)
+        try await channel.closeFuture.get()
+    }
+
     // MARK: Harness
 
     static func makeChannel(maxRequestBytes: Int = 1 << 16, window: Int = 65_535) async throws

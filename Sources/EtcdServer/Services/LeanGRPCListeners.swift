@@ -23,8 +23,25 @@ struct LeanGRPCListeners {
             channel.closeFuture.whenComplete { _ in _ = self.open.withLock { $0.removeValue(forKey: key) } }
         }
 
-        func closeAll() async {
-            for channel in open.withLock({ Array($0.values) }) { try? await channel.close() }
+        /// Drains every connection (GOAWAY, open calls finish, then it closes); whatever is
+        /// still open after `gracePeriod` is closed.
+        func drainAll(gracePeriod: Duration) async {
+            let channels = open.withLock { Array($0.values) }
+            for channel in channels {
+                channel.pipeline.fireUserInboundEventTriggered(LeanRPCServerHandler.Drain())
+            }
+            let deadline = ContinuousClock.now.advanced(by: gracePeriod)
+            for channel in channels {
+                let remaining = ContinuousClock.now.duration(to: deadline)
+                let closed = channel.closeFuture
+                if remaining > .zero {
+                    let timer = channel.eventLoop.scheduleTask(in: TimeAmount(remaining)) { channel.close(promise: nil) }
+                    try? await closed.get()
+                    timer.cancel()
+                } else {
+                    try? await channel.close()
+                }
+            }
         }
     }
 
@@ -87,9 +104,10 @@ struct LeanGRPCListeners {
         }
     }
 
-    /// Stops accepting and closes every connection.
-    func close() async {
+    /// Stops accepting, then drains every connection for at most `gracePeriod` (the calls in
+    /// flight finish, as etcd's graceful stop lets them).
+    func close(gracePeriod: Duration) async {
         for channel in channels { try? await channel.close() }
-        await connections.closeAll()
+        await connections.drainAll(gracePeriod: gracePeriod)
     }
 }
