@@ -50,26 +50,20 @@ struct LeanServiceTable: LeanRPCDispatcher {
         add(Etcdserverpb_Lease.Method.LeaseRevoke.descriptor, lease.leaseRevoke)
         add(Etcdserverpb_Lease.Method.LeaseTimeToLive.descriptor, lease.leaseTimeToLive)
         add(Etcdserverpb_Lease.Method.LeaseLeases.descriptor, lease.leaseLeases)
-        add(Etcdserverpb_Maintenance.Method.Status.descriptor) { (_: Etcdserverpb_StatusRequest, _) in try maintenance.status() }
-        add(Etcdserverpb_Maintenance.Method.Alarm.descriptor) { (request: Etcdserverpb_AlarmRequest, _) in try maintenance.alarm(request) }
-        add(Etcdserverpb_Maintenance.Method.MoveLeader.descriptor) {
-            (request: Etcdserverpb_MoveLeaderRequest, _) in try await maintenance.moveLeader(request)
+        // Methods whose service code takes no ServerContext.
+        func addWithoutContext<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+            _ descriptor: MethodDescriptor, _ handler: @escaping @Sendable (Request) async throws -> Response
+        ) {
+            add(descriptor) { (request: Request, _: ServerContext) in try await handler(request) }
         }
-        add(Etcdserverpb_Cluster.Method.MemberList.descriptor) {
-            (request: Etcdserverpb_MemberListRequest, _) in try await cluster.memberList(request)
-        }
-        add(Etcdserverpb_Cluster.Method.MemberAdd.descriptor) {
-            (request: Etcdserverpb_MemberAddRequest, _) in try await cluster.memberAdd(request)
-        }
-        add(Etcdserverpb_Cluster.Method.MemberRemove.descriptor) {
-            (request: Etcdserverpb_MemberRemoveRequest, _) in try await cluster.memberRemove(request)
-        }
-        add(Etcdserverpb_Cluster.Method.MemberUpdate.descriptor) {
-            (request: Etcdserverpb_MemberUpdateRequest, _) in try await cluster.memberUpdate(request)
-        }
-        add(Etcdserverpb_Cluster.Method.MemberPromote.descriptor) {
-            (request: Etcdserverpb_MemberPromoteRequest, _) in try await cluster.memberPromote(request)
-        }
+        addWithoutContext(Etcdserverpb_Maintenance.Method.Status.descriptor) { (_: Etcdserverpb_StatusRequest) in try maintenance.status() }
+        addWithoutContext(Etcdserverpb_Maintenance.Method.Alarm.descriptor, maintenance.alarm)
+        addWithoutContext(Etcdserverpb_Maintenance.Method.MoveLeader.descriptor, maintenance.moveLeader)
+        addWithoutContext(Etcdserverpb_Cluster.Method.MemberList.descriptor, cluster.memberList)
+        addWithoutContext(Etcdserverpb_Cluster.Method.MemberAdd.descriptor, cluster.memberAdd)
+        addWithoutContext(Etcdserverpb_Cluster.Method.MemberRemove.descriptor, cluster.memberRemove)
+        addWithoutContext(Etcdserverpb_Cluster.Method.MemberUpdate.descriptor, cluster.memberUpdate)
+        addWithoutContext(Etcdserverpb_Cluster.Method.MemberPromote.descriptor, cluster.memberPromote)
         self.methods = methods
         self.indexByPath = Dictionary(uniqueKeysWithValues: methods.enumerated().map { ("/" + $0.element.descriptor.fullyQualifiedMethod, $0.offset) })
         self.knownServices = Set(methods.map { $0.descriptor.service.fullyQualifiedService } + ["etcdserverpb.Watch"])
