@@ -52,12 +52,12 @@ public struct GRPCMessageReader: Sendable {
 
     /// Adds the bytes of one DATA frame.
     public mutating func append(_ bytes: ByteBuffer) {
-        if buffer == nil {
+        guard buffer != nil else {
             buffer = bytes
-        } else {
-            var incoming = bytes
-            buffer!.writeBuffer(&incoming)
+            return
         }
+        var incoming = bytes
+        buffer?.writeBuffer(&incoming)
     }
 
     /// The next complete message, or nil until more bytes arrive. Throws as soon as a prefix

@@ -72,7 +72,6 @@ struct PeerSnapshotTests {
             try await Task.sleep(for: .milliseconds(50))
         }
         try #require(b.inbox.count > 0, "no message arrived within 90 s")
-        try await Task.sleep(for: .milliseconds(100))
         let before = (received: b.inbox.count, refusals: b.refusals, statistics: a.transport.statistics)
         // Quiet for several idle timeouts: a follower may have nothing to tell another for minutes.
         try await Task.sleep(for: .milliseconds(1_500))

@@ -56,12 +56,13 @@ struct LeanGRPCListeners {
         var policy = HTTP2PingPolicy()
         policy.minimumInterval = .nanoseconds(max(0, configuration.grpcKeepaliveMinTime.nanosecondsClamped))
         let pingPolicy = policy
+        let handlerConfiguration = LeanRPCServerHandler.Configuration(maxRequestBytes: configuration.maxMessageBytes)
         let settings: HTTP2Settings = [
             HTTP2Setting(parameter: .maxConcurrentStreams, value: Int(min(configuration.maxConcurrentStreams, UInt32(Int32.max)))),
-            HTTP2Setting(parameter: .initialWindowSize, value: 1 << 20),
+            // The window the handler gives back as data arrives is the one announced here.
+            HTTP2Setting(parameter: .initialWindowSize, value: handlerConfiguration.streamWindow),
             HTTP2Setting(parameter: .maxHeaderListSize, value: 1 << 14),
         ]
-        let handlerConfiguration = LeanRPCServerHandler.Configuration(maxRequestBytes: configuration.maxMessageBytes)
         var channels: [any Channel] = []
         let connections = OpenConnections()
         for url in urls {
