@@ -11,14 +11,23 @@ public protocol LeanRPCDispatcher: Sendable {
     /// with. Runs as a task of its own, cancelled if the client resets the stream or its
     /// deadline passes.
     func callUnary(_ method: Int, request: ByteBuffer, head: LeanRPCRequestHead) async -> LeanRPCOutcome
+
+    /// Runs one streaming call of `method` (client, server or bidirectional streaming: the
+    /// protocol does not tell them apart). `requests` yields each request message's bytes and
+    /// ends when the client half-closes (or throws if the stream is reset); `responses` sends
+    /// framed messages. The returned status ends the call. Runs as a task of its own, cancelled
+    /// if the client resets the stream, the connection closes or the deadline passes.
+    func callStreaming(
+        _ method: Int, requests: LeanRPCRequestStream, responses: LeanRPCResponseStream, head: LeanRPCRequestHead
+    ) async -> LeanRPCStatus
 }
 
 /// Where a `:path` leads.
 public enum LeanRPCRoute: Sendable, Equatable {
     /// A unary method of the table, by its index.
     case unary(Int)
-    /// A method the table knows of but the lean server does not serve (a streaming one).
-    case notServed
+    /// A streaming method of the table, by its index.
+    case streaming(Int)
     /// No such service, or no such method in a known service.
     case unknownService(String)
     case unknownMethod(service: String, method: String)
@@ -39,10 +48,23 @@ public struct LeanRPCRequestHead: Sendable {
     }
 }
 
-/// How a call ends.
+/// How a unary call ends.
 public enum LeanRPCOutcome: Sendable {
     /// OK, with this framed response message.
     case response(ByteBuffer)
     /// Another status, with its message (sent percent-encoded).
     case failure(GRPCStatusCode, String)
+}
+
+/// How a streaming call ends: the status its trailers carry.
+public struct LeanRPCStatus: Sendable, Equatable {
+    public var code: GRPCStatusCode
+    public var message: String
+
+    public init(_ code: GRPCStatusCode, _ message: String = "") {
+        self.code = code
+        self.message = message
+    }
+
+    public static let ok = LeanRPCStatus(.ok)
 }

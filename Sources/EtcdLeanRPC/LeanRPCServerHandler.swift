@@ -2,12 +2,14 @@ public import NIOCore
 import NIOHPACK
 public import NIOHTTP2
 
-/// A gRPC server for unary calls on one HTTP/2 connection, without a channel, pipeline or task
-/// bridge per call: it sits after `NIOHTTP2Handler` (no stream multiplexer) and handles every
-/// stream's frames inline on the connection's event loop. A call's request is reassembled from
-/// its DATA frames, handed to the dispatcher as a task of its own (preferring `executor`, so it
-/// runs on this loop), and its response goes out as HEADERS, DATA and trailers written together
-/// and flushed once per event-loop turn for all the calls that finished in it.
+/// A gRPC server on one HTTP/2 connection, without a channel, pipeline or task bridge per call:
+/// it sits after `NIOHTTP2Handler` (no stream multiplexer) and handles every stream's frames
+/// inline on the connection's event loop. A unary call's request is reassembled from its DATA
+/// frames, handed to the dispatcher as a task of its own (preferring `executor`, so it runs on
+/// this loop), and its response goes out as HEADERS, DATA and trailers written together and
+/// flushed once per event-loop turn for all the calls that finished in it. A streaming call
+/// starts at its HEADERS; its request messages reach the task through a back-pressured sequence
+/// and its responses go out as the task writes them.
 ///
 /// What clients rely on, as grpc-go's server (etcd's) answers it: `grpc-timeout` (malformed:
 /// INTERNAL; passed: the call is cancelled and ends DEADLINE_EXCEEDED), errors as trailers-only
@@ -40,11 +42,29 @@ public final class LeanRPCServerHandler: ChannelInboundHandler {
         var head: LeanRPCRequestHead
         var reader: GRPCMessageReader
         var window: InboundWindow
+        /// A unary call's request message, once it is complete.
         var request: ByteBuffer?
+        /// Where a streaming call's request messages go; nil for a unary call.
+        var requests: LeanRPCRequestStream.Producer.Source?
         var task: Task<Void, Never>?
         var deadlineTimer: Scheduled<Void>?
         /// The request has ended (END_STREAM): only the response remains.
         var halfClosed = false
+        /// The response headers have gone out: the call ends with trailers, not trailers-only.
+        var headersSent = false
+        /// The consumer of a streaming call's requests is behind: window increments are held in
+        /// `withheldWindow` until it catches up.
+        var readingPaused = false
+        var withheldWindow = 0
+
+        var isStreaming: Bool { requests != nil }
+
+        /// Stops whatever runs for the call.
+        func stop() {
+            task?.cancel()
+            deadlineTimer?.cancel()
+            requests?.finish(LeanRPCStreamClosed())
+        }
     }
 
     private let dispatcher: any LeanRPCDispatcher
@@ -88,10 +108,7 @@ public final class LeanRPCServerHandler: ChannelInboundHandler {
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
-        for (_, call) in calls {
-            call.task?.cancel()
-            call.deadlineTimer?.cancel()
-        }
+        for (_, call) in calls { call.stop() }
         calls.removeAll()
         self.context = nil
         context.fireChannelInactive()
@@ -106,10 +123,7 @@ public final class LeanRPCServerHandler: ChannelInboundHandler {
             receiveData(payload, on: frame.streamID, context: context)
         case .rstStream:
             // The client gave up on the call: stop it, send nothing more on the stream.
-            if let call = calls.removeValue(forKey: frame.streamID) {
-                call.task?.cancel()
-                call.deadlineTimer?.cancel()
-            }
+            calls.removeValue(forKey: frame.streamID)?.stop()
         default:
             // Connection-level frames are NIOHTTP2Handler's (and the PING responder's).
             break
@@ -181,12 +195,12 @@ public final class LeanRPCServerHandler: ChannelInboundHandler {
             }
         }
         let method: Int
+        let streaming: Bool
         switch dispatcher.route(path: path) {
         case .unary(let index):
-            method = index
-        case .notServed:
-            fail(stream, .unimplemented, "the lean gRPC server does not serve \(path)", context: context)
-            return
+            (method, streaming) = (index, false)
+        case .streaming(let index):
+            (method, streaming) = (index, true)
         case .unknownService(let service):
             fail(stream, .unimplemented, "unknown service \(service)", context: context)
             return
@@ -209,6 +223,18 @@ public final class LeanRPCServerHandler: ChannelInboundHandler {
                 bound.value.deadlinePassed(on: stream)
             }
         }
+        if streaming {
+            let (source, requests) = LeanRPCRequestStream.make(loop: context.eventLoop, handler: self, stream: stream)
+            call.requests = source
+            let responses = LeanRPCResponseStream(
+                loop: context.eventLoop, handler: NIOLoopBound(self, eventLoop: context.eventLoop), stream: stream)
+            let dispatcher = self.dispatcher
+            let head = call.head
+            call.task = start(on: stream, context: context) {
+                let status = await dispatcher.callStreaming(method, requests: requests, responses: responses, head: head)
+                return { handler in handler.finishStreaming(stream, status) }
+            }
+        }
         calls[stream] = call
         if headers.endStream { endRequest(on: stream, context: context) }
     }
@@ -226,6 +252,10 @@ public final class LeanRPCServerHandler: ChannelInboundHandler {
         }
         do {
             while let message = try call.reader.next() {
+                if let requests = call.requests {
+                    if requests.yield(message) == .stopProducing { call.readingPaused = true }
+                    continue
+                }
                 guard call.request == nil else {
                     calls[stream] = call
                     fail(stream, .unimplemented, "grpc: server received more than one request message for a unary call", context: context)
@@ -239,17 +269,31 @@ public final class LeanRPCServerHandler: ChannelInboundHandler {
             return
         }
         if !payload.endStream, let increment = call.window.received(length) {
-            context.write(wrapOutboundOut(HTTP2Frame(streamID: stream, payload: .windowUpdate(windowSizeIncrement: increment))), promise: nil)
-            unflushed = true
+            if call.readingPaused {
+                call.withheldWindow += increment
+            } else {
+                context.write(wrapOutboundOut(HTTP2Frame(streamID: stream, payload: .windowUpdate(windowSizeIncrement: increment))), promise: nil)
+                unflushed = true
+            }
         }
         calls[stream] = call
         if payload.endStream { endRequest(on: stream, context: context) }
     }
 
-    /// The request is complete: exactly one message starts the call; anything else ends it.
+    /// The request is complete. A unary call starts now, if it got exactly one message; a
+    /// streaming call's request messages end.
     private func endRequest(on stream: HTTP2StreamID, context: ChannelHandlerContext) {
         guard var call = calls[stream], !call.halfClosed else { return }
         call.halfClosed = true
+        if let requests = call.requests {
+            calls[stream] = call
+            if call.reader.bufferedBytes > 0 {
+                fail(stream, .internalError, "grpc: failed to receive the whole message: unexpected EOF", context: context)
+            } else {
+                requests.finish()
+            }
+            return
+        }
         guard let request = call.request else {
             calls[stream] = call
             // grpc-go reports a request that ended early as its reader's EOF.
@@ -260,21 +304,79 @@ public final class LeanRPCServerHandler: ChannelInboundHandler {
         let dispatcher = self.dispatcher
         let method = call.method
         let head = call.head
+        call.task = start(on: stream, context: context) {
+            let outcome = await dispatcher.callUnary(method, request: request, head: head)
+            return { handler in handler.finish(stream, outcome) }
+        }
+        calls[stream] = call
+    }
+
+    /// Runs a call's work as a task (on `executor` if there is one); what the work returns is
+    /// done on this handler's loop afterwards.
+    private func start(
+        on stream: HTTP2StreamID, context: ChannelHandlerContext,
+        _ work: @escaping @Sendable () async -> @Sendable (LeanRPCServerHandler) -> Void
+    ) -> Task<Void, Never> {
         let loop = context.eventLoop
         let bound = NIOLoopBound(self, eventLoop: loop)
-        let work: @Sendable () async -> Void = {
-            let outcome = await dispatcher.callUnary(method, request: request, head: head)
+        let operation: @Sendable () async -> Void = {
+            let then = await work()
             if loop.inEventLoop {
-                bound.value.finish(stream, outcome)
+                then(bound.value)
             } else {
-                loop.execute { bound.value.finish(stream, outcome) }
+                loop.execute { then(bound.value) }
             }
         }
-        call.task = executor.map { Task(executorPreference: $0, operation: work) } ?? Task(operation: work)
+        return executor.map { Task(executorPreference: $0, operation: operation) } ?? Task(operation: operation)
+    }
+
+    /// The consumer of a streaming call's requests caught up: the window held back goes out.
+    func resumeReading(_ stream: HTTP2StreamID) {
+        guard let context, var call = calls[stream] else { return }
+        call.readingPaused = false
+        if call.withheldWindow > 0, !call.halfClosed {
+            context.write(
+                wrapOutboundOut(HTTP2Frame(streamID: stream, payload: .windowUpdate(windowSizeIncrement: call.withheldWindow))),
+                promise: nil)
+            unflushed = true
+            scheduleFlush(context)
+        }
+        call.withheldWindow = 0
         calls[stream] = call
     }
 
     // MARK: Responses
+
+    /// Writes response messages of a streaming call, after its headers if they have not gone.
+    func send(_ messages: [ByteBuffer], on stream: HTTP2StreamID, promise: EventLoopPromise<Void>) {
+        guard let context, var call = calls[stream], call.isStreaming else {
+            promise.fail(LeanRPCStreamClosed())
+            return
+        }
+        if !call.headersSent {
+            call.headersSent = true
+            calls[stream] = call
+            context.write(wrapOutboundOut(HTTP2Frame(streamID: stream, payload: .headers(.init(headers: Self.responseHeaders)))), promise: nil)
+        }
+        guard let last = messages.indices.last else {
+            promise.succeed()
+            return
+        }
+        for index in messages.indices {
+            context.write(
+                wrapOutboundOut(HTTP2Frame(streamID: stream, payload: .data(.init(data: .byteBuffer(messages[index]))))),
+                promise: index == last ? promise : nil)
+        }
+        unflushed = true
+        scheduleFlush(context)
+    }
+
+    /// A streaming call's task ended with `status`.
+    private func finishStreaming(_ stream: HTTP2StreamID, _ status: LeanRPCStatus) {
+        guard let context, calls[stream] != nil else { return }
+        fail(stream, status.code, status.message, context: context)
+        scheduleFlush(context)
+    }
 
     private func finish(_ stream: HTTP2StreamID, _ outcome: LeanRPCOutcome) {
         guard let context, calls[stream] != nil else { return }
@@ -292,13 +394,12 @@ public final class LeanRPCServerHandler: ChannelInboundHandler {
         scheduleFlush(context)
     }
 
-    /// Ends a call with a trailers-only response.
+    /// Ends a call with `code`: trailers after the response headers if they went out, a
+    /// trailers-only response if not.
     private func fail(_ stream: HTTP2StreamID, _ code: GRPCStatusCode, _ message: String, context: ChannelHandlerContext) {
-        if let call = calls.removeValue(forKey: stream) {
-            call.task?.cancel()
-            call.deadlineTimer?.cancel()
-        }
-        var headers = Self.responseHeaders
+        let call = calls.removeValue(forKey: stream)
+        call?.stop()
+        var headers: HPACKHeaders = call?.headersSent == true ? [:] : Self.responseHeaders
         headers.add(name: "grpc-status", value: String(code.rawValue))
         if !message.isEmpty { headers.add(name: "grpc-message", value: GRPCStatusMessage.percentEncoded(message)) }
         context.write(wrapOutboundOut(HTTP2Frame(streamID: stream, payload: .headers(.init(headers: headers, endStream: true)))), promise: nil)
@@ -315,7 +416,7 @@ public final class LeanRPCServerHandler: ChannelInboundHandler {
     }
 
     private func reset(_ stream: HTTP2StreamID, _ code: HTTP2ErrorCode, context: ChannelHandlerContext) {
-        calls.removeValue(forKey: stream)?.task?.cancel()
+        calls.removeValue(forKey: stream)?.stop()
         context.write(wrapOutboundOut(HTTP2Frame(streamID: stream, payload: .rstStream(code))), promise: nil)
         unflushed = true
     }

@@ -221,17 +221,20 @@ public final class EtcdServer: Service, Sendable {
             requestTimeout: configuration.requestTimeout,
             pollInterval: .milliseconds(configuration.heartbeatIntervalMilliseconds), shutdown: shutdown
         )
+        let watchService = WatchService(
+            hub: watchHub, header: header,
+            fragmentLimit: configuration.maxMessageBytes,
+            progressNotifyInterval: configuration.watchProgressNotifyInterval
+        )
         let leanTable = LeanServiceTable(
-            kv: kvService, lease: leaseService, maintenance: maintenanceService, cluster: clusterService, status: status)
-        let services: [any RegistrableRPCService] = [
-            kvService, maintenanceService, clusterService, leaseService,
-            WatchService(
-                hub: watchHub, header: header,
-                fragmentLimit: configuration.maxMessageBytes,
-                progressNotifyInterval: configuration.watchProgressNotifyInterval
-            ),
-        ]
-        let servers = try configuration.listenClientURLs.map { url in
+            kv: kvService, lease: leaseService, maintenance: maintenanceService, cluster: clusterService,
+            watch: watchService, status: status,
+            leaderCheckInterval: .milliseconds(configuration.electionTimeoutMilliseconds))
+        let services: [any RegistrableRPCService] = [kvService, maintenanceService, clusterService, leaseService, watchService]
+        // The client URLs are served by one of the two gRPC servers (--experimental-grpc-server).
+        let grpcSwiftURLs = configuration.grpcServer == .grpcSwift ? configuration.listenClientURLs : []
+        let leanClientURLs = configuration.grpcServer == .lean ? configuration.listenClientURLs : []
+        let servers = try grpcSwiftURLs.map { url in
             GRPCServer(
                 transport: try makeTransport(for: url), services: services,
                 interceptors: [
@@ -263,17 +266,36 @@ public final class EtcdServer: Service, Sendable {
                     await published.wait()
                     guard !shutdown.isFired else { return }
                     logPublished(persisted)
-                    let lean = try await LeanGRPCListeners.bind(
-                        configuration.leanGRPCListenURLs, table: leanTable, configuration: configuration,
+                    let leanClients = try await LeanGRPCListeners.bind(
+                        leanClientURLs, table: leanTable, configuration: configuration,
                         counters: connectionCounters, logger: logger)
-                    boundLeanAddresses.withLock { $0 = lean.addresses }
+                    let leanExtra: LeanGRPCListeners
                     do {
-                        try await serve(servers, shutdown: shutdown)
+                        leanExtra = try await LeanGRPCListeners.bind(
+                            configuration.leanGRPCListenURLs, table: leanTable, configuration: configuration,
+                            counters: connectionCounters, logger: logger)
                     } catch {
-                        await lean.close(gracePeriod: .zero)
+                        _ = await leanClients.close(gracePeriod: .zero)
                         throw error
                     }
-                    await lean.close(gracePeriod: configuration.shutdownGracePeriod)
+                    boundLeanAddresses.withLock { $0 = leanExtra.addresses }
+                    do {
+                        if servers.isEmpty {
+                            announce(leanClients.addresses)
+                            await shutdown.wait()
+                        } else {
+                            try await serve(servers, shutdown: shutdown)
+                        }
+                    } catch {
+                        async let clients: Bool = leanClients.close(gracePeriod: .zero)
+                        async let extra: Bool = leanExtra.close(gracePeriod: .zero)
+                        _ = await (clients, extra)
+                        throw error
+                    }
+                    async let clients = leanClients.close(gracePeriod: configuration.shutdownGracePeriod)
+                    async let extra = leanExtra.close(gracePeriod: configuration.shutdownGracePeriod)
+                    let (clientsDrained, extraDrained) = await (clients, extra)
+                    if !clientsDrained || !extraDrained { throw ShutdownGracePeriodExpired() }
                 } onCancelOrGracefulShutdown: {
                     // Watch and keepalive streams never end by themselves; closing them lets the
                     // listeners drain.
@@ -491,11 +513,16 @@ public final class EtcdServer: Service, Sendable {
     private func announce(_ servers: [GRPCServer<HTTP2ServerTransport.Posix>]) async throws {
         var addresses: [SocketAddressDescription] = []
         for server in servers {
-            let address = try await server.transport.listeningAddress
-            addresses.append(SocketAddressDescription(address))
+            addresses.append(SocketAddressDescription(try await server.transport.listeningAddress))
+        }
+        announce(addresses)
+    }
+
+    private func announce(_ addresses: [SocketAddressDescription]) {
+        for address in addresses {
             // etcd 3.4's wording, which tools grep for; the address as host:port.
             logger.warning(
-                "serving insecure client requests on \(SocketAddressDescription(address)), this is strongly discouraged!",
+                "serving insecure client requests on \(address), this is strongly discouraged!",
                 metadata: ["address": "\(address)"]
             )
         }

@@ -41,13 +41,12 @@ struct ServerHandlerTests {
         try await channel.close()
     }
 
-    @Test("unknown services and methods, streaming methods, gzip and bad timeouts end trailers-only with grpc-go's status")
+    @Test("unknown services and methods, gzip and bad timeouts end trailers-only with grpc-go's status")
     func refusedAtHeaders() async throws {
         let (channel, _) = try await Self.makeChannel()
         let cases: [(path: String, extra: [String: String], code: GRPCStatusCode, message: String)] = [
             ("/nope.Service/Call", [:], .unimplemented, "unknown service nope.Service"),
             ("/test.Echo/Missing", [:], .unimplemented, "unknown method Missing for service test.Echo"),
-            ("/test.Echo/Stream", [:], .unimplemented, "the lean gRPC server does not serve /test.Echo/Stream"),
             ("/test.Echo/Echo", ["grpc-encoding": "gzip"], .unimplemented, "grpc: Decompressor is not installed for grpc-encoding \"gzip\""),
             ("/test.Echo/Echo", ["grpc-timeout": "10x"], .internalError,
              "transport: malformed time-out: transport: timeout unit is not recognized: \"10x\""),
@@ -174,6 +173,109 @@ struct ServerHandlerTests {
         try await channel.closeFuture.get()
     }
 
+    @Test("a streaming call answers each request as it comes, with one HEADERS, DATA per answer and OK trailers after the client ends")
+    func streamingCall() async throws {
+        let (channel, _) = try await Self.makeChannel()
+        try await channel.writeInbound(Self.requestHeaders(stream: 1, path: "/test.Echo/Stream"))
+        var answers: [String] = []
+        for word in ["one", "two"] {
+            let request = GRPCMessageWriter.frame(Array(word.utf8), allocator: channel.allocator)
+            try await channel.writeInbound(HTTP2Frame(streamID: 1, payload: .data(.init(data: .byteBuffer(request)))))
+            let frames = try await Self.readFrames(channel, count: word == "one" ? 2 : 1)
+            for frame in frames {
+                #expect(frame.streamID == 1)
+                if case .data(let body) = frame.payload, case .byteBuffer(let bytes) = body.data {
+                    var reader = GRPCMessageReader(maxMessageBytes: 100)
+                    reader.append(bytes)
+                    if let message = try reader.next() { answers.append(String(buffer: message)) }
+                    #expect(!body.endStream)
+                } else if case .headers(let head) = frame.payload {
+                    #expect(word == "one", "one HEADERS, before the first answer")
+                    #expect(head.headers.first(name: ":status") == "200")
+                    #expect(!head.endStream)
+                }
+            }
+        }
+        #expect(answers == ["echo: one", "echo: two"])
+        try await channel.writeInbound(HTTP2Frame(streamID: 1, payload: .data(.init(data: .byteBuffer(channel.allocator.buffer(capacity: 0)), endStream: true))))
+        let trailers = try await Self.readFrames(channel, count: 1)
+        guard case .headers(let end) = trailers.first?.payload else {
+            Issue.record("expected trailers, got \(trailers)")
+            return
+        }
+        #expect(end.endStream)
+        #expect(end.headers.first(name: "grpc-status") == "0")
+        #expect(end.headers.first(name: ":status") == nil, "trailers after HEADERS carry no :status")
+        try await channel.close()
+    }
+
+    @Test("a streaming call's consumer that falls behind holds the stream's window until it catches up")
+    func streamingBackPressure() async throws {
+        let (channel, dispatcher) = try await Self.makeChannel(window: 1_000)
+        _ = try await Self.readFrames(channel, count: 0)
+        try await channel.writeInbound(Self.requestHeaders(stream: 1, path: "/test.Echo/Hold"))
+        let message = GRPCMessageWriter.frame([UInt8](repeating: 7, count: 95), allocator: channel.allocator)  // 100 bytes framed
+        for _ in 0..<60 {
+            try await channel.writeInbound(HTTP2Frame(streamID: 1, payload: .data(.init(data: .byteBuffer(message)))))
+        }
+        func streamIncrements() async throws -> Int {
+            var total = 0
+            while let frame = try await channel.readOutbound(as: HTTP2Frame.self) {
+                if frame.streamID == 1, case .windowUpdate(let increment) = frame.payload { total += increment }
+            }
+            return total
+        }
+        let beforeRelease = try await streamIncrements()
+        // The first 16 messages are buffered freely (their window comes back); after that the
+        // window is held: far less than the 6,000 bytes sent.
+        #expect(beforeRelease > 0)
+        #expect(beforeRelease <= 2_500, "window given back while the consumer read nothing: \(beforeRelease)")
+        dispatcher.release()
+        try await Self.waitUntil { dispatcher.held == 60 }
+        var afterRelease = 0
+        let deadline = ContinuousClock.now.advanced(by: .seconds(20))
+        while beforeRelease + afterRelease < 5_500, ContinuousClock.now < deadline {
+            afterRelease += try await streamIncrements()
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        #expect(beforeRelease + afterRelease >= 5_500, "window held back is given back once the consumer catches up")
+        try await channel.close()
+    }
+
+    @Test("RST_STREAM on a streaming call cancels it; its later writes fail and nothing more is sent")
+    func streamingReset() async throws {
+        let (channel, dispatcher) = try await Self.makeChannel()
+        try await channel.writeInbound(Self.requestHeaders(stream: 1, path: "/test.Echo/Linger"))
+        let first = try await Self.readFrames(channel, count: 2)
+        #expect(first.count == 2)
+        try await Self.waitUntil { dispatcher.hanging == 1 }
+        try await channel.writeInbound(HTTP2Frame(streamID: 1, payload: .rstStream(.cancel)))
+        try await Self.waitUntil { dispatcher.lateWriteError != nil }
+        #expect(dispatcher.lateWriteError is LeanRPCStreamClosed)
+        try await Task.sleep(for: .milliseconds(20))
+        #expect(try await channel.readOutbound(as: HTTP2Frame.self) == nil)
+        try await channel.close()
+    }
+
+    @Test("a streaming call whose deadline passes after its headers went out ends with DEADLINE_EXCEEDED trailers")
+    func streamingDeadline() async throws {
+        let (channel, dispatcher) = try await Self.makeChannel()
+        try await channel.writeInbound(Self.requestHeaders(stream: 1, path: "/test.Echo/Linger", extra: ["grpc-timeout": "50m"]))
+        _ = try await Self.readFrames(channel, count: 2)
+        try await Self.waitUntil { dispatcher.hanging == 1 }
+        await channel.testingEventLoop.advanceTime(by: .milliseconds(60))
+        let frames = try await Self.readFrames(channel, count: 1)
+        guard case .headers(let trailers) = frames.first?.payload else {
+            Issue.record("expected trailers, got \(frames)")
+            return
+        }
+        #expect(trailers.endStream)
+        #expect(trailers.headers.first(name: ":status") == nil)
+        #expect(trailers.headers.first(name: "grpc-status") == String(GRPCStatusCode.deadlineExceeded.rawValue))
+        try await Self.waitUntil { dispatcher.lateWriteError != nil }
+        try await channel.close()
+    }
+
     // MARK: Harness
 
     static func makeChannel(maxRequestBytes: Int = 1 << 16, window: Int = 65_535) async throws
@@ -237,20 +339,61 @@ struct ServerHandlerTests {
     }
 }
 
-/// Echo answers "echo: <request>"; Hang waits until cancelled; Stream is a method the lean
-/// server leaves to another.
+/// Echo answers "echo: <request>"; Hang waits until cancelled. Streaming: Stream answers each
+/// request "echo: <request>" and ends OK when the client does; Hold reads nothing until
+/// `release()`, then counts what it reads; Linger answers once, then waits until cancelled and
+/// tries to write again.
 final class TestDispatcher: LeanRPCDispatcher {
-    private let state = Mutex<(metadata: [String], hanging: Int, cancelled: Int)>(([], 0, 0))
+    private let state = Mutex<(metadata: [String], hanging: Int, cancelled: Int, released: Bool, held: Int, lateWrite: (any Error)?)>(
+        ([], 0, 0, false, 0, nil))
 
     var seenMetadata: [String] { state.withLock { $0.metadata } }
     var hanging: Int { state.withLock { $0.hanging } }
     var cancelled: Int { state.withLock { $0.cancelled } }
+    var held: Int { state.withLock { $0.held } }
+    var lateWriteError: (any Error)? { state.withLock { $0.lateWrite } }
+    func release() { state.withLock { $0.released = true } }
+
+    func callStreaming(
+        _ method: Int, requests: LeanRPCRequestStream, responses: LeanRPCResponseStream, head: LeanRPCRequestHead
+    ) async -> LeanRPCStatus {
+        let allocator = ByteBufferAllocator()
+        do {
+            switch method {
+            case 0:
+                for try await request in requests {
+                    let answer = "echo: " + String(buffer: request)
+                    try await responses.write([GRPCMessageWriter.frame(Array(answer.utf8), allocator: allocator)])
+                }
+                return .ok
+            case 1:
+                while !state.withLock({ $0.released }) { try await Task.sleep(for: .milliseconds(5)) }
+                for try await _ in requests { state.withLock { $0.held += 1 } }
+                return .ok
+            default:
+                try await responses.write([GRPCMessageWriter.frame(Array("first".utf8), allocator: allocator)])
+                state.withLock { $0.hanging += 1 }
+                try? await Task.sleep(for: .seconds(3_600))
+                state.withLock { $0.cancelled += 1 }
+                do {
+                    try await responses.write([GRPCMessageWriter.frame(Array("late".utf8), allocator: allocator)])
+                } catch {
+                    state.withLock { $0.lateWrite = error }
+                }
+                return LeanRPCStatus(.cancelled, "cancelled")
+            }
+        } catch {
+            return LeanRPCStatus(.unknown, "\(error)")
+        }
+    }
 
     func route(path: String) -> LeanRPCRoute {
         switch path {
         case "/test.Echo/Echo": .unary(0)
         case "/test.Echo/Hang": .unary(1)
-        case "/test.Echo/Stream": .notServed
+        case "/test.Echo/Stream": .streaming(0)
+        case "/test.Echo/Hold": .streaming(1)
+        case "/test.Echo/Linger": .streaming(2)
         case _ where path.hasPrefix("/test.Echo/"): .unknownMethod(service: "test.Echo", method: String(path.dropFirst("/test.Echo/".count)))
         default: .unknownService(String(path.dropFirst().prefix(while: { $0 != "/" })))
         }

@@ -6,15 +6,17 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Testing
 
-/// The lean gRPC listener (`--experimental-lean-grpc-listen-urls`) beside the grpc-swift one on
-/// the same member: the same calls get the same answers and errors, from a grpc-swift client
-/// and from etcdctl (grpc-go).
+/// The lean gRPC server (the default on the client URLs) beside the grpc-swift one on the same
+/// member (`--experimental-grpc-server=grpc-swift` on the client URL, a lean listener from
+/// `--experimental-lean-grpc-listen-urls` beside it): the same calls get the same answers and
+/// errors, from a grpc-swift client and from etcdctl (grpc-go).
 @Suite("Lean gRPC listener")
 struct LeanGRPCServerTests {
     private static func withLeanServer(
         _ body: @Sendable (_ grpcSwiftPort: Int, _ leanPort: Int) async throws -> Void
     ) async throws {
         try await withServerHandle(configure: {
+            $0.grpcServer = .grpcSwift
             $0.leanGRPCListenURLs = [EndpointURL(scheme: "http", host: "127.0.0.1", port: 0)]
             $0.maxRequestBytes = 4096
         }) { server, port in
@@ -112,7 +114,7 @@ struct LeanGRPCServerTests {
         }
     }
 
-    @Test("etcdctl (grpc-go) works against it; streaming calls are refused with UNIMPLEMENTED")
+    @Test("etcdctl (grpc-go) works against it, watch and lease keep-alive included")
     func etcdctl() async throws {
         try await Self.withLeanServer { _, leanPort in
             let etcdctl = Etcdctl(endpoints: "127.0.0.1:\(leanPort)")
@@ -127,8 +129,13 @@ struct LeanGRPCServerTests {
             #expect(empty.standardError.contains("Error: etcdserver: key is not provided"))
             #expect(try await etcdctl.run("member", "list").succeeded)
             #expect(try await etcdctl.run("endpoint", "status").succeeded)
-            let watch = try await Etcdctl(endpoints: "127.0.0.1:\(leanPort)", timeout: .seconds(10)).run("watch", "foo")
-            #expect((watch.standardOutput + watch.standardError).contains("code = Unimplemented"), "\(watch)")
+            // A watch from the start of history replays it, then waits for more until stopped.
+            let watch = try await Etcdctl(endpoints: "127.0.0.1:\(leanPort)", timeout: .seconds(3)).run("watch", "foo", "--rev=1")
+            #expect(watch.standardOutput.hasPrefix("PUT\nfoo\nbar\nPUT\nfoo\nbaz\nDELETE\nfoo\n\n"), "\(watch)")
+            let grant = try await etcdctl.run("lease", "grant", "60")
+            let leaseID = try #require(grant.standardOutput.split(separator: " ").dropFirst().first.map(String.init), "\(grant)")
+            let keepAlive = try await etcdctl.run("lease", "keep-alive", "--once", leaseID)
+            #expect(keepAlive.standardOutput == "lease \(leaseID) keepalived with TTL(60)\n", "\(keepAlive)")
         }
     }
 

@@ -48,8 +48,8 @@ struct PingFloodTests {
     }
 
     /// A plain TCP connection to the server whose incoming frames `collector` records.
-    static func connectRaw(port: Int) async throws -> (any Channel, FrameCollector) {
-        let collector = FrameCollector()
+    static func connectRaw(port: Int, answersPings: Bool = false) async throws -> (any Channel, FrameCollector) {
+        let collector = FrameCollector(answersPings: answersPings)
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -92,6 +92,37 @@ struct PingFloodTests {
         }
     }
 
+    @Test("server keepalive: an idle client that answers PINGs keeps its connection; one that does not is dropped after the timeout")
+    func serverKeepalive() async throws {
+        try await withServerHandle(configure: {
+            $0.grpcKeepaliveInterval = .milliseconds(500)
+            $0.grpcKeepaliveTimeout = .milliseconds(500)
+        }) { _, port in
+            let (answering, answered) = try await Self.connectRaw(port: port, answersPings: true)
+            let (silent, unanswered) = try await Self.connectRaw(port: port)
+            let started = ContinuousClock.now
+            try await answering.writeAndFlush(Self.pings(0, preface: true)).get()
+            try await silent.writeAndFlush(Self.pings(0, preface: true)).get()
+            // The silent one: pinged after an idle interval, closed a timeout later (or by this
+            // test after 10 s, which fails it).
+            let watchdog = Task {
+                try await Task.sleep(for: .seconds(10))
+                try? await silent.close()
+            }
+            for await _ in unanswered.updates {}
+            watchdog.cancel()
+            let elapsed = ContinuousClock.now - started
+            #expect(unanswered.counts.pings >= 1)
+            #expect(elapsed >= .milliseconds(900), "closed after \(elapsed)")
+            #expect(elapsed < .seconds(10), "closed after \(elapsed)")
+            // The answering one saw PINGs too, answered them, and is still open.
+            try await Task.sleep(for: .seconds(1))
+            #expect(answered.counts.pings >= 2)
+            #expect(answering.isActive)
+            try await answering.close()
+        }
+    }
+
     @Test("a client that floods PINGs and never reads holds a bounded amount of ACKs, then is cut off")
     func neverReads() async throws {
         try await withServerHandle { server, port in
@@ -128,13 +159,20 @@ struct PingFloodTests {
     }
 }
 
-/// Counts PING ACK and GOAWAY frames in the byte stream from the server.
+/// Counts PING, PING ACK and GOAWAY frames in the byte stream from the server; answers the
+/// server's own PINGs if `answersPings`.
 final class FrameCollector: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
     struct Goaway: Sendable { var errorCode: UInt32; var debugData: String }
-    struct Counts: Sendable { var pingAcks = 0; var goaways = 0; var lastGoaway: Goaway? }
+    struct Counts: Sendable { var pingAcks = 0; var pings = 0; var goaways = 0; var lastGoaway: Goaway? }
     private let state = Mutex((buffer: ByteBuffer(), counts: Counts()))
     private let stream = AsyncStream<Counts>.makeStream()
+    private let answersPings: Bool
+
+    init(answersPings: Bool = false) {
+        self.answersPings = answersPings
+    }
 
     var counts: Counts { state.withLock { $0.counts } }
     /// The counts after every read; finishes when the connection closes.
@@ -147,6 +185,7 @@ final class FrameCollector: ChannelInboundHandler, Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = unwrapInboundIn(data)
+        var answers: [[UInt8]] = []
         state.withLock { state in
             state.buffer.writeBuffer(&incoming)
             while state.buffer.readableBytes >= 9,
@@ -163,12 +202,21 @@ final class FrameCollector: ChannelInboundHandler, Sendable {
                 {
                     state.counts.lastGoaway = Goaway(errorCode: code, debugData: debug)
                 }
+                if type == 0x6 && flags & 0x1 == 0 {
+                    state.counts.pings += 1
+                    if answersPings, let payload = state.buffer.getBytes(at: state.buffer.readerIndex + 9, length: length) {
+                        answers.append(ClientPingResponderTests.frame(type: 0x6, flags: 0x1, payload: payload))
+                    }
+                }
                 state.buffer.moveReaderIndex(forwardBy: 9 + length)
                 if type == 0x6 && flags & 0x1 != 0 { state.counts.pingAcks += 1 }
                 if type == 0x7 { state.counts.goaways += 1 }
             }
             state.buffer.discardReadBytes()
             stream.continuation.yield(state.counts)
+        }
+        for answer in answers {
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: answer)), promise: nil)
         }
     }
 }

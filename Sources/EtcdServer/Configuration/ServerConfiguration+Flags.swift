@@ -18,6 +18,7 @@ extension ServerConfiguration {
         if !flags["experimental-lean-grpc-listen-urls"].isEmpty {
             leanGRPCListenURLs = try EndpointURL.parseList(flags["experimental-lean-grpc-listen-urls"])
         }
+        grpcServer = flags["experimental-grpc-server"] == "grpc-swift" ? .grpcSwift : .lean
         if flags.isSet("initial-cluster") { initialCluster = flags["initial-cluster"] }
         initialClusterToken = flags["initial-cluster-token"]
         initialClusterState = flags["initial-cluster-state"]

@@ -10,9 +10,20 @@ public struct ServerConfiguration: Sendable {
     /// Where the member keeps its data (`--data-dir`); etcd's default is `<name>.etcd`.
     public var dataDirectory: String?
     public var listenClientURLs: [EndpointURL] = [EndpointURL.defaultClient]
-    /// swift-etcd's own, experimental (`--experimental-lean-grpc-listen-urls`): more URLs where
-    /// unary calls are served by the lean gRPC server (issue 18) rather than grpc-swift.
+    /// swift-etcd's own (`--experimental-lean-grpc-listen-urls`): more URLs served by the lean
+    /// gRPC server, whichever server the client URLs use (for side-by-side measurements).
     public var leanGRPCListenURLs: [EndpointURL] = []
+    /// swift-etcd's own (`--experimental-grpc-server`): which gRPC server answers on the client
+    /// URLs.
+    public var grpcServer: GRPCServerKind = .lean
+
+    /// The gRPC servers swift-etcd can put on its client URLs.
+    public enum GRPCServerKind: String, Sendable {
+        /// swift-etcd's own on swift-nio-http2 (`LeanRPCServerHandler`): the default.
+        case lean
+        /// grpc-swift 2 with its HTTP/2 transport: the fallback.
+        case grpcSwift = "grpc-swift"
+    }
     public var advertiseClientURLs: [EndpointURL] = [EndpointURL.defaultClient]
     public var listenPeerURLs: [EndpointURL] = [EndpointURL.defaultPeer]
     public var initialAdvertisePeerURLs: [EndpointURL] = [EndpointURL.defaultPeer]

@@ -6,9 +6,11 @@ import NIOHTTP2
 import NIOPosix
 import Synchronization
 
-/// The listeners of `--experimental-lean-grpc-listen-urls`: plaintext HTTP/2 connections whose
-/// streams the lean gRPC server handles inline (see `LeanRPCServerHandler`), with the same PING
-/// responder in front as the grpc-swift listeners.
+/// Listeners of the lean gRPC server (the client URLs by default, and
+/// `--experimental-lean-grpc-listen-urls`): plaintext HTTP/2 connections whose streams are
+/// handled inline (see `LeanRPCServerHandler`), with the PING responder in front (client PINGs,
+/// `--grpc-keepalive-min-time`) and the server's own keepalive behind (`--grpc-keepalive-interval`
+/// and `--grpc-keepalive-timeout`).
 struct LeanGRPCListeners {
     let channels: [any Channel]
     /// The connections accepted and still open, closed with the listeners.
@@ -24,8 +26,9 @@ struct LeanGRPCListeners {
         }
 
         /// Drains every connection (GOAWAY, open calls finish, then it closes); whatever is
-        /// still open after `gracePeriod` is closed.
-        func drainAll(gracePeriod: Duration) async {
+        /// still open after `gracePeriod` is closed. Returns whether all drained in time.
+        func drainAll(gracePeriod: Duration) async -> Bool {
+            var drained = true
             let channels = open.withLock { Array($0.values) }
             for channel in channels {
                 channel.pipeline.fireUserInboundEventTriggered(LeanRPCServerHandler.Drain())
@@ -38,10 +41,14 @@ struct LeanGRPCListeners {
                     let timer = channel.eventLoop.scheduleTask(in: TimeAmount(remaining)) { channel.close(promise: nil) }
                     try? await closed.get()
                     timer.cancel()
-                } else {
+                    // The timer's result is a success only if it ran, i.e. closed the connection.
+                    if (try? await timer.futureResult.get()) != nil { drained = false }
+                } else if channel.isActive {
+                    drained = false
                     try? await channel.close()
                 }
             }
+            return drained
         }
     }
 
@@ -63,6 +70,12 @@ struct LeanGRPCListeners {
             HTTP2Setting(parameter: .initialWindowSize, value: handlerConfiguration.streamWindow),
             HTTP2Setting(parameter: .maxHeaderListSize, value: 1 << 14),
         ]
+        // etcd's server keepalive: ping a connection idle for --grpc-keepalive-interval (2 h;
+        // 0 disables), drop it if nothing answers within --grpc-keepalive-timeout (20 s).
+        let keepalive: (interval: TimeAmount, timeout: TimeAmount)? =
+            configuration.grpcKeepaliveInterval > .zero
+            ? (TimeAmount(configuration.grpcKeepaliveInterval), TimeAmount(max(configuration.grpcKeepaliveTimeout, .milliseconds(1))))
+            : nil
         var channels: [any Channel] = []
         let connections = OpenConnections()
         for url in urls {
@@ -80,15 +93,17 @@ struct LeanGRPCListeners {
                             let pipeline = channel.pipeline.syncOperations
                             try pipeline.addHandler(HTTP2PingResponder(role: .server, counters: counters, policy: pingPolicy))
                             try pipeline.addHandler(NIOHTTP2Handler(mode: .server, initialSettings: settings))
+                            if let keepalive {
+                                try pipeline.addHandler(ServerKeepaliveHandler(interval: keepalive.interval, timeout: keepalive.timeout))
+                            }
                             try pipeline.addHandler(
                                 LeanRPCServerHandler(dispatcher: table, executor: executor, configuration: handlerConfiguration))
                         }
                     }
                     .bind(host: host, port: url.port).get()
                 channels.append(channel)
-                logger.warning(
-                    "serving insecure lean gRPC (unary calls only) on \(host):\(channel.localAddress?.port ?? url.port), this is experimental",
-                    metadata: ["url": "\(url)"])
+                logger.debug(
+                    "lean gRPC listening", metadata: ["address": "\(host):\(channel.localAddress?.port ?? url.port)", "url": "\(url)"])
             } catch {
                 for channel in channels { try? await channel.close() }
                 throw ConfigurationError.invalid("cannot listen for lean gRPC on \(url): \(error)")
@@ -106,9 +121,9 @@ struct LeanGRPCListeners {
     }
 
     /// Stops accepting, then drains every connection for at most `gracePeriod` (the calls in
-    /// flight finish, as etcd's graceful stop lets them).
-    func close(gracePeriod: Duration) async {
+    /// flight finish, as etcd's graceful stop lets them). Returns whether all drained in time.
+    func close(gracePeriod: Duration) async -> Bool {
         for channel in channels { try? await channel.close() }
-        await connections.drainAll(gracePeriod: gracePeriod)
+        return await connections.drainAll(gracePeriod: gracePeriod)
     }
 }

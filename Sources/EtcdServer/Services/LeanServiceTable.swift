@@ -6,25 +6,36 @@ import NIOCore
 import NIOHPACK
 import SwiftProtobuf
 
-/// The unary methods the lean gRPC server answers, each calling the same service code as the
-/// grpc-swift path, with the same errors: a request is decoded from its bytes, the method runs,
-/// and its response is encoded once into a buffer that already has room for gRPC's prefix.
-///
-/// Streaming methods (Watch, LeaseKeepAlive, Snapshot) are not served here; the lean listener
-/// answers them UNIMPLEMENTED, and the client URLs keep serving them through grpc-swift.
+/// The methods the lean gRPC server answers, each calling the same service code as the
+/// grpc-swift path, with the same errors. A unary request is decoded from its bytes, the method
+/// runs, and its response is encoded once into a buffer that already has room for gRPC's prefix.
+/// A streaming method (Watch, LeaseKeepAlive) gets its requests decoded as they arrive and its
+/// responses encoded as it writes them, through grpc-swift's own stream types, so that the
+/// service code is the one both servers run.
 struct LeanServiceTable: LeanRPCDispatcher {
     private struct Method: Sendable {
         let descriptor: MethodDescriptor
         let call: @Sendable (ByteBuffer, ServerContext) async throws -> ByteBuffer
     }
 
+    private struct StreamingMethod: Sendable {
+        let descriptor: MethodDescriptor
+        let call: @Sendable (LeanRPCRequestStream, LeanRPCResponseStream, ServerContext) async throws -> Void
+    }
+
     private let methods: [Method]
-    private let indexByPath: [String: Int]
-    /// Services and methods a gRPC client may name; the streaming ones among them are not served.
+    private let streamingMethods: [StreamingMethod]
+    private let routeByPath: [String: LeanRPCRoute]
+    /// Services a gRPC client may name (for grpc-go's "unknown method" versus "unknown service").
     private let knownServices: Set<String>
     private let status: MemberStatusBoard
+    /// How often a stream that asked for a leader checks that there is one.
+    private let leaderCheckInterval: Duration
 
-    init(kv: KVService, lease: LeaseService, maintenance: MaintenanceService, cluster: ClusterService, status: MemberStatusBoard) {
+    init(
+        kv: KVService, lease: LeaseService, maintenance: MaintenanceService, cluster: ClusterService, watch: WatchService,
+        status: MemberStatusBoard, leaderCheckInterval: Duration
+    ) {
         var methods: [Method] = []
         func add<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
             _ descriptor: MethodDescriptor, _ handler: @escaping @Sendable (Request, ServerContext) async throws -> Response
@@ -64,23 +75,49 @@ struct LeanServiceTable: LeanRPCDispatcher {
         addWithoutContext(Etcdserverpb_Cluster.Method.MemberRemove.descriptor, cluster.memberRemove)
         addWithoutContext(Etcdserverpb_Cluster.Method.MemberUpdate.descriptor, cluster.memberUpdate)
         addWithoutContext(Etcdserverpb_Cluster.Method.MemberPromote.descriptor, cluster.memberPromote)
+
+        var streamingMethods: [StreamingMethod] = []
+        func addStreaming<Request: SwiftProtobuf.Message, Response: Sendable>(
+            _ descriptor: MethodDescriptor, encode: @escaping @Sendable (Response) throws -> [UInt8],
+            _ handler: @escaping @Sendable (RPCAsyncSequence<Request, any Error>, RPCWriter<Response>, ServerContext) async throws -> Void
+        ) {
+            streamingMethods.append(StreamingMethod(descriptor: descriptor) { requests, responses, context in
+                try await handler(
+                    RPCAsyncSequence(wrapping: DecodedRequests<Request>(base: requests)),
+                    RPCWriter(wrapping: EncodingWriter(responses: responses, encode: encode)),
+                    context)
+            })
+        }
+        addStreaming(Etcdserverpb_Watch.Method.Watch.descriptor, encode: { (wire: WatchWire) in try wire.serialized() }) {
+            try await watch.watch(request: $0, response: $1, context: $2)
+        }
+        addStreaming(
+            Etcdserverpb_Lease.Method.LeaseKeepAlive.descriptor,
+            encode: { (response: Etcdserverpb_LeaseKeepAliveResponse) in try response.serializedBytes() }
+        ) {
+            try await lease.leaseKeepAlive(request: $0, response: $1, context: $2)
+        }
+
         self.methods = methods
-        self.indexByPath = Dictionary(uniqueKeysWithValues: methods.enumerated().map { ("/" + $0.element.descriptor.fullyQualifiedMethod, $0.offset) })
-        self.knownServices = Set(methods.map { $0.descriptor.service.fullyQualifiedService } + ["etcdserverpb.Watch"])
+        self.streamingMethods = streamingMethods
+        var routes: [String: LeanRPCRoute] = [:]
+        for (index, method) in methods.enumerated() { routes["/" + method.descriptor.fullyQualifiedMethod] = .unary(index) }
+        for (index, method) in streamingMethods.enumerated() { routes["/" + method.descriptor.fullyQualifiedMethod] = .streaming(index) }
+        self.routeByPath = routes
+        self.knownServices = Set(
+            methods.map { $0.descriptor.service.fullyQualifiedService } + streamingMethods.map { $0.descriptor.service.fullyQualifiedService })
         self.status = status
+        self.leaderCheckInterval = leaderCheckInterval
     }
 
     private static let allocator = ByteBufferAllocator()
 
     func route(path: String) -> LeanRPCRoute {
-        if let index = indexByPath[path] { return .unary(index) }
+        if let route = routeByPath[path] { return route }
         let name = path.hasPrefix("/") ? path.dropFirst() : path[...]
         guard let slash = name.lastIndex(of: "/") else { return .unknownService(String(name)) }
         let service = String(name[..<slash])
         let method = String(name[name.index(after: slash)...])
-        if service == "etcdserverpb.Watch" && method == "Watch" { return .notServed }
-        if service == "etcdserverpb.Lease" && method == "LeaseKeepAlive" { return .notServed }
-        if service == "etcdserverpb.Maintenance" && method == "Snapshot" { return .notServed }
         return knownServices.contains(service) ? .unknownMethod(service: service, method: method) : .unknownService(service)
     }
 
@@ -99,19 +136,88 @@ struct LeanServiceTable: LeanRPCDispatcher {
             }
             return .response(response)
         } catch {
-            return Self.outcome(of: error)
+            let status = Self.status(of: error)
+            return .failure(status.code, status.message)
+        }
+    }
+
+    func callStreaming(
+        _ index: Int, requests: LeanRPCRequestStream, responses: LeanRPCResponseStream, head: LeanRPCRequestHead
+    ) async -> LeanRPCStatus {
+        let method = streamingMethods[index]
+        let requiresLeader = head.metadata[canonicalForm: "hasleader"].contains("true")
+        if requiresLeader, status.leader == 0 { return LeanRPCStatus(.unavailable, EtcdError.noLeader.message) }
+        let (status, interval) = (self.status, leaderCheckInterval)
+        do {
+            try await withServerContextRPCCancellationHandle { cancellation in
+                let context = ServerContext(descriptor: method.descriptor, remotePeer: "", localPeer: "", cancellation: cancellation)
+                // The services learn that the client went away from the context's handle (as
+                // grpc-swift tells them), and this task is cancelled when it does.
+                try await withTaskCancellationHandler {
+                    if requiresLeader {
+                        // As RequireLeaderInterceptor on the grpc-swift path.
+                        try await RequireLeaderInterceptor.failingWithoutLeader(status: status, checkInterval: interval) {
+                            try await method.call(requests, responses, context)
+                        }
+                    } else {
+                        try await method.call(requests, responses, context)
+                    }
+                } onCancel: {
+                    cancellation.cancel()
+                }
+            }
+            return .ok
+        } catch {
+            return Self.status(of: error)
         }
     }
 
     /// The status an error ends a call with, as grpc-swift would send it.
-    private static func outcome(of error: any Error) -> LeanRPCOutcome {
+    private static func status(of error: any Error) -> LeanRPCStatus {
         if let error = error as? RPCError {
-            return .failure(GRPCStatusCode(rawValue: error.code.rawValue) ?? .unknown, error.message)
+            return LeanRPCStatus(GRPCStatusCode(rawValue: error.code.rawValue) ?? .unknown, error.message)
         }
         if let error = error as? any RPCErrorConvertible {
-            return .failure(GRPCStatusCode(rawValue: error.rpcErrorCode.rawValue) ?? .unknown, error.rpcErrorMessage)
+            return LeanRPCStatus(GRPCStatusCode(rawValue: error.rpcErrorCode.rawValue) ?? .unknown, error.rpcErrorMessage)
         }
-        if error is CancellationError { return .failure(.cancelled, RequestProposer.cancelled.message) }
-        return .failure(.unknown, "\(error)")
+        if error is CancellationError { return LeanRPCStatus(.cancelled, RequestProposer.cancelled.message) }
+        return LeanRPCStatus(.unknown, "\(error)")
+    }
+}
+
+/// A streaming call's request messages, decoded as they are read; a message that does not
+/// decode ends the call as grpc-go's server ends it.
+private struct DecodedRequests<Request: SwiftProtobuf.Message>: AsyncSequence, Sendable {
+    let base: LeanRPCRequestStream
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var base: LeanRPCRequestStream.AsyncIterator
+
+        mutating func next() async throws -> Request? {
+            guard let bytes = try await base.next() else { return nil }
+            do {
+                return try Request(serializedBytes: Array(bytes.readableBytesView))
+            } catch {
+                throw RPCError(code: .internalError, message: "grpc: error unmarshalling request: \(error)")
+            }
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator()) }
+}
+
+/// Encodes and frames a streaming call's responses; a batch is written (and flushed) together.
+private struct EncodingWriter<Response: Sendable>: RPCWriterProtocol {
+    let responses: LeanRPCResponseStream
+    let encode: @Sendable (Response) throws -> [UInt8]
+    private static var allocator: ByteBufferAllocator { ByteBufferAllocator() }
+
+    func write(_ element: Response) async throws {
+        try await write(contentsOf: CollectionOfOne(element))
+    }
+
+    func write(contentsOf elements: some Sequence<Response>) async throws {
+        let framed = try elements.map { GRPCMessageWriter.frame(try encode($0), allocator: Self.allocator) }
+        try await responses.write(framed)
     }
 }

@@ -30,22 +30,31 @@ struct RequireLeaderInterceptor: ServerInterceptor {
         let status = self.status
         let interval = checkInterval
         contents.producer = { writer in
-            try await withThrowingTaskGroup(of: Metadata.self) { race in
-                race.addTask { try await producer(writer) }
-                race.addTask {
-                    var misses = 0
-                    while misses < Self.checksWithoutLeader {
-                        try await Task.sleep(for: interval)
-                        misses = status.leader == 0 ? misses + 1 : 0
-                    }
-                    throw noLeader
-                }
-                defer { race.cancelAll() }
-                guard let trailers = try await race.next() else { throw noLeader }
-                return trailers
-            }
+            try await Self.failingWithoutLeader(status: status, checkInterval: interval) { try await producer(writer) }
         }
         response.accepted = .success(contents)
         return response
+    }
+
+    /// Runs a stream's `body`, ending it with "etcdserver: no leader" (UNAVAILABLE) once the
+    /// member has gone `checksWithoutLeader` checks in a row without a leader.
+    static func failingWithoutLeader<Result: Sendable>(
+        status: MemberStatusBoard, checkInterval: Duration, _ body: @escaping @Sendable () async throws -> Result
+    ) async throws -> Result {
+        let noLeader = RPCError(code: .unavailable, message: EtcdError.noLeader.message)
+        return try await withThrowingTaskGroup(of: Result?.self) { race in
+            race.addTask { try await body() }
+            race.addTask {
+                var misses = 0
+                while misses < checksWithoutLeader {
+                    try await Task.sleep(for: checkInterval)
+                    misses = status.leader == 0 ? misses + 1 : 0
+                }
+                throw noLeader
+            }
+            defer { race.cancelAll() }
+            guard let result = try await race.next(), let result else { throw noLeader }
+            return result
+        }
     }
 }
