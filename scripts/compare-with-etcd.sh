@@ -6,8 +6,8 @@
 #   scripts/compare-with-etcd.sh --quick           # smaller totals, under 2 minutes
 #   scripts/compare-with-etcd.sh --cluster         # 3-member clusters: puts and ranges, about 4 minutes
 #   scripts/compare-with-etcd.sh --cluster --quick # the same with smaller totals, about 1 minute
-#   scripts/compare-with-etcd.sh --lean [...]      # ours serves the unary rows from its lean gRPC
-#                                                  # listener (--experimental-lean-grpc-listen-urls)
+#   scripts/compare-with-etcd.sh --grpc-swift [...] # ours on its fallback gRPC server
+#                                                  # (--experimental-grpc-server=grpc-swift)
 #
 # Both servers run on 127.0.0.1 with fresh data directories and fsync on; every process this
 # script starts is stopped when it exits, however it exits. With BENCH_KEEP_LOGS=DIR set, the
@@ -17,13 +17,13 @@ cd "$(dirname "$0")/.."
 
 quick=0
 cluster=0
-lean=0
+server_flags=()
 for argument in "$@"; do
     case $argument in
         --quick) quick=1 ;;
         --cluster) cluster=1 ;;
-        --lean) lean=1 ;;
-        *) echo "usage: $0 [--cluster] [--lean] [--quick]" >&2; exit 2 ;;
+        --grpc-swift) server_flags=(--experimental-grpc-server=grpc-swift) ;;
+        *) echo "usage: $0 [--cluster] [--grpc-swift] [--quick]" >&2; exit 2 ;;
     esac
 done
 
@@ -49,6 +49,7 @@ matrix=(
     "range s, 256 clients|--conns 16 --clients 256 --total $((8000 * scale)) range bench-range-key --consistency s"
     "txn-mixed, 16 clients|--conns 4 --clients 16 --total $((4000 * scale)) txn-mixed --rw-ratio 4 --key-space-size 10000 --limit 10"
     "watch-latency, 100 watchers|--conns 4 --clients 100 --total $((200 * scale)) watch-latency --put-rate 100"
+    "lease-keepalive, 16 clients|--conns 4 --clients 16 --total $((4000 * scale)) lease-keepalive"
 )
 results="$work/results.jsonl"
 
@@ -138,7 +139,7 @@ PY
 if ((cluster)); then
     # Two 3-member clusters laid out as etcd's Procfile lays out infra1..infra3 (here on free
     # ports), fresh data directories, one token each.
-    declare -A member_pids member_ports leader lean_port_of
+    declare -A member_pids member_ports leader
     # Each member needs two ports; taken together so that none repeats.
     read -r -a ports <<<"$(python3 -c '
 import socket
@@ -155,16 +156,13 @@ print(" ".join(str(s.getsockname()[1]) for s in sockets))')"
         done
         for i in 1 2 3; do
             client=${ports[offset + 2 * i - 2]}; peer=${ports[offset + 2 * i - 1]}
-            member_lean=()
-            if [[ $side == ours ]] && ((lean)); then
-                member_lean=(--experimental-lean-grpc-listen-urls "http://127.0.0.1:${ports[11 + i]}")
-                lean_port_of[$client]=${ports[11 + i]}
-            fi
+            member_flags=()
+            [[ $side == ours ]] && member_flags=("${server_flags[@]}")
             "$binary" --name "infra$i" --data-dir "$work/$side-infra$i" \
                 --listen-client-urls "http://127.0.0.1:$client" --advertise-client-urls "http://127.0.0.1:$client" \
                 --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
                 --initial-cluster-token "$side-cluster-1" --initial-cluster "$initial" \
-                --initial-cluster-state new "${member_lean[@]}" >"$work/$side-infra$i.log" 2>&1 &
+                --initial-cluster-state new "${member_flags[@]}" >"$work/$side-infra$i.log" 2>&1 &
             pids+=($!)
             member_pids[$side]+="${member_pids[$side]:+ }$!"
             member_ports[$side]+="${member_ports[$side]:+ }$client"
@@ -218,14 +216,6 @@ else:
             [[ "127.0.0.1:$port" == "$leader_endpoint" ]] || list+="${list:+,}127.0.0.1:$port"
         done
         endpoints_of[$side]="$list,$leader_endpoint"
-        if [[ $side == ours ]] && ((lean)); then
-            # The same members in the same order, through their lean listeners.
-            lean_list=""
-            for endpoint in ${endpoints_of[$side]//,/ }; do
-                lean_list+="${lean_list:+,}127.0.0.1:${lean_port_of[${endpoint##*:}]}"
-            done
-            endpoints_of[$side]=$lean_list
-        fi
         echo "$side cluster: leader $leader_name; --endpoints ${endpoints_of[$side]}" >&2
     done
 
@@ -268,17 +258,15 @@ if report.get("errors"):
     exit 0
 fi
 
-etcd_port=$(free_port); etcd_peer=$(free_port); ours_port=$(free_port); ours_lean_port=$(free_port)
+etcd_port=$(free_port); etcd_peer=$(free_port); ours_port=$(free_port)
 etcd --name default --data-dir "$work/etcd" \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
     --initial-cluster "default=http://127.0.0.1:$etcd_peer" >"$work/etcd.log" 2>&1 &
 pids+=($!); etcd_pid=$!
-lean_flags=()
-((lean)) && lean_flags=(--experimental-lean-grpc-listen-urls "http://127.0.0.1:$ours_lean_port")
 "$bin/etcd" --name default --data-dir "$work/ours" \
     --listen-client-urls "http://127.0.0.1:$ours_port" --advertise-client-urls "http://127.0.0.1:$ours_port" \
-    "${lean_flags[@]}" >"$work/ours.log" 2>&1 &
+    "${server_flags[@]}" >"$work/ours.log" 2>&1 &
 pids+=($!); ours_pid=$!
 
 wait_healthy() {
@@ -299,8 +287,6 @@ for entry in "${matrix[@]}"; do
     for round in $(seq 1 "$rounds"); do
         for side in etcd ours; do
             if [[ $side == etcd ]]; then port=$etcd_port; pid=$etcd_pid; else port=$ours_port; pid=$ours_pid; fi
-            # The lean listener serves unary calls only; watch rows stay on the client URL.
-            if [[ $side == ours ]] && ((lean)) && [[ $name != watch* ]]; then port=$ours_lean_port; fi
             before=$(cpu_ticks "$pid")
             # shellcheck disable=SC2086
             if output=$("$bin/etcd-benchmark" --endpoints "127.0.0.1:$port" -w json --duration 60 $args 2>"$work/bench.err"); then

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One release server with both client listeners: grpc-swift (--listen-client-urls) and the lean
-# gRPC listener (--experimental-lean-grpc-listen-urls). Runs the same etcd-benchmark loads
+# One release server with both gRPC servers: grpc-swift on --listen-client-urls
+# (--experimental-grpc-server=grpc-swift) and the lean one beside it
+# (--experimental-lean-grpc-listen-urls). Runs the same etcd-benchmark loads
 # against each, interleaved, ROUNDS times (default 3), and prints requests per second, p99 and
 # the server's CPU milliseconds per 1,000 requests (from /proc), then the averages.
 #
@@ -32,7 +33,7 @@ print(" ".join(str(s.getsockname()[1]) for s in sockets))')"
     --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
     --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
     --initial-cluster "default=http://127.0.0.1:$peer" \
-    --experimental-lean-grpc-listen-urls "http://127.0.0.1:$lean" >"$work/server.log" 2>&1 &
+    --experimental-grpc-server=grpc-swift --experimental-lean-grpc-listen-urls "http://127.0.0.1:$lean" >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do
     ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$port" --command-timeout=1s endpoint health >/dev/null 2>&1 && break
@@ -70,6 +71,8 @@ for _ in $(seq 1 "$rounds"); do
         run "$listener" "$target" "range s, 1 client" --conns 1 --clients 1 --total 5000 range bench-range-key --consistency s
         run "$listener" "$target" "range s, 256 clients" --conns 16 --clients 256 --total 40000 range bench-range-key --consistency s
         run "$listener" "$target" "range l, 256 clients" --conns 16 --clients 256 --total 40000 range bench-range-key --consistency l
+        run "$listener" "$target" "lease-keepalive, 16 clients" --conns 4 --clients 16 --total 20000 lease-keepalive
+        run "$listener" "$target" "watch-latency, 100 watchers" --conns 4 --clients 100 --total 1000 watch-latency --put-rate 100
     done
 done
 echo "averages over $rounds rounds:"
