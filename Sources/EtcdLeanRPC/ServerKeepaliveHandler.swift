@@ -15,6 +15,8 @@ public final class ServerKeepaliveHandler: ChannelInboundHandler {
     private let timeout: TimeAmount
     private var readSinceCheck = false
     private var awaitingAnswer = false
+    /// Of the timeout after the outstanding PING, what the timer has not yet slept.
+    private var timeoutLeft = TimeAmount.zero
     private var timer: Scheduled<Void>?
 
     /// The PING payload, so that its ACK can be told apart in a capture; any ACK or frame counts.
@@ -59,6 +61,8 @@ public final class ServerKeepaliveHandler: ChannelInboundHandler {
         }
     }
 
+    /// grpc-go's keepalive loop: wakes at least every `interval`, and while a PING is out, in
+    /// steps that add up to `timeout`.
     private func check(context: ChannelHandlerContext) {
         guard context.channel.isActive else { return }
         if readSinceCheck {
@@ -66,14 +70,21 @@ public final class ServerKeepaliveHandler: ChannelInboundHandler {
             readSinceCheck = false
             awaitingAnswer = false
             schedule(in: interval, context: context)
-        } else if awaitingAnswer {
+            return
+        }
+        if awaitingAnswer && timeoutLeft <= .zero {
             // grpc-go: "keepalive ping not acked within timeout" — the connection is dropped.
             context.close(promise: nil)
-        } else {
+            return
+        }
+        if !awaitingAnswer {
             awaitingAnswer = true
+            timeoutLeft = timeout
             context.writeAndFlush(
                 wrapOutboundOut(HTTP2Frame(streamID: .rootStream, payload: .ping(Self.pingData, ack: false))), promise: nil)
-            schedule(in: timeout, context: context)
         }
+        let sleep = min(interval, timeoutLeft)
+        timeoutLeft = timeoutLeft - sleep
+        schedule(in: sleep, context: context)
     }
 }

@@ -154,7 +154,9 @@ struct PeerTransportTests {
         ]
         for (name, bytes) in closingInputs {
             let channel = try await RawPeer.connect(port: port)
-            try await channel.writeAndFlush(ByteBuffer(bytes: bytes))
+            // On a loaded machine the handshake deadline may close the connection before this
+            // write: what counts is that it is closed.
+            try? await channel.writeAndFlush(ByteBuffer(bytes: bytes))
             try await RawPeer.awaitClosed(channel, name)
         }
         #expect(b.transport.statistics.refusedConnections == closingInputs.count)

@@ -43,7 +43,7 @@ struct LeanServiceTable: LeanRPCDispatcher {
             methods.append(Method(descriptor: descriptor) { bytes, context in
                 let request: Request
                 do {
-                    request = try Request(serializedBytes: Array(bytes.readableBytesView))
+                    request = try Request(serializedBytes: Array(bytes.readableBytesView), options: Self.decodingOptions)
                 } catch {
                     throw RPCError(code: .internalError, message: "grpc: error unmarshalling request: \(error)")
                 }
@@ -111,6 +111,15 @@ struct LeanServiceTable: LeanRPCDispatcher {
     }
 
     private static let allocator = ByteBufferAllocator()
+
+    /// Room for Txns nested deeper than the limit (each level is two messages), so that they get
+    /// the validator's error as on etcd, while the depth stays far from the stack's limit;
+    /// deeper messages fail to decode (INTERNAL, as grpc-go's unmarshalling errors).
+    static let decodingOptions: BinaryDecodingOptions = {
+        var options = BinaryDecodingOptions()
+        options.messageDepthLimit = 256
+        return options
+    }()
 
     func route(path: String) -> LeanRPCRoute {
         if let route = routeByPath[path] { return route }
@@ -196,7 +205,7 @@ private struct DecodedRequests<Request: SwiftProtobuf.Message>: AsyncSequence, S
         mutating func next() async throws -> Request? {
             guard let bytes = try await base.next() else { return nil }
             do {
-                return try Request(serializedBytes: Array(bytes.readableBytesView))
+                return try Request(serializedBytes: Array(bytes.readableBytesView), options: LeanServiceTable.decodingOptions)
             } catch {
                 throw RPCError(code: .internalError, message: "grpc: error unmarshalling request: \(error)")
             }
