@@ -164,7 +164,7 @@ let package = Package(
             dependencies: [
                 "EtcdServer", "EtcdAPI", "EtcdCommon", "EtcdMVCC", "EtcdBackend", "EtcdReplica", "EtcdLease", "EtcdRaft",
                 "EtcdPeer", "EtcdTestSupport", "EtcdTransport", grpcCore, grpcHTTP2, swiftProtobuf,
-                nioCore, nioPosix,
+                nioCore, nioPosix, .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "NIOEmbedded", package: "swift-nio"), logging,
             ],
             swiftSettings: strictSettings

@@ -4,6 +4,8 @@ import EtcdTestSupport
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import NIOCore
+import NIOHPACK
 import Testing
 
 /// The lean gRPC server (the default on the client URLs) beside the grpc-swift one on the same
@@ -136,6 +138,43 @@ struct LeanGRPCServerTests {
             let leaseID = try #require(grant.standardOutput.split(separator: " ").dropFirst().first.map(String.init), "\(grant)")
             let keepAlive = try await etcdctl.run("lease", "keep-alive", "--once", leaseID)
             #expect(keepAlive.standardOutput == "lease \(leaseID) keepalived with TTL(60)\n", "\(keepAlive)")
+        }
+    }
+
+    @Test("--max-concurrent-streams is announced; a client that opens more streams loses its connection, others are served")
+    func maxConcurrentStreams() async throws {
+        try await withServerHandle(configure: { $0.maxConcurrentStreams = 2 }) { _, port in
+            let (channel, collector) = try await PingFloodTests.connectRaw(port: port)
+            /// The collector's counts once `condition` holds, or after 10 s.
+            func counts(until condition: (FrameCollector.Counts) -> Bool) async throws -> FrameCollector.Counts {
+                let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+                while !condition(collector.counts), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+                return collector.counts
+            }
+            try await channel.writeAndFlush(
+                ByteBuffer(bytes: ClientPingResponderTests.preface + ClientPingResponderTests.frame(type: 0x4, payload: []))).get()
+            // A stream limit applies once the client acknowledges the SETTINGS that set it.
+            _ = try await counts { !$0.settings.isEmpty }
+            var encoder = HPACKEncoder(allocator: channel.allocator)
+            var bytes = ClientPingResponderTests.frame(type: 0x4, flags: 0x1, payload: [])
+            // Three Watch streams that stay open (no END_STREAM): the third is one too many.
+            for stream: UInt32 in [1, 3, 5] {
+                var block = channel.allocator.buffer(capacity: 128)
+                try encoder.encode(
+                    headers: [
+                        ":method": "POST", ":scheme": "http", ":path": "/etcdserverpb.Watch/Watch",
+                        ":authority": "127.0.0.1", "content-type": "application/grpc", "te": "trailers",
+                    ], to: &block)
+                bytes += ClientPingResponderTests.frame(type: 0x1, flags: 0x4, stream: stream, payload: Array(block.readableBytesView))
+            }
+            try await channel.writeAndFlush(ByteBuffer(bytes: bytes)).get()
+            let counts = try await counts { $0.goaways > 0 }
+            #expect(counts.settings[0x3] == 2, "SETTINGS_MAX_CONCURRENT_STREAMS: \(counts.settings)")
+            // swift-nio-http2 treats the extra stream as a connection error (grpc-go refuses the
+            // stream alone); well-behaved clients wait for a free stream and never see it.
+            #expect(counts.lastGoaway?.errorCode == 0x1, "PROTOCOL_ERROR; frames from the server: \(counts.frames)")
+            try? await channel.close()
+            try await PingFloodTests.rangeSucceeds(port: port)
         }
     }
 

@@ -165,7 +165,18 @@ final class FrameCollector: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
     struct Goaway: Sendable { var errorCode: UInt32; var debugData: String }
-    struct Counts: Sendable { var pingAcks = 0; var pings = 0; var goaways = 0; var lastGoaway: Goaway? }
+    struct Counts: Sendable {
+        var pingAcks = 0
+        var pings = 0
+        var goaways = 0
+        var lastGoaway: Goaway?
+        /// RST_STREAM frames: stream and error code.
+        var resets: [(stream: UInt32, code: UInt32)] = []
+        /// The parameters of the server's SETTINGS frames (not their ACKs).
+        var settings: [UInt16: UInt32] = [:]
+        /// Every frame: type and stream.
+        var frames: [(type: UInt8, stream: UInt32)] = []
+    }
     private let state = Mutex((buffer: ByteBuffer(), counts: Counts()))
     private let stream = AsyncStream<Counts>.makeStream()
     private let answersPings: Bool
@@ -206,6 +217,24 @@ final class FrameCollector: ChannelInboundHandler, Sendable {
                     state.counts.pings += 1
                     if answersPings, let payload = state.buffer.getBytes(at: state.buffer.readerIndex + 9, length: length) {
                         answers.append(ClientPingResponderTests.frame(type: 0x6, flags: 0x1, payload: payload))
+                    }
+                }
+                let payloadStart = state.buffer.readerIndex + 9
+                if let stream = state.buffer.getInteger(at: payloadStart - 4, as: UInt32.self) {
+                    state.counts.frames.append((type, stream & 0x7fff_ffff))
+                }
+                if type == 0x3, length == 4, let stream = state.buffer.getInteger(at: payloadStart - 4, as: UInt32.self),
+                    let code = state.buffer.getInteger(at: payloadStart, as: UInt32.self)
+                {
+                    state.counts.resets.append((stream & 0x7fff_ffff, code))
+                }
+                if type == 0x4 && flags & 0x1 == 0 {
+                    for offset in stride(from: 0, to: length - length % 6, by: 6) {
+                        if let id = state.buffer.getInteger(at: payloadStart + offset, as: UInt16.self),
+                            let value = state.buffer.getInteger(at: payloadStart + offset + 2, as: UInt32.self)
+                        {
+                            state.counts.settings[id] = value
+                        }
                     }
                 }
                 state.buffer.moveReaderIndex(forwardBy: 9 + length)
