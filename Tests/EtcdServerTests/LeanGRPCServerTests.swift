@@ -178,6 +178,40 @@ struct LeanGRPCServerTests {
         }
     }
 
+    @Test("a client that cancels thousands of calls on one connection (clientv3's KeepAliveOnce does) keeps it")
+    func manyResets() async throws {
+        try await withServerHandle { _, port in
+            let (channel, collector) = try await PingFloodTests.connectRaw(port: port)
+            var encoder = HPACKEncoder(allocator: channel.allocator)
+            var bytes = ClientPingResponderTests.preface + ClientPingResponderTests.frame(type: 0x4, payload: [])
+            // 2,000 keepalive streams, each opened and reset at once: ten times swift-nio-http2's
+            // default limit of 200 resets in 30 s.
+            for index in 0..<2_000 {
+                let stream = UInt32(2 * index + 1)
+                var block = channel.allocator.buffer(capacity: 128)
+                try encoder.encode(
+                    headers: [
+                        ":method": "POST", ":scheme": "http", ":path": "/etcdserverpb.Lease/LeaseKeepAlive",
+                        ":authority": "127.0.0.1", "content-type": "application/grpc", "te": "trailers",
+                    ], to: &block)
+                bytes += ClientPingResponderTests.frame(type: 0x1, flags: 0x4, stream: stream, payload: Array(block.readableBytesView))
+                bytes += ClientPingResponderTests.frame(type: 0x3, stream: stream, payload: [0, 0, 0, 0x8])
+            }
+            // A PING after them all: its ACK means every frame before it was read.
+            bytes += ClientPingResponderTests.frame(type: 0x6, payload: ClientPingResponderTests.bdpPayload)
+            try await channel.writeAndFlush(ByteBuffer(bytes: bytes)).get()
+            let deadline = ContinuousClock.now.advanced(by: .seconds(20))
+            while collector.counts.pingAcks == 0, collector.counts.goaways == 0, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(collector.counts.goaways == 0, "GOAWAY \(String(describing: collector.counts.lastGoaway))")
+            #expect(collector.counts.pingAcks == 1)
+            #expect(channel.isActive)
+            try await channel.close()
+        }
+    }
+
     private static func error(_ call: () async throws -> Void) async -> RPCError? {
         do {
             try await call()
