@@ -222,6 +222,10 @@ final class LoopCore {
     /// When the leader last looked for expired leases; a longer gap than an election timeout is
     /// a stall (see `leaseDuties`).
     private var lastLeaseCheck: MonotonicTime?
+    /// Ticks in a row whose lease duties were skipped because the replica was busy.
+    private var skippedLeaseChecks = 0
+    /// Past this many skipped ticks the loop waits for the replica (see `leaseDuties`).
+    static let maxSkippedLeaseChecks = 3
     /// Expired leases waiting for this member's leadership to be confirmed by a ReadIndex round
     /// (context and term of the request) before their revocations are proposed.
     private var leaseConfirmation: (context: UInt64, term: UInt64, leases: [LeaseID])?
@@ -541,12 +545,14 @@ final class LoopCore {
         let limit = configuration.leaseRevocationsPerTick
         let awaitingConfirmation = leaseConfirmation != nil
         let previousCheck = lastLeaseCheck
-        // The applier may hold the replica for a long batch: the tick's lease work is skipped
-        // rather than waited for (a Raft loop that waits here sends no heartbeats meanwhile).
-        // A gap longer than an election timeout then counts as a stall, as it should: keepalives
-        // may have been stuck behind the same batch.
-        guard let (now, extended, expired, checkpoints) = replica.withReplicaIfAvailable({
-            replica -> (MonotonicTime, Int?, [LeaseID], [(id: LeaseID, remainingTTL: Int64)]) in
+        // The replica may be busy (an apply, a long read): the tick's lease work is skipped
+        // rather than waited for, so that a Raft loop waiting here does not hold back its
+        // heartbeats. But readers can keep it busy without a pause under a heavy read load, so
+        // after `maxSkippedLeaseChecks` ticks in a row the loop does wait: one holder's turn (a
+        // read, or one Ready's entries) is short, and leases must neither miss their expiry
+        // nor a busy member count as stalled. A gap longer than an election timeout is a stall
+        // (a long fsync, a paused process): keepalives may have been stuck behind it too.
+        let duties = { (replica: Replica) -> (MonotonicTime, Int?, [LeaseID], [(id: LeaseID, remainingTTL: Int64)]) in
             let now = replica.now
             guard replica.lessor.isPrimary else { return (now, nil, [], []) }
             var extended: Int?
@@ -555,7 +561,14 @@ final class LoopCore {
             }
             let expired = awaitingConfirmation ? [] : replica.lessor.takeExpired(now: now, limit: limit)
             return (now, extended, expired, replica.lessor.takeDueCheckpoints(now: now, limit: 1_000))
-        }) else { return }
+        }
+        let outcome =
+            skippedLeaseChecks >= Self.maxSkippedLeaseChecks ? replica.withReplica(duties) : replica.withReplicaIfAvailable(duties)
+        guard let (now, extended, expired, checkpoints) = outcome else {
+            skippedLeaseChecks += 1
+            return
+        }
+        skippedLeaseChecks = 0
         lastLeaseCheck = now
         if let extended, let previousCheck {
             logger.warning(
@@ -593,13 +606,12 @@ final class LoopCore {
         guard let confirmation = leaseConfirmation else { return }
         leaseConfirmation = nil
         guard member.isLeader, member.term == confirmation.term else { return }
-        // Not waited for either (see `leaseDuties`): leases not revoked now are handed out
-        // again after the lessor's retry interval.
-        guard
-            let stillExpired = replica.withReplicaIfAvailable({ replica in
-                confirmation.leases.filter { replica.lessor.isExpired($0, now: replica.now) }
-            })
-        else { return }
+        // Waited for (see `leaseDuties`): this happens only when leases expired, and one
+        // holder's turn is short; skipping it under a steady read load would put every
+        // expiry off by the lessor's retry interval.
+        let stillExpired = replica.withReplica { replica in
+            confirmation.leases.filter { replica.lessor.isExpired($0, now: replica.now) }
+        }
         for lease in stillExpired {
             var entry = Etcdserverpb_InternalRaftRequest()
             entry.leaseRevoke.id = lease.rawValue
