@@ -26,3 +26,22 @@ public final class EventLoopTaskExecutor: TaskExecutor {
         }
     }
 }
+
+/// Runs Swift tasks on one event loop's thread, whichever thread enqueues the job: for work tied
+/// to one connection (its reads, writes and answers), so that a task resumed from another thread
+/// (the Raft loop's, the applier's) goes straight to the loop that owns the socket instead of a
+/// loop picked at random and a second hop from there.
+public final class SingleEventLoopTaskExecutor: TaskExecutor {
+    public let loop: any EventLoop
+
+    public init(_ loop: any EventLoop) {
+        self.loop = loop
+    }
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        loop.execute {
+            job.runSynchronously(on: self.asUnownedTaskExecutor())
+        }
+    }
+}

@@ -218,7 +218,7 @@ struct LeaseLoopTests {
                 readers.running.add(1, ordering: .relaxed)
                 Thread {
                     while !readers.stopped.load(ordering: .relaxed) {
-                        replica.withReplica { _ in usleep(2_000) }
+                        _ = try? replica.read { _ in usleep(2_000) }
                         usleep(50)
                     }
                     readers.running.subtract(1, ordering: .relaxed)

@@ -547,11 +547,11 @@ final class LoopCore {
         let previousCheck = lastLeaseCheck
         // The replica may be busy (an apply, a long read): the tick's lease work is skipped
         // rather than waited for, so that a Raft loop waiting here does not hold back its
-        // heartbeats. But readers can keep it busy without a pause under a heavy read load, so
-        // after `maxSkippedLeaseChecks` ticks in a row the loop does wait: one holder's turn (a
-        // read, or one Ready's entries) is short, and leases must neither miss their expiry
-        // nor a busy member count as stalled. A gap longer than an election timeout is a stall
-        // (a long fsync, a paused process): keepalives may have been stuck behind it too.
+        // heartbeats behind a long apply. But readers can keep it busy without a pause under a
+        // heavy read load, so after `maxSkippedLeaseChecks` ticks in a row the loop waits if a
+        // read holds it (one read is short): leases must neither miss their expiry nor a busy
+        // member count as stalled. A gap longer than an election timeout is a stall (a long
+        // fsync or apply, a paused process): keepalives may have been stuck behind it too.
         let duties = { (replica: Replica) -> (MonotonicTime, Int?, [LeaseID], [(id: LeaseID, remainingTTL: Int64)]) in
             let now = replica.now
             guard replica.lessor.isPrimary else { return (now, nil, [], []) }
@@ -563,7 +563,8 @@ final class LoopCore {
             return (now, extended, expired, replica.lessor.takeDueCheckpoints(now: now, limit: 1_000))
         }
         let outcome =
-            skippedLeaseChecks >= Self.maxSkippedLeaseChecks ? replica.withReplica(duties) : replica.withReplicaIfAvailable(duties)
+            skippedLeaseChecks >= Self.maxSkippedLeaseChecks
+            ? replica.withReplicaUnlessApplying(duties) : replica.withReplicaIfAvailable(duties)
         guard let (now, extended, expired, checkpoints) = outcome else {
             skippedLeaseChecks += 1
             return
@@ -606,12 +607,13 @@ final class LoopCore {
         guard let confirmation = leaseConfirmation else { return }
         leaseConfirmation = nil
         guard member.isLeader, member.term == confirmation.term else { return }
-        // Waited for (see `leaseDuties`): this happens only when leases expired, and one
-        // holder's turn is short; skipping it under a steady read load would put every
-        // expiry off by the lessor's retry interval.
-        let stillExpired = replica.withReplica { replica in
-            confirmation.leases.filter { replica.lessor.isExpired($0, now: replica.now) }
-        }
+        // As `leaseDuties`: waits behind a read, not behind an apply; leases not revoked now
+        // are handed out again after the lessor's retry interval.
+        guard
+            let stillExpired = replica.withReplicaUnlessApplying({ replica in
+                confirmation.leases.filter { replica.lessor.isExpired($0, now: replica.now) }
+            })
+        else { return }
         for lease in stillExpired {
             var entry = Etcdserverpb_InternalRaftRequest()
             entry.leaseRevoke.id = lease.rawValue

@@ -22,6 +22,8 @@ final class ReplicaHandle: Sendable {
     }
 
     private let state: Mutex<State>
+    /// Set while a request handler's read holds the lock (see ``withReplicaUnlessApplying(_:)``).
+    private let readerHolds = Atomic<Bool>(false)
 
     init(_ replica: sending Replica) {
         state = Mutex(State(replica: replica))
@@ -33,6 +35,8 @@ final class ReplicaHandle: Sendable {
     ) throws -> Result {
         try state.withLock { (state: inout sending State) throws -> Result in
             if state.failed { throw EtcdError.stopped }
+            readerHolds.store(true, ordering: .relaxed)
+            defer { readerHolds.store(false, ordering: .relaxed) }
             return try body(state.replica)
         }
     }
@@ -63,6 +67,16 @@ final class ReplicaHandle: Sendable {
     /// otherwise), so that the loop never waits for a long apply.
     func withReplicaIfAvailable<Result: Sendable>(_ body: (Replica) -> Result) -> Result? {
         state.withLockIfAvailable { (state: inout sending State) -> Result in body(state.replica) }
+    }
+
+    /// For the Raft loop's periodic work under a read load: like
+    /// ``withReplicaIfAvailable(_:)``, but when a request handler's read holds the replica, waits
+    /// for it (a read is short; readers one after another could otherwise keep the loop out for
+    /// seconds). Anything else holding it (an apply, however long) is not waited for: nil.
+    func withReplicaUnlessApplying<Result: Sendable>(_ body: (Replica) -> Result) -> Result? {
+        if let result = withReplicaIfAvailable(body) { return result }
+        guard readerHolds.load(ordering: .relaxed) else { return nil }
+        return state.withLock { (state: inout sending State) -> Result in body(state.replica) }
     }
 
     /// Puts `newReplica` in place of the current one, under the lock: readers see the old state

@@ -58,8 +58,6 @@ struct LeanGRPCListeners {
         counters: HTTP2ConnectionCounters, logger: Logger
     ) async throws -> LeanGRPCListeners {
         let group = MultiThreadedEventLoopGroup.singleton
-        // Calls run on the loop of their connection (see EventLoopTaskExecutor).
-        let executor = EventLoopTaskExecutor(group: group)
         var policy = HTTP2PingPolicy()
         policy.minimumInterval = .nanoseconds(max(0, configuration.grpcKeepaliveMinTime.nanosecondsClamped))
         let pingPolicy = policy
@@ -108,7 +106,11 @@ struct LeanGRPCListeners {
                                 try pipeline.addHandler(ServerKeepaliveHandler(interval: keepalive.interval, timeout: keepalive.timeout))
                             }
                             try pipeline.addHandler(
-                                LeanRPCServerHandler(dispatcher: table, executor: executor, configuration: handlerConfiguration))
+                                // Calls run on the loop of their connection, and resume there
+                                // when the Raft loop or the applier answers them.
+                                LeanRPCServerHandler(
+                                    dispatcher: table, executor: SingleEventLoopTaskExecutor(channel.eventLoop),
+                                    configuration: handlerConfiguration))
                         }
                     }
                     .bind(host: host, port: url.port).get()
