@@ -9,11 +9,7 @@ import Testing
 struct KeepaliveTests {
     @Test("an idle connection is pinged after the interval; an answer keeps it, silence past the timeout closes it")
     func pingAndTimeout() async throws {
-        let channel = NIOAsyncTestingChannel()
-        try await channel.testingEventLoop.executeInContext {
-            try channel.pipeline.syncOperations.addHandler(ServerKeepaliveHandler(interval: .seconds(10), timeout: .seconds(5)))
-        }
-        try await channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 1))
+        let channel = try await Self.connectedChannel()
         await channel.testingEventLoop.advanceTime(by: .seconds(9))
         #expect(try await channel.readOutbound(as: HTTP2Frame.self) == nil, "no PING before the interval")
         await channel.testingEventLoop.advanceTime(by: .seconds(1))
@@ -39,11 +35,7 @@ struct KeepaliveTests {
 
     @Test("traffic on the connection means no PING at all")
     func busyConnection() async throws {
-        let channel = NIOAsyncTestingChannel()
-        try await channel.testingEventLoop.executeInContext {
-            try channel.pipeline.syncOperations.addHandler(ServerKeepaliveHandler(interval: .seconds(10), timeout: .seconds(5)))
-        }
-        try await channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 1))
+        let channel = try await Self.connectedChannel()
         for _ in 0..<5 {
             await channel.testingEventLoop.advanceTime(by: .seconds(6))
             try await channel.writeInbound(HTTP2Frame(streamID: 1, payload: .windowUpdate(windowSizeIncrement: 1)))
@@ -52,5 +44,15 @@ struct KeepaliveTests {
         #expect(try await channel.readOutbound(as: HTTP2Frame.self) == nil)
         #expect(channel.isActive)
         try await channel.close()
+    }
+
+    /// A connected testing channel with the keepalive handler: 10 s interval, 5 s timeout.
+    static func connectedChannel() async throws -> NIOAsyncTestingChannel {
+        let channel = NIOAsyncTestingChannel()
+        try await channel.testingEventLoop.executeInContext {
+            try channel.pipeline.syncOperations.addHandler(ServerKeepaliveHandler(interval: .seconds(10), timeout: .seconds(5)))
+        }
+        try await channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 1))
+        return channel
     }
 }

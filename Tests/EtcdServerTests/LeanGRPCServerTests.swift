@@ -159,13 +159,7 @@ struct LeanGRPCServerTests {
             var bytes = ClientPingResponderTests.frame(type: 0x4, flags: 0x1, payload: [])
             // Three Watch streams that stay open (no END_STREAM): the third is one too many.
             for stream: UInt32 in [1, 3, 5] {
-                var block = channel.allocator.buffer(capacity: 128)
-                try encoder.encode(
-                    headers: [
-                        ":method": "POST", ":scheme": "http", ":path": "/etcdserverpb.Watch/Watch",
-                        ":authority": "127.0.0.1", "content-type": "application/grpc", "te": "trailers",
-                    ], to: &block)
-                bytes += ClientPingResponderTests.frame(type: 0x1, flags: 0x4, stream: stream, payload: Array(block.readableBytesView))
+                bytes += try Self.requestHeaders(stream: stream, path: "/etcdserverpb.Watch/Watch", encoder: &encoder)
             }
             try await channel.writeAndFlush(ByteBuffer(bytes: bytes)).get()
             let counts = try await counts { $0.goaways > 0 }
@@ -188,13 +182,7 @@ struct LeanGRPCServerTests {
             // default limit of 200 resets in 30 s.
             for index in 0..<2_000 {
                 let stream = UInt32(2 * index + 1)
-                var block = channel.allocator.buffer(capacity: 128)
-                try encoder.encode(
-                    headers: [
-                        ":method": "POST", ":scheme": "http", ":path": "/etcdserverpb.Lease/LeaseKeepAlive",
-                        ":authority": "127.0.0.1", "content-type": "application/grpc", "te": "trailers",
-                    ], to: &block)
-                bytes += ClientPingResponderTests.frame(type: 0x1, flags: 0x4, stream: stream, payload: Array(block.readableBytesView))
+                bytes += try Self.requestHeaders(stream: stream, path: "/etcdserverpb.Lease/LeaseKeepAlive", encoder: &encoder)
                 bytes += ClientPingResponderTests.frame(type: 0x3, stream: stream, payload: [0, 0, 0, 0x8])
             }
             // A PING after them all: its ACK means every frame before it was read.
@@ -210,6 +198,17 @@ struct LeanGRPCServerTests {
             #expect(channel.isActive)
             try await channel.close()
         }
+    }
+
+    /// The bytes of a HEADERS frame (END_HEADERS, not END_STREAM) opening a gRPC call to `path`.
+    private static func requestHeaders(stream: UInt32, path: String, encoder: inout HPACKEncoder) throws -> [UInt8] {
+        var block = ByteBuffer()
+        try encoder.encode(
+            headers: [
+                ":method": "POST", ":scheme": "http", ":path": path,
+                ":authority": "127.0.0.1", "content-type": "application/grpc", "te": "trailers",
+            ], to: &block)
+        return ClientPingResponderTests.frame(type: 0x1, flags: 0x4, stream: stream, payload: Array(block.readableBytesView))
     }
 
     private static func error(_ call: () async throws -> Void) async -> RPCError? {
