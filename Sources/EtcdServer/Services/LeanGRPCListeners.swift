@@ -74,16 +74,17 @@ struct LeanGRPCListeners {
             configuration.grpcKeepaliveInterval > .zero
             ? (TimeAmount(configuration.grpcKeepaliveInterval), TimeAmount(max(configuration.grpcKeepaliveTimeout, .milliseconds(1))))
             : nil
-        var connection = NIOHTTP2Handler.ConnectionConfiguration()
-        connection.initialSettings = settings
-        var streams = NIOHTTP2Handler.StreamConfiguration()
+        var connectionSettings = NIOHTTP2Handler.ConnectionConfiguration()
+        connectionSettings.initialSettings = settings
+        var streamSettings = NIOHTTP2Handler.StreamConfiguration()
         // Clients reset every call they stop early: clientv3's KeepAliveOnce resets its stream
         // after the answer, thousands of times a second under load. swift-nio-http2's default
         // (200 RST_STREAM in 30 s, then the connection is dropped) would cut such clients off;
         // a reset costs this server one cancelled task, so the limit only stops a flood far
         // beyond any client's rate.
-        streams.streamResetFrameRateLimit.maximumCount = 200_000
-        streams.streamResetFrameRateLimit.windowLength = .seconds(10)
+        streamSettings.streamResetFrameRateLimit.maximumCount = 200_000
+        streamSettings.streamResetFrameRateLimit.windowLength = .seconds(10)
+        let (connection, streams) = (connectionSettings, streamSettings)
         var channels: [any Channel] = []
         let connections = OpenConnections()
         for url in urls {
