@@ -69,6 +69,7 @@ public final class LeanRPCServerHandler: ChannelInboundHandler {
 
     private let dispatcher: any LeanRPCDispatcher
     private let executor: (any TaskExecutor)?
+    private let tracker: LeanRPCCallTracker?
     private let configuration: Configuration
     private var calls: [HTTP2StreamID: Call] = [:]
     private var connectionWindow: InboundWindow
@@ -87,9 +88,14 @@ public final class LeanRPCServerHandler: ChannelInboundHandler {
         public init() {}
     }
 
-    public init(dispatcher: any LeanRPCDispatcher, executor: (any TaskExecutor)?, configuration: Configuration) {
+    /// `tracker`, if given, counts the calls' tasks until each has ended.
+    public init(
+        dispatcher: any LeanRPCDispatcher, executor: (any TaskExecutor)?, configuration: Configuration,
+        tracker: LeanRPCCallTracker? = nil
+    ) {
         self.dispatcher = dispatcher
         self.executor = executor
+        self.tracker = tracker
         self.configuration = configuration
         self.connectionWindow = InboundWindow(target: configuration.connectionWindow)
     }
@@ -319,7 +325,10 @@ public final class LeanRPCServerHandler: ChannelInboundHandler {
     ) -> Task<Void, Never> {
         let loop = context.eventLoop
         let bound = NIOLoopBound(self, eventLoop: loop)
+        let tracker = self.tracker
+        tracker?.begin()
         let operation: @Sendable () async -> Void = {
+            defer { tracker?.end() }
             let then = await work()
             if loop.inEventLoop {
                 then(bound.value)

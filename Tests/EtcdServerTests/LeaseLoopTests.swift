@@ -219,7 +219,7 @@ struct LeaseLoopTests {
                 Thread {
                     while !readers.stopped.load(ordering: .relaxed) {
                         _ = try? replica.read { _ in usleep(2_000) }
-                        usleep(50)
+                        usleep(200)
                     }
                     readers.running.subtract(1, ordering: .relaxed)
                 }.start()

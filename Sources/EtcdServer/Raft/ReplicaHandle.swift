@@ -22,8 +22,9 @@ final class ReplicaHandle: Sendable {
     }
 
     private let state: Mutex<State>
-    /// Set while a request handler's read holds the lock (see ``withReplicaUnlessApplying(_:)``).
-    private let readerHolds = Atomic<Bool>(false)
+    /// Set while anything but a request handler's read holds the lock: an apply, a commit, a
+    /// snapshot install (see ``withReplicaUnlessApplying(_:)``).
+    private let nonReaderHolds = Atomic<Bool>(false)
 
     init(_ replica: sending Replica) {
         state = Mutex(State(replica: replica))
@@ -35,8 +36,6 @@ final class ReplicaHandle: Sendable {
     ) throws -> Result {
         try state.withLock { (state: inout sending State) throws -> Result in
             if state.failed { throw EtcdError.stopped }
-            readerHolds.store(true, ordering: .relaxed)
-            defer { readerHolds.store(false, ordering: .relaxed) }
             return try body(state.replica)
         }
     }
@@ -47,6 +46,8 @@ final class ReplicaHandle: Sendable {
         _ body: (Replica) throws(Failure) -> Result
     ) throws(Failure) -> Result {
         try state.withLock { (state: inout sending State) throws(Failure) -> Result in
+            nonReaderHolds.store(true, ordering: .relaxed)
+            defer { nonReaderHolds.store(false, ordering: .relaxed) }
             do throws(Failure) {
                 return try body(state.replica)
             } catch {
@@ -60,7 +61,11 @@ final class ReplicaHandle: Sendable {
     func withReplica<Result: Sendable, Failure: Error>(
         _ body: (Replica) throws(Failure) -> Result
     ) throws(Failure) -> Result {
-        try state.withLock { (state: inout sending State) throws(Failure) -> Result in try body(state.replica) }
+        try state.withLock { (state: inout sending State) throws(Failure) -> Result in
+            nonReaderHolds.store(true, ordering: .relaxed)
+            defer { nonReaderHolds.store(false, ordering: .relaxed) }
+            return try body(state.replica)
+        }
     }
 
     /// For the Raft loop's periodic work: runs `body` only if nobody holds the replica (nil
@@ -70,12 +75,12 @@ final class ReplicaHandle: Sendable {
     }
 
     /// For the Raft loop's periodic work under a read load: like
-    /// ``withReplicaIfAvailable(_:)``, but when a request handler's read holds the replica, waits
+    /// ``withReplicaIfAvailable(_:)``, but when request handlers' reads hold the replica, waits
     /// for it (a read is short; readers one after another could otherwise keep the loop out for
     /// seconds). Anything else holding it (an apply, however long) is not waited for: nil.
     func withReplicaUnlessApplying<Result: Sendable>(_ body: (Replica) -> Result) -> Result? {
         if let result = withReplicaIfAvailable(body) { return result }
-        guard readerHolds.load(ordering: .relaxed) else { return nil }
+        guard !nonReaderHolds.load(ordering: .relaxed) else { return nil }
         return state.withLock { (state: inout sending State) -> Result in body(state.replica) }
     }
 
@@ -107,6 +112,8 @@ final class ReplicaHandle: Sendable {
         let placeholder = ReplicaTransfer(standIn)
         let lent = ReplicaTransfer(nil)
         return try state.withLock { (state: inout sending State) throws(Failure) -> Result in
+            nonReaderHolds.store(true, ordering: .relaxed)
+            defer { nonReaderHolds.store(false, ordering: .relaxed) }
             lent.put(state.replica)
             if let standIn = placeholder.take() { state.replica = standIn }
             var failed = state.failed

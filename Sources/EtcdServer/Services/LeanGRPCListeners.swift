@@ -15,6 +15,8 @@ struct LeanGRPCListeners {
     let channels: [any Channel]
     /// The connections accepted and still open, closed with the listeners.
     let connections: OpenConnections
+    /// The calls still running on those connections.
+    let calls: LeanRPCCallTracker
 
     final class OpenConnections: Sendable {
         private let open = Mutex<[ObjectIdentifier: any Channel]>([:])
@@ -47,6 +49,9 @@ struct LeanGRPCListeners {
                     drained = false
                     try? await channel.close()
                 }
+                // One turn of its loop after the close, by which its handlers are removed (and
+                // with them their hold on the services).
+                try? await channel.eventLoop.submit {}.get()
             }
             return drained
         }
@@ -87,6 +92,7 @@ struct LeanGRPCListeners {
         let (connection, streams) = (connectionSettings, streamSettings)
         var channels: [any Channel] = []
         let connections = OpenConnections()
+        let calls = LeanRPCCallTracker()
         for url in urls {
             guard url.scheme == "http" else {
                 throw ConfigurationError.unsupported("listening on \(url) needs TLS, which is not supported yet")
@@ -111,7 +117,7 @@ struct LeanGRPCListeners {
                                 // when the Raft loop or the applier answers them.
                                 LeanRPCServerHandler(
                                     dispatcher: table, executor: SingleEventLoopTaskExecutor(channel.eventLoop),
-                                    configuration: handlerConfiguration))
+                                    configuration: handlerConfiguration, tracker: calls))
                         }
                     }
                     .bind(host: host, port: url.port).get()
@@ -123,7 +129,7 @@ struct LeanGRPCListeners {
                 throw ConfigurationError.invalid("cannot listen for lean gRPC on \(url): \(error)")
             }
         }
-        return LeanGRPCListeners(channels: channels, connections: connections)
+        return LeanGRPCListeners(channels: channels, connections: connections, calls: calls)
     }
 
     /// The bound addresses, in the order of the URLs.
@@ -136,8 +142,18 @@ struct LeanGRPCListeners {
 
     /// Stops accepting, then drains every connection for at most `gracePeriod` (the calls in
     /// flight finish, as etcd's graceful stop lets them). Returns whether all drained in time.
+    ///
+    /// Returns only once every call's task has ended too (their connections are closed by then,
+    /// which cancels them), so that nothing of the server (its services, the member's backend)
+    /// outlives the stop: a server started again on the same data directory finds it free.
     func close(gracePeriod: Duration) async -> Bool {
         for channel in channels { try? await channel.close() }
-        return await connections.drainAll(gracePeriod: gracePeriod)
+        let drained = await connections.drainAll(gracePeriod: gracePeriod)
+        // Closed connections cancelled their calls; a call that ignored it for 5 s is left.
+        let deadline = ContinuousClock.now.advanced(by: .seconds(5))
+        while calls.running > 0, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return drained
     }
 }
