@@ -7,7 +7,10 @@ import Synchronization
 public final class LeanRPCCallTracker: Sendable {
     private struct State {
         var running = 0
-        var waiters: [CheckedContinuation<Void, Never>] = []
+        var nextWaiter = 0
+        var waiters: [Int: CheckedContinuation<Bool, Never>] = [:]
+        /// Waiters whose timeout passed before they were registered.
+        var expired: Set<Int> = []
     }
 
     private let state = Mutex(State())
@@ -22,24 +25,46 @@ public final class LeanRPCCallTracker: Sendable {
     }
 
     func end() {
-        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+        let waiters = state.withLock { state -> [CheckedContinuation<Bool, Never>] in
             state.running -= 1
             guard state.running == 0 else { return [] }
-            defer { state.waiters = [] }
-            return state.waiters
+            defer { state.waiters = [:] }
+            return Array(state.waiters.values)
         }
-        for waiter in waiters { waiter.resume() }
+        for waiter in waiters { waiter.resume(returning: true) }
     }
 
-    /// Returns once no call is running.
-    public func waitUntilIdle() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let idle = state.withLock { state -> Bool in
-                if state.running == 0 { return true }
-                state.waiters.append(continuation)
-                return false
-            }
-            if idle { continuation.resume() }
+    /// Returns once no call is running (true), or when `timeout` has passed first (false).
+    @discardableResult
+    public func waitUntilIdle(timeout: Duration) async -> Bool {
+        let id = state.withLock { state -> Int in
+            defer { state.nextWaiter += 1 }
+            return state.nextWaiter
         }
+        let timer = Task {
+            try await Task.sleep(for: timeout)
+            self.giveUp(id)
+        }
+        defer { timer.cancel() }
+        return await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let answer = state.withLock { state -> Bool? in
+                if state.running == 0 { return true }
+                if state.expired.remove(id) != nil { return false }
+                state.waiters[id] = continuation
+                return nil
+            }
+            if let answer { continuation.resume(returning: answer) }
+        }
+    }
+
+    private func giveUp(_ id: Int) {
+        let waiter = state.withLock { state -> CheckedContinuation<Bool, Never>? in
+            guard let waiter = state.waiters.removeValue(forKey: id) else {
+                state.expired.insert(id)
+                return nil
+            }
+            return waiter
+        }
+        waiter?.resume(returning: false)
     }
 }

@@ -238,7 +238,7 @@ public final class LeanRPCServerHandler: ChannelInboundHandler {
             let head = call.head
             call.task = start(on: stream, context: context) {
                 let status = await dispatcher.callStreaming(method, requests: requests, responses: responses, head: head)
-                return { handler in handler.finishStreaming(stream, status) }
+                return { handler in handler.end(stream, status) }
             }
         }
         calls[stream] = call
@@ -380,8 +380,9 @@ public final class LeanRPCServerHandler: ChannelInboundHandler {
         scheduleFlush(context)
     }
 
-    /// A streaming call's task ended with `status`.
-    private func finishStreaming(_ stream: HTTP2StreamID, _ status: LeanRPCStatus) {
+    /// Ends a call that is still open with `status` (a streaming call's task ended, a deadline
+    /// passed), flushed with whatever else this loop turn writes.
+    private func end(_ stream: HTTP2StreamID, _ status: LeanRPCStatus) {
         guard let context, calls[stream] != nil else { return }
         fail(stream, status.code, status.message, context: context)
         scheduleFlush(context)
@@ -431,9 +432,7 @@ public final class LeanRPCServerHandler: ChannelInboundHandler {
     }
 
     private func deadlinePassed(on stream: HTTP2StreamID) {
-        guard let context, calls[stream] != nil else { return }
-        fail(stream, .deadlineExceeded, "context deadline exceeded", context: context)
-        scheduleFlush(context)
+        end(stream, LeanRPCStatus(.deadlineExceeded, "context deadline exceeded"))
     }
 
     // MARK: Flushing

@@ -266,36 +266,25 @@ public final class EtcdServer: Service, Sendable {
                     await published.wait()
                     guard !shutdown.isFired else { return }
                     logPublished(persisted)
-                    let leanClients = try await LeanGRPCListeners.bind(
-                        leanClientURLs, table: leanTable, configuration: configuration,
-                        counters: connectionCounters, logger: logger)
-                    let leanExtra: LeanGRPCListeners
-                    do {
-                        leanExtra = try await LeanGRPCListeners.bind(
-                            configuration.leanGRPCListenURLs, table: leanTable, configuration: configuration,
-                            counters: connectionCounters, logger: logger)
-                    } catch {
-                        _ = await leanClients.close(gracePeriod: .zero)
-                        throw error
-                    }
-                    boundLeanAddresses.withLock { $0 = leanExtra.addresses }
+                    // One set of lean listeners: the client URLs (when the lean server serves
+                    // them) first, then the extra ones of --experimental-lean-grpc-listen-urls.
+                    let lean = try await LeanGRPCListeners.bind(
+                        leanClientURLs + configuration.leanGRPCListenURLs, table: leanTable,
+                        configuration: configuration, counters: connectionCounters, logger: logger)
+                    let leanAddresses = lean.addresses
+                    boundLeanAddresses.withLock { $0 = Array(leanAddresses.dropFirst(leanClientURLs.count)) }
                     do {
                         if servers.isEmpty {
-                            announce(leanClients.addresses)
+                            announce(Array(leanAddresses.prefix(leanClientURLs.count)))
                             await shutdown.wait()
                         } else {
                             try await serve(servers, shutdown: shutdown)
                         }
                     } catch {
-                        async let clients: Bool = leanClients.close(gracePeriod: .zero)
-                        async let extra: Bool = leanExtra.close(gracePeriod: .zero)
-                        _ = await (clients, extra)
+                        _ = await lean.close(gracePeriod: .zero)
                         throw error
                     }
-                    async let clients = leanClients.close(gracePeriod: configuration.shutdownGracePeriod)
-                    async let extra = leanExtra.close(gracePeriod: configuration.shutdownGracePeriod)
-                    let (clientsDrained, extraDrained) = await (clients, extra)
-                    if !clientsDrained || !extraDrained { throw ShutdownGracePeriodExpired() }
+                    if await !lean.close(gracePeriod: configuration.shutdownGracePeriod) { throw ShutdownGracePeriodExpired() }
                 } onCancelOrGracefulShutdown: {
                     // Watch and keepalive streams never end by themselves; closing them lets the
                     // listeners drain.

@@ -150,10 +150,7 @@ struct LeanGRPCListeners {
         for channel in channels { try? await channel.close() }
         let drained = await connections.drainAll(gracePeriod: gracePeriod)
         // Closed connections cancelled their calls; a call that ignored it for 5 s is left.
-        let deadline = ContinuousClock.now.advanced(by: .seconds(5))
-        while calls.running > 0, ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(5))
-        }
+        await calls.waitUntilIdle(timeout: .seconds(5))
         return drained
     }
 }

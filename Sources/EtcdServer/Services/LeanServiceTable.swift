@@ -41,13 +41,7 @@ struct LeanServiceTable: LeanRPCDispatcher {
             _ descriptor: MethodDescriptor, _ handler: @escaping @Sendable (Request, ServerContext) async throws -> Response
         ) {
             methods.append(Method(descriptor: descriptor) { bytes, context in
-                let request: Request
-                do {
-                    request = try Request(serializedBytes: Array(bytes.readableBytesView), options: Self.decodingOptions)
-                } catch {
-                    throw RPCError(code: .internalError, message: "grpc: error unmarshalling request: \(error)")
-                }
-                let response = try await handler(request, context)
+                let response = try await handler(try Self.decode(bytes), context)
                 let encoded: [UInt8] = try response.serializedBytes()
                 return GRPCMessageWriter.frame(encoded, allocator: Self.allocator)
             })
@@ -120,6 +114,16 @@ struct LeanServiceTable: LeanRPCDispatcher {
         options.messageDepthLimit = 256
         return options
     }()
+
+    /// A request message from its bytes; one that does not decode ends the call as grpc-go's
+    /// server ends it.
+    static func decode<Request: SwiftProtobuf.Message>(_ bytes: ByteBuffer) throws -> Request {
+        do {
+            return try Request(serializedBytes: Array(bytes.readableBytesView), options: decodingOptions)
+        } catch {
+            throw RPCError(code: .internalError, message: "grpc: error unmarshalling request: \(error)")
+        }
+    }
 
     func route(path: String) -> LeanRPCRoute {
         if let route = routeByPath[path] { return route }
@@ -194,8 +198,7 @@ struct LeanServiceTable: LeanRPCDispatcher {
     }
 }
 
-/// A streaming call's request messages, decoded as they are read; a message that does not
-/// decode ends the call as grpc-go's server ends it.
+/// A streaming call's request messages, decoded as they are read (see `LeanServiceTable.decode`).
 private struct DecodedRequests<Request: SwiftProtobuf.Message>: AsyncSequence, Sendable {
     let base: LeanRPCRequestStream
 
@@ -204,11 +207,7 @@ private struct DecodedRequests<Request: SwiftProtobuf.Message>: AsyncSequence, S
 
         mutating func next() async throws -> Request? {
             guard let bytes = try await base.next() else { return nil }
-            do {
-                return try Request(serializedBytes: Array(bytes.readableBytesView), options: LeanServiceTable.decodingOptions)
-            } catch {
-                throw RPCError(code: .internalError, message: "grpc: error unmarshalling request: \(error)")
-            }
+            return try LeanServiceTable.decode(bytes)
         }
     }
 
