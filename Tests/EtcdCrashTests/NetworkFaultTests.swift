@@ -22,11 +22,19 @@ import Darwin
 /// no linearizable read, and after the heal all three must agree again; the whole history of
 /// linearizable puts and gets must be linearizable and every acknowledged put must be stored.
 ///
-/// Needs root on Linux and `ip`; elsewhere the test is skipped. Knobs: `SEED` (printed),
-/// `NETFAULT_ROUNDS` (default 1: each round builds a fresh network and cluster).
-@Suite("Network faults: a leader cut off from its peers")
+/// The same network with every link slow, then lossy (token bucket filters on the veth pairs),
+/// then healthy: the same promises must hold.
+///
+/// Needs root on Linux and `ip` (and `tc` for the links); elsewhere the tests are skipped. Knobs:
+/// `SEED` (printed), `NETFAULT_ROUNDS` (default 1: each round builds a fresh network and cluster),
+/// `NETFAULT_SERVER=etcd` (the same rounds against real etcd, to compare).
+@Suite("Network faults", .serialized)
 struct NetworkFaultTests {
     static let ipExecutable = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].first {
+        FileManager.default.isExecutableFile(atPath: $0)
+    }
+
+    static let tcExecutable = ["/usr/sbin/tc", "/sbin/tc", "/usr/bin/tc", "/bin/tc"].first {
         FileManager.default.isExecutableFile(atPath: $0)
     }
 
@@ -43,26 +51,45 @@ struct NetworkFaultTests {
         .enabled(if: canBuildNetworks, "needs root on Linux with `ip` (network namespaces, veth pairs, a bridge)")
     )
     func partitionedLeader() async throws {
+        guard let ip = Self.ipExecutable else { return }
+        try await Self.runRounds { seed, flavor in
+            NetworkFaultRound(seed: seed, ip: ip, fault: .partitionedLeader, flavor: flavor)
+        }
+    }
+
+    @Test(
+        "slow links, then lossy links: the cluster answers throughout, and afterwards all agree with nothing acknowledged lost",
+        .enabled(if: canBuildNetworks && tcExecutable != nil, "needs root on Linux with `ip` and `tc`")
+    )
+    func slowAndLossyLinks() async throws {
+        guard let ip = Self.ipExecutable, let tc = Self.tcExecutable else { return }
+        try await Self.runRounds { seed, flavor in
+            NetworkFaultRound(seed: seed, ip: ip, fault: .slowAndLossyLinks(tc: tc), flavor: flavor)
+        }
+    }
+
+    /// `NETFAULT_ROUNDS` rounds, each with a seed drawn from `SEED`; stops at the first that
+    /// could not be run.
+    static func runRounds(_ round: (UInt64, ServerFlavor) -> NetworkFaultRound) async throws {
         let environment = ProcessInfo.processInfo.environment
         let rounds = max(1, environment["NETFAULT_ROUNDS"].flatMap { Int($0) } ?? 1)
         let seed = environment["SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 0...UInt64.max)
-        print("NetworkFaultTests: SEED=\(seed) NETFAULT_ROUNDS=\(rounds)")
-        guard let ip = Self.ipExecutable else { return }
+        let flavor: ServerFlavor = environment["NETFAULT_SERVER"] == "etcd" ? .realEtcd : .candidate
+        print("NetworkFaultTests: SEED=\(seed) NETFAULT_ROUNDS=\(rounds) server: \(flavor)")
         var random = SplitMix64(seed: seed)
         let clock = ContinuousClock()
-        for round in 1...rounds {
+        for index in 1...rounds {
             let started = clock.now
-            let roundSeed = random.next()
             do {
-                let problems = try await NetworkFaultRound(seed: roundSeed, ip: ip).run()
+                let problems = try await round(random.next(), flavor).run()
                 for problem in problems {
-                    Issue.record("round \(round) (SEED=\(seed)): \(problem)")
+                    Issue.record("round \(index) (SEED=\(seed)): \(problem)")
                 }
             } catch {
-                Issue.record("round \(round) of \(rounds) FAILED with SEED=\(seed): \(error)")
+                Issue.record("round \(index) of \(rounds) FAILED with SEED=\(seed): \(error)")
                 return
             }
-            print("NetworkFaultTests: round \(round)/\(rounds) took \(clock.now - started)")
+            print("NetworkFaultTests: round \(index)/\(rounds) took \(clock.now - started)")
         }
     }
 }
@@ -78,6 +105,8 @@ struct NetworkFaultError: Error, CustomStringConvertible {
 /// a random suffix, so that runs never meet each other's leftovers.
 struct NetworkLab: Sendable {
     let ip: String
+    /// `tc`, for the link shaping of the delay-and-loss round (absent for the partition round).
+    var tc: String? = nil
     let suffix: String
     let subnet: Int
     let size = 3
@@ -89,9 +118,9 @@ struct NetworkLab: Sendable {
     func address(_ index: Int) -> String { "10.77.\(subnet).\(index)" }
 
     /// Builds the network; on failure removes what it built and throws.
-    static func create(ip: String, random: inout SplitMix64) async throws -> NetworkLab {
+    static func create(ip: String, tc: String?, random: inout SplitMix64) async throws -> NetworkLab {
         let suffix = String(random.next() & 0xFF_FFFF, radix: 16)
-        let lab = NetworkLab(ip: ip, suffix: suffix, subnet: Int.random(in: 1...250, using: &random))
+        let lab = NetworkLab(ip: ip, tc: tc, suffix: suffix, subnet: Int.random(in: 1...250, using: &random))
         do {
             try await lab.build()
         } catch {
@@ -145,24 +174,90 @@ struct NetworkLab: Sendable {
         try await run(["netns", "exec", namespace(index), ip] + arguments)
     }
 
-    /// Runs `ip <arguments>` with a deadline; throws if it fails and `check` is set.
+    /// Shapes both directions of member `index`'s link with a token bucket filter: what it
+    /// sends leaves through its namespace's veth end, what it receives through the bridge's end.
+    /// Traffic beyond `shaping`'s rate waits in the queue (delay) up to its latency bound, and
+    /// past that is dropped (loss), which TCP then retransmits.
+    func shape(_ index: Int, _ shaping: LinkShaping) async throws {
+        let tc = try tcExecutable()
+        let filter = ["root", "tbf"] + shaping.tbfArguments
+        try await run(["netns", "exec", namespace(index), tc, "qdisc", "add", "dev", namespaceLink(index)] + filter)
+        try await run(["qdisc", "add", "dev", hostLink(index)] + filter, executable: tc)
+    }
+
+    /// Removes member `index`'s shaping, returning the packets its two queues dropped.
+    func unshape(_ index: Int) async throws -> Int {
+        let tc = try tcExecutable()
+        let dropped =
+            try await droppedPackets(["netns", "exec", namespace(index), tc, "-s", "qdisc", "show", "dev", namespaceLink(index)])
+            + droppedPackets(["-s", "qdisc", "show", "dev", hostLink(index)], executable: tc)
+        try await run(["netns", "exec", namespace(index), tc, "qdisc", "del", "dev", namespaceLink(index), "root"])
+        try await run(["qdisc", "del", "dev", hostLink(index), "root"], executable: tc)
+        return dropped
+    }
+
+    private func tcExecutable() throws -> String {
+        guard let tc else { throw NetworkFaultError(description: "this network was built without `tc`") }
+        return tc
+    }
+
+    /// The sum of the "dropped N" counts in `tc -s qdisc show`'s output.
+    private func droppedPackets(_ arguments: [String], executable: String? = nil) async throws -> Int {
+        let (_, output) = try await runCapturing(arguments, executable: executable ?? ip, check: true)
+        var total = 0
+        for part in output.components(separatedBy: "dropped ").dropFirst() {
+            total += Int(part.prefix { $0.isNumber }) ?? 0
+        }
+        return total
+    }
+
+    /// Runs `ip <arguments>` (or another `executable`) with a deadline; throws if it fails and
+    /// `check` is set.
     @discardableResult
-    func run(_ arguments: [String], check: Bool = true) async throws -> ProcessExit {
+    func run(_ arguments: [String], executable: String? = nil, check: Bool = true) async throws -> ProcessExit {
+        try await runCapturing(arguments, executable: executable ?? ip, check: check).exit
+    }
+
+    private func runCapturing(_ arguments: [String], executable: String, check: Bool) async throws -> (
+        exit: ProcessExit, output: String
+    ) {
         try await withTemporaryDirectory(prefix: "netfault-ip") { scratch in
             let output = scratch.appending("output")
             let child = try ChildProcess(
-                executable: URL(fileURLWithPath: ip), arguments: arguments, standardOutput: output,
+                executable: URL(fileURLWithPath: executable), arguments: arguments, standardOutput: output,
                 standardError: output)
             let exit = await child.waitForExit(timeout: .seconds(10))
             let result: ProcessExit
             if let exit { result = exit } else { result = await child.kill() }
+            let text = String(decoding: (try? Data(contentsOf: output)) ?? Data(), as: UTF8.self)
             if check && (exit == nil || result != ProcessExit(status: 0, signaled: false)) {
-                let text = String(decoding: (try? Data(contentsOf: output)) ?? Data(), as: UTF8.self)
-                throw NetworkFaultError(description: "ip \(arguments.joined(separator: " ")): \(result) \(text)")
+                let name = URL(fileURLWithPath: executable).lastPathComponent
+                throw NetworkFaultError(description: "\(name) \(arguments.joined(separator: " ")): \(result) \(text)")
             }
-            return result
+            return (result, text)
         }
     }
+}
+
+/// One setting of a token bucket filter (`tc-tbf`): this kernel has no netem, so delay and loss
+/// come from a link too narrow for its traffic. Packets beyond `rate` wait for tokens (delay,
+/// up to `latency`), and those that would wait longer are dropped (loss).
+struct LinkShaping: Sendable, CustomStringConvertible {
+    var name: String
+    var rate: String
+    /// Bytes that may pass at once; a packet or two, so that bursts queue.
+    var burstBytes: Int
+    /// The longest a packet may queue before it is dropped.
+    var latencyMilliseconds: Int
+    var tbfArguments: [String] { ["rate", rate, "burst", "\(burstBytes)", "latency", "\(latencyMilliseconds)ms"] }
+    var description: String { "\(name): tbf \(tbfArguments.joined(separator: " "))" }
+
+    /// Narrow links with deep queues: bursts (appends carrying the bulk values, snapshots of
+    /// answers) wait up to 300 ms, a packet or two is rarely dropped.
+    static let slow = LinkShaping(name: "slow links", rate: "1mbit", burstBytes: 1_600, latencyMilliseconds: 300)
+    /// Narrow links with shallow queues: whatever does not fit in a few milliseconds of queue is
+    /// lost and has to be retransmitted, heartbeats and votes included.
+    static let lossy = LinkShaping(name: "lossy links", rate: "512kbit", burstBytes: 3_000, latencyMilliseconds: 5)
 }
 
 // MARK: The workload
@@ -180,6 +275,8 @@ final class NetworkFaultWorkload: Sendable {
     let recorder = HistoryRecorder<EtcdKVInput, EtcdKVOutput>()
     let stopped = Atomic<Bool>(false)
     let acknowledged = Atomic<Int>(0)
+    /// The longest any answered put or get took, in milliseconds.
+    let slowestAnswer = Atomic<Int>(0)
     let puts = Mutex<[AcknowledgedPut]>([])
 
     static func options(timeout: Duration) -> CallOptions {
@@ -196,9 +293,11 @@ final class NetworkFaultWorkload: Sendable {
         -> Int64?
     {
         let call = recorder.begin(client: client, input: .put(key: key, value: value))
+        let started = ContinuousClock.now
         do {
             let response = try await grpc.kv.put(KVRequest.put(key, value), options: Self.options(timeout: timeout))
             recorder.end(call, output: .put(revision: response.header.revision))
+            noteAnswer(after: started)
             puts.withLock { $0.append(AcknowledgedPut(key: key, value: value, revision: response.header.revision)) }
             acknowledged.add(1, ordering: .relaxed)
             return response.header.revision
@@ -213,15 +312,41 @@ final class NetworkFaultWorkload: Sendable {
         String?, any Error
     > {
         let call = recorder.begin(client: client, input: .get(key: key))
+        let started = ContinuousClock.now
         do {
             let response = try await grpc.kv.range(KVRequest.range(key), options: Self.options(timeout: timeout))
             let value = response.kvs.first.map { String(decoding: $0.value, as: UTF8.self) }
             recorder.end(call, output: .get(value: value))
+            noteAnswer(after: started)
             acknowledged.add(1, ordering: .relaxed)
             return .success(value)
         } catch {
             recorder.abandon(call)
             return .failure(error)
+        }
+    }
+
+    private func noteAnswer(after started: ContinuousClock.Instant) {
+        let elapsed = ContinuousClock.now - started
+        let milliseconds = Int(elapsed.components.seconds) * 1000 + Int(elapsed.components.attoseconds / 1_000_000_000_000_000)
+        slowestAnswer.max(milliseconds, ordering: .relaxed)
+    }
+
+    /// Puts of 16 KiB values (unique, so the checker tells them apart) through each client in
+    /// turn, one at a time, until stopped.
+    func runBulkClient(_ client: Int, via clients: [EtcdGRPCClient], seed: UInt64) async {
+        var random = SplitMix64(seed: seed)
+        var sequence = 0
+        while !stopped.load(ordering: .relaxed) && !Task.isCancelled {
+            sequence += 1
+            let key = Self.keys[Int.random(in: 0..<Self.keys.count, using: &random)]
+            let value = "bulk\(client)-\(sequence)-" + String(repeating: "x", count: 16 * 1024)
+            let grpc = clients[sequence % clients.count]
+            if await put(key, value, client: client, via: grpc, timeout: .seconds(5)) == nil {
+                try? await Task.sleep(for: .milliseconds(250))
+            } else {
+                try? await Task.sleep(for: .milliseconds(100))
+            }
         }
     }
 
@@ -267,15 +392,26 @@ func withClients<Result: Sendable>(
 struct NetworkFaultRound {
     typealias Member = EtcdCluster.Member
 
+    enum Fault: Sendable {
+        /// The leader cut off from both peers, then healed.
+        case partitionedLeader
+        /// Every link slow, then lossy, then healthy again (needs `tc`).
+        case slowAndLossyLinks(tc: String)
+    }
+
     let seed: UInt64
     let ip: String
+    var fault: Fault = .partitionedLeader
+    var flavor: ServerFlavor = .candidate
     let clock = ContinuousClock()
 
     /// Builds the network and the cluster, runs the scenario, removes both; returns the broken
     /// promises found (empty if none). Throws when the scenario could not be run at all.
     func run() async throws -> [String] {
         var random = SplitMix64(seed: seed)
-        let lab = try await NetworkLab.create(ip: ip, random: &random)
+        var tc: String?
+        if case .slowAndLossyLinks(let executable) = fault { tc = executable }
+        let lab = try await NetworkLab.create(ip: ip, tc: tc, random: &random)
         print("NetworkFaultTests: round seed \(seed), bridge \(lab.bridge), subnet 10.77.\(lab.subnet).0/24")
         let outcome: Swift.Result<[String], any Error>
         do {
@@ -283,8 +419,12 @@ struct NetworkFaultRound {
                 EtcdCluster.Placement(host: lab.address($0), launchPrefix: lab.launchPrefix($0))
             }
             outcome = .success(
-                try await withEtcdCluster(.candidate, keepFilesOnFailure: true, placements: placements) { cluster in
-                    let problems = try await scenario(cluster, lab: lab, random: &random)
+                try await withEtcdCluster(flavor, keepFilesOnFailure: true, placements: placements) { cluster in
+                    let problems =
+                        switch fault {
+                        case .partitionedLeader: try await partitionScenario(cluster, lab: lab, random: &random)
+                        case .slowAndLossyLinks: try await linkScenario(cluster, lab: lab, random: &random)
+                        }
                     if !problems.isEmpty {
                         // Keeps the logs (withEtcdCluster removes them only after a success).
                         throw NetworkFaultError(
@@ -304,7 +444,9 @@ struct NetworkFaultRound {
         (cluster.members.firstIndex(of: member) ?? 0) + 1
     }
 
-    private func scenario(_ cluster: EtcdCluster, lab: NetworkLab, random: inout SplitMix64) async throws -> [String] {
+    private func partitionScenario(_ cluster: EtcdCluster, lab: NetworkLab, random: inout SplitMix64) async throws
+        -> [String]
+    {
         let members = cluster.members
         let workload = NetworkFaultWorkload()
         let clientSeeds = (0..<6).map { _ in random.next() }
@@ -439,19 +581,100 @@ struct NetworkFaultRound {
 
                 workload.stopped.store(true, ordering: .relaxed)
                 try await group.waitForAll()
-
-                problems += await checkRevisionsAgree(clients: clients, members: members)
-                problems += await checkAcknowledgedPuts(workload, clients: clients, members: members)
-                let history = workload.recorder.history()
-                let verdict = checkLinearizable(history, model: EtcdKVModel(), timeout: .seconds(30))
-                print(
-                    "\(stamp()) history: \(history.count) operations, \(history.filter(\.outcomeUnknown).count) of "
-                        + "unknown outcome, \(workload.puts.withLock { $0.count }) acknowledged puts: "
-                        + (verdict.isOK ? "linearizable" : "NOT OK"))
-                if !verdict.isOK { problems.append("the history is not linearizable: \(verdict)") }
-                return problems
+                return problems + (await verdicts(workload, clients: clients, members: members, stamp: stamp()))
             }
         }
+    }
+
+    /// Every link slow for a while, then lossy, then healthy: the cluster keeps answering
+    /// through both (if more slowly), and once the links are healthy the members agree, every
+    /// acknowledged put is stored and the history is linearizable.
+    private func linkScenario(_ cluster: EtcdCluster, lab: NetworkLab, random: inout SplitMix64) async throws
+        -> [String]
+    {
+        let members = cluster.members
+        let workload = NetworkFaultWorkload()
+        let clientSeeds = (0..<6).map { _ in random.next() }
+        let bulkSeed = random.next()
+        var problems: [String] = []
+        let begin = clock.now
+        func stamp() -> String { "[\(clock.now - begin)]" }
+
+        return try await withClients(endpoints: members.map { ($0.host, $0.clientPort) }) { clients in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (client, seed) in clientSeeds.enumerated() {
+                    let grpc = clients[client % clients.count]
+                    group.addTask { await workload.runClient(client, via: grpc, seed: seed) }
+                }
+                // Puts of values too big for a packet, through every member in turn: bursts
+                // for the queues to hold back (slow) or drop (lossy).
+                group.addTask { await workload.runBulkClient(200, via: clients, seed: bulkSeed) }
+                guard
+                    await poll(timeout: .seconds(10), until: { workload.acknowledged.load(ordering: .relaxed) >= 50 })
+                else { throw NetworkFaultError(description: "the workload made no progress before the links were shaped") }
+
+                for shaping in [LinkShaping.slow, .lossy] {
+                    print("\(stamp()) \(shaping) on both directions of every member's link")
+                    for index in 1...lab.size { try await lab.shape(index, shaping) }
+                    let answeredBefore = workload.acknowledged.load(ordering: .relaxed)
+                    let latencyBefore = workload.slowestAnswer.load(ordering: .relaxed)
+                    try await Task.sleep(for: .seconds(8))
+                    let answered = workload.acknowledged.load(ordering: .relaxed) - answeredBefore
+                    var dropped = 0
+                    for index in 1...lab.size { dropped += try await lab.unshape(index) }
+                    let slowest = workload.slowestAnswer.load(ordering: .relaxed)
+                    print(
+                        "\(stamp()) \(shaping.name) removed: \(answered) operations answered in 8 s, "
+                            + "\(dropped) packets dropped, slowest answer so far \(slowest) ms (\(latencyBefore) ms before)")
+                    // Both settings leave room for the cluster to work, only slowly.
+                    if answered < 10 {
+                        problems.append("only \(answered) operations were answered in 8 s of \(shaping)")
+                    }
+                    // The faults happened: a 16 KiB put needs over 100 ms to cross a 1 Mbit/s link.
+                    if shaping.name == LinkShaping.slow.name && slowest < 100 {
+                        problems.append("no answer took 100 ms or more during \(shaping): the delay was not exercised")
+                    }
+                    if shaping.name == LinkShaping.lossy.name && dropped == 0 {
+                        problems.append("\(shaping) dropped no packet: the loss was not exercised")
+                    }
+                }
+
+                // Healthy again: one leader, and writes through every member.
+                if try await cluster.leader(timeout: .seconds(15)) == nil {
+                    problems.append("the members agree on no leader 15 s after the links were healthy again")
+                }
+                for (index, client) in clients.enumerated() {
+                    let written = await poll(timeout: .seconds(15), interval: .milliseconds(200)) {
+                        await workload.put(
+                            NetworkFaultWorkload.keys[0], "healthy-\(index)", client: 110 + index, via: client,
+                            timeout: .seconds(3)) != nil
+                    }
+                    if !written {
+                        problems.append("no put through \(members[index].name) succeeded within 15 s of healthy links")
+                    }
+                }
+                workload.stopped.store(true, ordering: .relaxed)
+                try await group.waitForAll()
+                return problems + (await verdicts(workload, clients: clients, members: members, stamp: stamp()))
+            }
+        }
+    }
+
+    /// The end of every round, once the workload stopped: the members reach one revision, each
+    /// stores every acknowledged put, and the history is linearizable.
+    private func verdicts(_ workload: NetworkFaultWorkload, clients: [EtcdGRPCClient], members: [Member], stamp: String)
+        async -> [String]
+    {
+        var problems = await checkRevisionsAgree(clients: clients, members: members)
+        problems += await checkAcknowledgedPuts(workload, clients: clients, members: members)
+        let history = workload.recorder.history()
+        let verdict = checkLinearizable(history, model: EtcdKVModel(), timeout: .seconds(30))
+        print(
+            "\(stamp) history: \(history.count) operations, \(history.filter(\.outcomeUnknown).count) of "
+                + "unknown outcome, \(workload.puts.withLock { $0.count }) acknowledged puts: "
+                + (verdict.isOK ? "linearizable" : "NOT OK"))
+        if !verdict.isOK { problems.append("the history is not linearizable: \(verdict)") }
+        return problems
     }
 
     /// Once the workload stopped, every member reaches the same revision (serializable reads,

@@ -95,9 +95,10 @@ struct PingFloodTests {
     @Test("server keepalive: an idle client that answers PINGs keeps its connection; one that does not is dropped after the timeout")
     func serverKeepalive() async throws {
         try await withServerHandle(configure: {
-            // A short interval; a timeout long enough for a loaded machine to answer in.
+            // A short interval; a timeout long enough for a loaded machine to answer in (at the
+            // start of the full suite, with both cores busy, 3 s once proved too short).
             $0.grpcKeepaliveInterval = .milliseconds(500)
-            $0.grpcKeepaliveTimeout = .seconds(3)
+            $0.grpcKeepaliveTimeout = .seconds(6)
         }) { _, port in
             let (answering, answered) = try await Self.connectRaw(port: port, answersPings: true)
             let (silent, unanswered) = try await Self.connectRaw(port: port)
@@ -105,21 +106,22 @@ struct PingFloodTests {
             try await answering.writeAndFlush(Self.pings(0, preface: true)).get()
             try await silent.writeAndFlush(Self.pings(0, preface: true)).get()
             // The silent one: pinged after an idle interval, closed a timeout later (or by this
-            // test after 10 s, which fails it).
+            // test after 25 s, which fails it).
             let watchdog = Task {
-                try await Task.sleep(for: .seconds(12))
+                try await Task.sleep(for: .seconds(25))
                 try? await silent.close()
             }
             for await _ in unanswered.updates {}
             watchdog.cancel()
             let elapsed = ContinuousClock.now - started
             #expect(unanswered.counts.pings >= 1)
-            #expect(elapsed >= .milliseconds(3_400), "closed after \(elapsed)")
-            #expect(elapsed < .seconds(10), "closed after \(elapsed)")
+            #expect(elapsed >= .milliseconds(6_400), "closed after \(elapsed)")
+            #expect(elapsed < .seconds(22), "closed after \(elapsed)")
             // The answering one saw PINGs too (one per idle interval), answered them, and is still open.
             #expect(answered.counts.pings >= 2)
             #expect(answering.isActive)
-            try await answering.close()
+            // Already closed only if the expectation above has failed.
+            try? await answering.close()
         }
     }
 
