@@ -10,30 +10,37 @@ import Testing
     static let shardCount = 8
 
     @Test("Randomized cluster runs keep Raft's safety properties and stay live", arguments: 0..<shardCount)
-    func randomizedRuns(shard: Int) {
+    func randomizedRuns(shard: Int) async {
+        // Off the cooperative pool; the failure is recorded here, where the test's context is.
+        if let failure = await OffPoolRunner.run({ runShard(shard) }) {
+            Issue.record(Comment(rawValue: failure))
+        }
+    }
+
+    /// Runs the shard's seeds, stopping at the first failure, which it returns.
+    private func runShard(_ shard: Int) -> String? {
         _ = CrashSeedReporter.install
         if let seed = SimulationSettings.replaySeed {
-            guard shard == 0 else { return }
+            guard shard == 0 else { return nil }
             print("simulation: replaying SEED=\(seed) with \(SimulationSettings.steps) steps")
-            runSeed(seed, shard: shard, printsTrace: true)
-            return
+            return runSeed(seed, shard: shard, printsTrace: true)
         }
         let first = SimulationSettings.firstSeed
         let count = SimulationSettings.seedCount
         let seeds = stride(from: shard, to: count, by: Self.shardCount).map { first &+ UInt64($0) }
-        guard let firstSeed = seeds.first, let lastSeed = seeds.last else { return }
+        guard let firstSeed = seeds.first, let lastSeed = seeds.last else { return nil }
         print(
             "simulation shard \(shard): \(seeds.count) seeds from \(firstSeed) to \(lastSeed) step \(Self.shardCount), "
                 + "\(SimulationSettings.steps) steps each (SIM_FIRST_SEED=\(first) SIM_SEEDS=\(count))")
         for seed in seeds {
             // Stop at the first failure of this shard: one seed with its trace is what matters.
-            guard runSeed(seed, shard: shard, printsTrace: false) else { return }
+            if let failure = runSeed(seed, shard: shard, printsTrace: false) { return failure }
         }
+        return nil
     }
 
-    /// Runs one seed; on failure prints the report and records an issue.
-    @discardableResult
-    private func runSeed(_ seed: UInt64, shard: Int, printsTrace: Bool) -> Bool {
+    /// Runs one seed; on failure prints the report and returns what failed.
+    private func runSeed(_ seed: UInt64, shard: Int, printsTrace: Bool) -> String? {
         CrashSeedReporter.set(slot: shard, seed: seed)
         defer { CrashSeedReporter.set(slot: shard, seed: nil) }
         let simulator = ClusterSimulator(seed: seed, printsTrace: printsTrace)
@@ -49,9 +56,8 @@ import Testing
                     + "\(simulator.linearizability.completedWrites) writes and "
                     + "\(simulator.linearizability.completedReads) reads completed")
         }
-        guard let failure = outcome.failure else { return true }
+        guard let failure = outcome.failure else { return nil }
         print(outcome.report)
-        Issue.record("SEED=\(seed): \(failure)")
-        return false
+        return "SEED=\(seed): \(failure)"
     }
 }
