@@ -61,12 +61,19 @@ public final class Backend {
         }
         self.connection = handle
         sqlite3_extended_result_codes(handle, 1)
+        // While opening, wait for a connection that is closing: the last connection to a WAL
+        // database checkpoints and removes the WAL as it closes, under an exclusive lock, so a
+        // member restarted on its directory right after the old one stopped got "database is
+        // locked" at once. Afterwards a busy database fails at once again (a stray writer must
+        // stop the member, not stall it).
+        sqlite3_busy_timeout(handle, 10_000)
         do {
             // Reading the journal mode and the schema touches page 1, so a file that is not a
             // database (or has a damaged header) fails here, at open, with SQLITE_NOTADB.
             try execute("PRAGMA journal_mode=WAL")
             try execute("PRAGMA synchronous=NORMAL")
             try execute("SELECT count(*) FROM sqlite_master")
+            sqlite3_busy_timeout(handle, 0)
             if !automaticCheckpoints {
                 // A WAL hook replaces SQLite's automatic checkpoints (which are themselves a WAL
                 // hook); this one only records how long the WAL has grown.

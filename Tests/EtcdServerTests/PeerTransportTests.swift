@@ -78,7 +78,13 @@ struct PeerTransportTests {
         _ = try await b.transport.start(listeningOn: "127.0.0.1", port: port)
         try await waitUntil { a.transport.statistics.connections >= 1 }
         a.transport.send(PeerNode.appends(from: 1, to: 2, indexes: 1_000..<1_010))
-        try await waitUntil { b.inbox.messages.contains { $0.index == 1_009 } }
+        do {
+            try await waitUntil { b.inbox.messages.contains { $0.index == 1_009 } }
+        } catch {
+            throw TestFailure(
+                "\(error); a: \(a.transport.statistics), outbox \(String(describing: a.transport.outboxDepth(NodeID(2)))); "
+                    + "b: \(b.transport.statistics), \(b.inbox.count) received, inbound \(b.transport.inboundConnectionCount)")
+        }
         // What was kept (the first 64, within the bound) and what is new, in order.
         let indexes = b.inbox.messages.map(\.index)
         #expect(indexes == Array(0..<UInt64(depth.messages)) + Array(1_000..<1_010))
