@@ -77,6 +77,9 @@ struct PeerTransportTests {
         let b = PeerNode(2)
         _ = try await b.transport.start(listeningOn: "127.0.0.1", port: port)
         try await waitUntil { a.transport.statistics.connections >= 1 }
+        // The kept messages go first; until they have left the outbox it is still full, and
+        // new ones would be dropped (the connection being up does not mean it was drained).
+        try await waitUntil { b.inbox.count >= depth.messages }
         a.transport.send(PeerNode.appends(from: 1, to: 2, indexes: 1_000..<1_010))
         do {
             try await waitUntil { b.inbox.messages.contains { $0.index == 1_009 } }

@@ -1,5 +1,6 @@
 import EtcdPeer
 import EtcdRaft
+import EtcdTransport
 import Logging
 import NIOCore
 import NIOPosix
@@ -110,7 +111,13 @@ final class PeerWriter: Sendable {
             }
             backoff = configuration.initialBackoff
             context.counters.add(\.connections)
-            await pump(channel)
+            // The pump runs on its connection's event loop: a message the Raft loop queues
+            // resumes it there directly and its writes complete there, with no hop through the
+            // cooperative pool (a one-client round trip through a follower crosses the peer
+            // transport four times).
+            await withTaskExecutorPreference(SingleEventLoopTaskExecutor(channel.eventLoop)) {
+                await pump(channel)
+            }
             channel.close(promise: nil)
             link.withLock {
                 $0.channel = nil
