@@ -448,141 +448,124 @@ struct NetworkFaultRound {
         -> [String]
     {
         let members = cluster.members
-        let workload = NetworkFaultWorkload()
-        let clientSeeds = (0..<6).map { _ in random.next() }
-        var problems: [String] = []
-        let begin = clock.now
-        func stamp() -> String { "[\(clock.now - begin)]" }
+        return try await underWorkload(cluster, seeds: (0..<6).map { _ in random.next() }, bulkSeed: nil) {
+            clients, workload, stamp in
+            var problems: [String] = []
+            guard let oldLeader = try await cluster.leader(timeout: .seconds(10)),
+                let oldLeaderID = try await cluster.statuses([oldLeader]).first?.memberID
+            else { throw NetworkFaultError(description: "no leader before the partition") }
+            let old = index(of: oldLeader, in: cluster)
+            let majority = members.filter { $0 != oldLeader }
+            let others = majority.map { index(of: $0, in: cluster) }
+            print("\(stamp()) \(oldLeader.name) (\(oldLeader.host)) leads; cutting it off from its peers")
 
-        return try await withClients(endpoints: members.map { ($0.host, $0.clientPort) }) { clients in
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                // Two workload clients per member, each with its own history client ID.
-                for (client, seed) in clientSeeds.enumerated() {
-                    let grpc = clients[client % clients.count]
-                    group.addTask { await workload.runClient(client, via: grpc, seed: seed) }
-                }
-                guard
-                    await poll(timeout: .seconds(10), until: { workload.acknowledged.load(ordering: .relaxed) >= 50 })
-                else { throw NetworkFaultError(description: "the workload made no progress before the partition") }
+            for other in others { try await lab.partition(old, other) }
+            let partitioned = clock.now
+            // A read through the old leader while it still believes it leads: its ReadIndex
+            // needs a heartbeat round with a quorum, so it should time out; whatever it
+            // answers goes into the history, where the checker judges it.
+            let oldClient = clients[old - 1]
+            async let earlyRead = workload.get(
+                NetworkFaultWorkload.keys[0], client: 103, via: oldClient, timeout: .seconds(3))
 
-                guard let oldLeader = try await cluster.leader(timeout: .seconds(10)),
-                    let oldLeaderID = try await cluster.statuses([oldLeader]).first?.memberID
-                else { throw NetworkFaultError(description: "no leader before the partition") }
-                let old = index(of: oldLeader, in: cluster)
-                let majority = members.filter { $0 != oldLeader }
-                let others = majority.map { index(of: $0, in: cluster) }
-                print("\(stamp()) \(oldLeader.name) (\(oldLeader.host)) leads; cutting it off from its peers")
-
-                for other in others { try await lab.partition(old, other) }
-                let partitioned = clock.now
-                // A read through the old leader while it still believes it leads: its ReadIndex
-                // needs a heartbeat round with a quorum, so it should time out; whatever it
-                // answers goes into the history, where the checker judges it.
-                let oldClient = clients[old - 1]
-                async let earlyRead = workload.get(
-                    NetworkFaultWorkload.keys[0], client: 103, via: oldClient, timeout: .seconds(3))
-
-                // The majority elects another leader within a few election timeouts (1 s each);
-                // real etcd 3.4 (no pre-vote) has been seen to need several rounds of split votes,
-                // and a loaded CI machine delays it further, hence the margin.
-                var newLeaderID: UInt64 = 0
-                let elected = try await poll(timeout: .seconds(15), interval: .milliseconds(100)) {
-                    let statuses = try await cluster.statuses(majority)
-                    let leaders = Set(statuses.map(\.leader))
-                    guard statuses.count == 2, leaders.count == 1, let leader = leaders.first, leader != 0,
-                        leader != oldLeaderID
-                    else { return false }
-                    newLeaderID = leader
-                    return true
-                }
-                if elected {
-                    let elapsed = clock.now - partitioned
-                    print("\(stamp()) the majority elected \(String(newLeaderID, radix: 16)) in \(elapsed)")
-                } else {
-                    problems.append(
-                        "the majority elected no new leader within 15 s of the partition: "
-                            + "\(try await cluster.statuses(majority))")
-                }
-
-                // The old leader steps down once it has not heard from a quorum for an election
-                // timeout (CheckQuorum).
-                let steppedDown = try await poll(timeout: .seconds(15), interval: .milliseconds(100)) {
-                    guard let status = try await cluster.statuses([oldLeader]).first else { return false }
-                    return status.leader != oldLeaderID
-                }
-                if steppedDown {
-                    print("\(stamp()) \(oldLeader.name) stepped down \(clock.now - partitioned) after the partition")
-                } else {
-                    problems.append(
-                        "\(oldLeader.name) still says it leads 15 s after the partition: "
-                            + "\(try await cluster.statuses([oldLeader]))")
-                }
-
-                // Writes through the majority succeed.
-                let majorityClient = clients[others[0] - 1]
-                let marker = "netfault-marker-\(seed)"
-                let markerKey = NetworkFaultWorkload.keys[0]
-                var markerRevision: Int64?
-                _ = await poll(timeout: .seconds(10), interval: .milliseconds(200)) {
-                    markerRevision = await workload.put(
-                        markerKey, marker, client: 100, via: majorityClient, timeout: .seconds(3))
-                    return markerRevision != nil
-                }
-                if let markerRevision {
-                    print("\(stamp()) a put through \(majority[0].name) succeeded at revision \(markerRevision)")
-                } else {
-                    problems.append("no put through the majority (\(majority[0].name)) succeeded while partitioned")
-                }
-
-                switch await earlyRead {
-                case .success(let value):
-                    print(
-                        "\(stamp()) a read through \(oldLeader.name) right after the partition answered "
-                            + (value ?? "absent"))
-                case .failure(let error):
-                    print("\(stamp()) a read through \(oldLeader.name) right after the partition failed: \(error)")
-                }
-                // The old leader serves no linearizable read: it must fail rather than answer
-                // (an answer could only be stale, as it cannot have seen the marker).
-                switch await workload.get(markerKey, client: 101, via: oldClient, timeout: .seconds(3)) {
-                case .success(let value):
-                    problems.append(
-                        "\(oldLeader.name), cut off, answered a linearizable read of \(markerKey) with "
-                            + "\(value ?? "absent") (the majority wrote \(marker))")
-                case .failure(let error):
-                    print("\(stamp()) a linearizable read through \(oldLeader.name) failed as it must: \(error)")
-                }
-                // More workload while partitioned.
-                let acknowledgedBefore = workload.acknowledged.load(ordering: .relaxed)
-                _ = await poll(timeout: .seconds(5)) {
-                    workload.acknowledged.load(ordering: .relaxed) >= acknowledgedBefore + 100
-                }
-                print(
-                    "\(stamp()) \(workload.acknowledged.load(ordering: .relaxed) - acknowledgedBefore) more "
-                        + "operations answered while partitioned; healing")
-
-                for other in others { try await lab.heal(old, other) }
-                let healed = clock.now
-
-                // All three agree on one leader again, and the old leader takes writes.
-                let agreed = try await cluster.leader(timeout: .seconds(15))
-                if agreed == nil {
-                    let statuses = try await cluster.statuses()
-                    problems.append("the members agree on no leader 15 s after the heal: \(statuses)")
-                }
-                let rejoined = await poll(timeout: .seconds(15), interval: .milliseconds(200)) {
-                    await workload.put(
-                        markerKey, "\(marker)-healed", client: 102, via: oldClient, timeout: .seconds(3)) != nil
-                }
-                if !rejoined { problems.append("no put through \(oldLeader.name) succeeded within 15 s of the heal") }
-                print(
-                    "\(stamp()) healed: \(agreed?.name ?? "no member") leads, a put through \(oldLeader.name) "
-                        + "\(rejoined ? "succeeded" : "failed") \(clock.now - healed) after the heal")
-
-                workload.stopped.store(true, ordering: .relaxed)
-                try await group.waitForAll()
-                return problems + (await verdicts(workload, clients: clients, members: members, stamp: stamp()))
+            // The majority elects another leader within a few election timeouts (1 s each);
+            // real etcd 3.4 (no pre-vote) has been seen to need several rounds of split votes,
+            // and a loaded CI machine delays it further, hence the margin.
+            var newLeaderID: UInt64 = 0
+            let elected = try await poll(timeout: .seconds(15), interval: .milliseconds(100)) {
+                let statuses = try await cluster.statuses(majority)
+                let leaders = Set(statuses.map(\.leader))
+                guard statuses.count == 2, leaders.count == 1, let leader = leaders.first, leader != 0,
+                    leader != oldLeaderID
+                else { return false }
+                newLeaderID = leader
+                return true
             }
+            if elected {
+                let elapsed = clock.now - partitioned
+                print("\(stamp()) the majority elected \(String(newLeaderID, radix: 16)) in \(elapsed)")
+            } else {
+                problems.append(
+                    "the majority elected no new leader within 15 s of the partition: "
+                        + "\(try await cluster.statuses(majority))")
+            }
+
+            // The old leader steps down once it has not heard from a quorum for an election
+            // timeout (CheckQuorum).
+            let steppedDown = try await poll(timeout: .seconds(15), interval: .milliseconds(100)) {
+                guard let status = try await cluster.statuses([oldLeader]).first else { return false }
+                return status.leader != oldLeaderID
+            }
+            if steppedDown {
+                print("\(stamp()) \(oldLeader.name) stepped down \(clock.now - partitioned) after the partition")
+            } else {
+                problems.append(
+                    "\(oldLeader.name) still says it leads 15 s after the partition: "
+                        + "\(try await cluster.statuses([oldLeader]))")
+            }
+
+            // Writes through the majority succeed.
+            let majorityClient = clients[others[0] - 1]
+            let marker = "netfault-marker-\(seed)"
+            let markerKey = NetworkFaultWorkload.keys[0]
+            var markerRevision: Int64?
+            _ = await poll(timeout: .seconds(10), interval: .milliseconds(200)) {
+                markerRevision = await workload.put(
+                    markerKey, marker, client: 100, via: majorityClient, timeout: .seconds(3))
+                return markerRevision != nil
+            }
+            if let markerRevision {
+                print("\(stamp()) a put through \(majority[0].name) succeeded at revision \(markerRevision)")
+            } else {
+                problems.append("no put through the majority (\(majority[0].name)) succeeded while partitioned")
+            }
+
+            switch await earlyRead {
+            case .success(let value):
+                print(
+                    "\(stamp()) a read through \(oldLeader.name) right after the partition answered "
+                        + (value ?? "absent"))
+            case .failure(let error):
+                print("\(stamp()) a read through \(oldLeader.name) right after the partition failed: \(error)")
+            }
+            // The old leader serves no linearizable read: it must fail rather than answer
+            // (an answer could only be stale, as it cannot have seen the marker).
+            switch await workload.get(markerKey, client: 101, via: oldClient, timeout: .seconds(3)) {
+            case .success(let value):
+                problems.append(
+                    "\(oldLeader.name), cut off, answered a linearizable read of \(markerKey) with "
+                        + "\(value ?? "absent") (the majority wrote \(marker))")
+            case .failure(let error):
+                print("\(stamp()) a linearizable read through \(oldLeader.name) failed as it must: \(error)")
+            }
+            // More workload while partitioned.
+            let acknowledgedBefore = workload.acknowledged.load(ordering: .relaxed)
+            _ = await poll(timeout: .seconds(5)) {
+                workload.acknowledged.load(ordering: .relaxed) >= acknowledgedBefore + 100
+            }
+            print(
+                "\(stamp()) \(workload.acknowledged.load(ordering: .relaxed) - acknowledgedBefore) more "
+                    + "operations answered while partitioned; healing")
+
+            for other in others { try await lab.heal(old, other) }
+            let healed = clock.now
+
+            // All three agree on one leader again, and the old leader takes writes.
+            let agreed = try await cluster.leader(timeout: .seconds(15))
+            if agreed == nil {
+                let statuses = try await cluster.statuses()
+                problems.append("the members agree on no leader 15 s after the heal: \(statuses)")
+            }
+            let rejoined = await poll(timeout: .seconds(15), interval: .milliseconds(200)) {
+                await workload.put(
+                    markerKey, "\(marker)-healed", client: 102, via: oldClient, timeout: .seconds(3)) != nil
+            }
+            if !rejoined { problems.append("no put through \(oldLeader.name) succeeded within 15 s of the heal") }
+            print(
+                "\(stamp()) healed: \(agreed?.name ?? "no member") leads, a put through \(oldLeader.name) "
+                    + "\(rejoined ? "succeeded" : "failed") \(clock.now - healed) after the heal")
+
+            return problems
         }
     }
 
@@ -593,66 +576,81 @@ struct NetworkFaultRound {
         -> [String]
     {
         let members = cluster.members
-        let workload = NetworkFaultWorkload()
-        let clientSeeds = (0..<6).map { _ in random.next() }
-        let bulkSeed = random.next()
-        var problems: [String] = []
-        let begin = clock.now
-        func stamp() -> String { "[\(clock.now - begin)]" }
+        let seeds = (0..<6).map { _ in random.next() }
+        // Puts of values too big for a packet: bursts for the queues to hold back (slow links)
+        // or drop (lossy ones).
+        return try await underWorkload(cluster, seeds: seeds, bulkSeed: random.next()) { clients, workload, stamp in
+            var problems: [String] = []
 
+            for shaping in [LinkShaping.slow, .lossy] {
+                print("\(stamp()) \(shaping) on both directions of every member's link")
+                for index in 1...lab.size { try await lab.shape(index, shaping) }
+                let answeredBefore = workload.acknowledged.load(ordering: .relaxed)
+                let latencyBefore = workload.slowestAnswer.load(ordering: .relaxed)
+                try await Task.sleep(for: .seconds(8))
+                let answered = workload.acknowledged.load(ordering: .relaxed) - answeredBefore
+                var dropped = 0
+                for index in 1...lab.size { dropped += try await lab.unshape(index) }
+                let slowest = workload.slowestAnswer.load(ordering: .relaxed)
+                print(
+                    "\(stamp()) \(shaping.name) removed: \(answered) operations answered in 8 s, "
+                        + "\(dropped) packets dropped, slowest answer so far \(slowest) ms (\(latencyBefore) ms before)")
+                // Both settings leave room for the cluster to work, only slowly.
+                if answered < 10 {
+                    problems.append("only \(answered) operations were answered in 8 s of \(shaping)")
+                }
+                // The faults happened: a 16 KiB put needs over 100 ms to cross a 1 Mbit/s link.
+                if shaping.name == LinkShaping.slow.name && slowest < 100 {
+                    problems.append("no answer took 100 ms or more during \(shaping): the delay was not exercised")
+                }
+                if shaping.name == LinkShaping.lossy.name && dropped == 0 {
+                    problems.append("\(shaping) dropped no packet: the loss was not exercised")
+                }
+            }
+
+            // Healthy again: one leader, and writes through every member.
+            if try await cluster.leader(timeout: .seconds(15)) == nil {
+                problems.append("the members agree on no leader 15 s after the links were healthy again")
+            }
+            for (index, client) in clients.enumerated() {
+                let written = await poll(timeout: .seconds(15), interval: .milliseconds(200)) {
+                    await workload.put(
+                        NetworkFaultWorkload.keys[0], "healthy-\(index)", client: 110 + index, via: client,
+                        timeout: .seconds(3)) != nil
+                }
+                if !written {
+                    problems.append("no put through \(members[index].name) succeeded within 15 s of healthy links")
+                }
+            }
+            return problems
+        }
+    }
+
+    /// Runs `fault` once the workload (two clients per member, each with its own history client
+    /// ID, and with `bulkSeed` the bulk putter too) has made progress, then stops the workload
+    /// and adds the verdicts to what `fault` found.
+    private func underWorkload(
+        _ cluster: EtcdCluster, seeds: [UInt64], bulkSeed: UInt64?,
+        _ fault: ([EtcdGRPCClient], NetworkFaultWorkload, @escaping @Sendable () -> String) async throws -> [String]
+    ) async throws -> [String] {
+        let members = cluster.members
+        let workload = NetworkFaultWorkload()
+        let clock = self.clock
+        let begin = clock.now
+        let stamp: @Sendable () -> String = { "[\(clock.now - begin)]" }
         return try await withClients(endpoints: members.map { ($0.host, $0.clientPort) }) { clients in
             try await withThrowingTaskGroup(of: Void.self) { group in
-                for (client, seed) in clientSeeds.enumerated() {
+                for (client, seed) in seeds.enumerated() {
                     let grpc = clients[client % clients.count]
                     group.addTask { await workload.runClient(client, via: grpc, seed: seed) }
                 }
-                // Puts of values too big for a packet, through every member in turn: bursts
-                // for the queues to hold back (slow) or drop (lossy).
-                group.addTask { await workload.runBulkClient(200, via: clients, seed: bulkSeed) }
+                if let bulkSeed {
+                    group.addTask { await workload.runBulkClient(200, via: clients, seed: bulkSeed) }
+                }
                 guard
                     await poll(timeout: .seconds(10), until: { workload.acknowledged.load(ordering: .relaxed) >= 50 })
-                else { throw NetworkFaultError(description: "the workload made no progress before the links were shaped") }
-
-                for shaping in [LinkShaping.slow, .lossy] {
-                    print("\(stamp()) \(shaping) on both directions of every member's link")
-                    for index in 1...lab.size { try await lab.shape(index, shaping) }
-                    let answeredBefore = workload.acknowledged.load(ordering: .relaxed)
-                    let latencyBefore = workload.slowestAnswer.load(ordering: .relaxed)
-                    try await Task.sleep(for: .seconds(8))
-                    let answered = workload.acknowledged.load(ordering: .relaxed) - answeredBefore
-                    var dropped = 0
-                    for index in 1...lab.size { dropped += try await lab.unshape(index) }
-                    let slowest = workload.slowestAnswer.load(ordering: .relaxed)
-                    print(
-                        "\(stamp()) \(shaping.name) removed: \(answered) operations answered in 8 s, "
-                            + "\(dropped) packets dropped, slowest answer so far \(slowest) ms (\(latencyBefore) ms before)")
-                    // Both settings leave room for the cluster to work, only slowly.
-                    if answered < 10 {
-                        problems.append("only \(answered) operations were answered in 8 s of \(shaping)")
-                    }
-                    // The faults happened: a 16 KiB put needs over 100 ms to cross a 1 Mbit/s link.
-                    if shaping.name == LinkShaping.slow.name && slowest < 100 {
-                        problems.append("no answer took 100 ms or more during \(shaping): the delay was not exercised")
-                    }
-                    if shaping.name == LinkShaping.lossy.name && dropped == 0 {
-                        problems.append("\(shaping) dropped no packet: the loss was not exercised")
-                    }
-                }
-
-                // Healthy again: one leader, and writes through every member.
-                if try await cluster.leader(timeout: .seconds(15)) == nil {
-                    problems.append("the members agree on no leader 15 s after the links were healthy again")
-                }
-                for (index, client) in clients.enumerated() {
-                    let written = await poll(timeout: .seconds(15), interval: .milliseconds(200)) {
-                        await workload.put(
-                            NetworkFaultWorkload.keys[0], "healthy-\(index)", client: 110 + index, via: client,
-                            timeout: .seconds(3)) != nil
-                    }
-                    if !written {
-                        problems.append("no put through \(members[index].name) succeeded within 15 s of healthy links")
-                    }
-                }
+                else { throw NetworkFaultError(description: "the workload made no progress before the fault") }
+                let problems = try await fault(clients, workload, stamp)
                 workload.stopped.store(true, ordering: .relaxed)
                 try await group.waitForAll()
                 return problems + (await verdicts(workload, clients: clients, members: members, stamp: stamp()))
