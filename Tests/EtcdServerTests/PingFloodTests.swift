@@ -48,8 +48,12 @@ struct PingFloodTests {
     }
 
     /// A plain TCP connection to the server whose incoming frames `collector` records.
-    static func connectRaw(port: Int, answersPings: Bool = false) async throws -> (any Channel, FrameCollector) {
-        let collector = FrameCollector(answersPings: answersPings)
+    /// With `sendsPreface`, the connection preface and an empty SETTINGS go out as soon as the
+    /// connection is up, before anything read from the server is handled.
+    static func connectRaw(port: Int, answersPings: Bool = false, sendsPreface: Bool = false) async throws -> (
+        any Channel, FrameCollector
+    ) {
+        let collector = FrameCollector(answersPings: answersPings, sendsPreface: sendsPreface)
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -100,11 +104,13 @@ struct PingFloodTests {
             $0.grpcKeepaliveInterval = .milliseconds(500)
             $0.grpcKeepaliveTimeout = .seconds(6)
         }) { _, port in
-            let (answering, answered) = try await Self.connectRaw(port: port, answersPings: true)
-            let (silent, unanswered) = try await Self.connectRaw(port: port)
+            // Each client's preface goes out as its connection comes up: were it written later by
+            // the test, a loaded machine could let the server's first PING (0.5 s after the
+            // connection) arrive and be answered before it, and an ACK ahead of the preface is a
+            // protocol error that ends the connection.
+            let (answering, answered) = try await Self.connectRaw(port: port, answersPings: true, sendsPreface: true)
+            let (silent, unanswered) = try await Self.connectRaw(port: port, sendsPreface: true)
             let started = ContinuousClock.now
-            try await answering.writeAndFlush(Self.pings(0, preface: true)).get()
-            try await silent.writeAndFlush(Self.pings(0, preface: true)).get()
             // The silent one: pinged after an idle interval, closed a timeout later (or by this
             // test after 25 s, which fails it).
             let watchdog = Task {
@@ -182,9 +188,18 @@ final class FrameCollector: ChannelInboundHandler, Sendable {
     private let state = Mutex((buffer: ByteBuffer(), counts: Counts()))
     private let stream = AsyncStream<Counts>.makeStream()
     private let answersPings: Bool
+    private let sendsPreface: Bool
 
-    init(answersPings: Bool = false) {
+    init(answersPings: Bool = false, sendsPreface: Bool = false) {
         self.answersPings = answersPings
+        self.sendsPreface = sendsPreface
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if sendsPreface {
+            context.writeAndFlush(wrapOutboundOut(PingFloodTests.pings(0, preface: true)), promise: nil)
+        }
+        context.fireChannelActive()
     }
 
     var counts: Counts { state.withLock { $0.counts } }
