@@ -62,9 +62,9 @@ struct NetworkFaultTests {
         .enabled(if: canBuildNetworks && tcExecutable != nil, "needs root on Linux with `ip` and `tc`")
     )
     func slowAndLossyLinks() async throws {
-        guard let ip = Self.ipExecutable, let tc = Self.tcExecutable else { return }
+        guard let ip = Self.ipExecutable else { return }
         try await Self.runRounds { seed, flavor in
-            NetworkFaultRound(seed: seed, ip: ip, fault: .slowAndLossyLinks(tc: tc), flavor: flavor)
+            NetworkFaultRound(seed: seed, ip: ip, fault: .slowAndLossyLinks, flavor: flavor)
         }
     }
 
@@ -105,8 +105,6 @@ struct NetworkFaultError: Error, CustomStringConvertible {
 /// a random suffix, so that runs never meet each other's leftovers.
 struct NetworkLab: Sendable {
     let ip: String
-    /// `tc`, for the link shaping of the delay-and-loss round (absent for the partition round).
-    var tc: String? = nil
     let suffix: String
     let subnet: Int
     let size = 3
@@ -118,9 +116,9 @@ struct NetworkLab: Sendable {
     func address(_ index: Int) -> String { "10.77.\(subnet).\(index)" }
 
     /// Builds the network; on failure removes what it built and throws.
-    static func create(ip: String, tc: String?, random: inout SplitMix64) async throws -> NetworkLab {
+    static func create(ip: String, random: inout SplitMix64) async throws -> NetworkLab {
         let suffix = String(random.next() & 0xFF_FFFF, radix: 16)
-        let lab = NetworkLab(ip: ip, tc: tc, suffix: suffix, subnet: Int.random(in: 1...250, using: &random))
+        let lab = NetworkLab(ip: ip, suffix: suffix, subnet: Int.random(in: 1...250, using: &random))
         do {
             try await lab.build()
         } catch {
@@ -197,7 +195,7 @@ struct NetworkLab: Sendable {
     }
 
     private func tcExecutable() throws -> String {
-        guard let tc else { throw NetworkFaultError(description: "this network was built without `tc`") }
+        guard let tc = NetworkFaultTests.tcExecutable else { throw NetworkFaultError(description: "no `tc` on this machine") }
         return tc
     }
 
@@ -242,7 +240,7 @@ struct NetworkLab: Sendable {
 /// One setting of a token bucket filter (`tc-tbf`): this kernel has no netem, so delay and loss
 /// come from a link too narrow for its traffic. Packets beyond `rate` wait for tokens (delay,
 /// up to `latency`), and those that would wait longer are dropped (loss).
-struct LinkShaping: Sendable, CustomStringConvertible {
+struct LinkShaping: Hashable, Sendable, CustomStringConvertible {
     var name: String
     var rate: String
     /// Bytes that may pass at once; a packet or two, so that bursts queue.
@@ -328,8 +326,7 @@ final class NetworkFaultWorkload: Sendable {
 
     private func noteAnswer(after started: ContinuousClock.Instant) {
         let elapsed = ContinuousClock.now - started
-        let milliseconds = Int(elapsed.components.seconds) * 1000 + Int(elapsed.components.attoseconds / 1_000_000_000_000_000)
-        slowestAnswer.max(milliseconds, ordering: .relaxed)
+        slowestAnswer.max(Int(elapsed / .milliseconds(1)), ordering: .relaxed)
     }
 
     /// Puts of 16 KiB values (unique, so the checker tells them apart) through each client in
@@ -396,7 +393,7 @@ struct NetworkFaultRound {
         /// The leader cut off from both peers, then healed.
         case partitionedLeader
         /// Every link slow, then lossy, then healthy again (needs `tc`).
-        case slowAndLossyLinks(tc: String)
+        case slowAndLossyLinks
     }
 
     let seed: UInt64
@@ -409,9 +406,7 @@ struct NetworkFaultRound {
     /// promises found (empty if none). Throws when the scenario could not be run at all.
     func run() async throws -> [String] {
         var random = SplitMix64(seed: seed)
-        var tc: String?
-        if case .slowAndLossyLinks(let executable) = fault { tc = executable }
-        let lab = try await NetworkLab.create(ip: ip, tc: tc, random: &random)
+        let lab = try await NetworkLab.create(ip: ip, random: &random)
         print("NetworkFaultTests: round seed \(seed), bridge \(lab.bridge), subnet 10.77.\(lab.subnet).0/24")
         let outcome: Swift.Result<[String], any Error>
         do {
@@ -600,10 +595,10 @@ struct NetworkFaultRound {
                     problems.append("only \(answered) operations were answered in 8 s of \(shaping)")
                 }
                 // The faults happened: a 16 KiB put needs over 100 ms to cross a 1 Mbit/s link.
-                if shaping.name == LinkShaping.slow.name && slowest < 100 {
+                if shaping == .slow && slowest < 100 {
                     problems.append("no answer took 100 ms or more during \(shaping): the delay was not exercised")
                 }
-                if shaping.name == LinkShaping.lossy.name && dropped == 0 {
+                if shaping == .lossy && dropped == 0 {
                     problems.append("\(shaping) dropped no packet: the loss was not exercised")
                 }
             }
