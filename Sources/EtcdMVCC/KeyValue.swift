@@ -99,11 +99,14 @@ public struct KVHash: Hashable, Sendable {
     public var revision: Int64
     /// The compacted revision when hashed (-1 if never compacted, as etcd reports it).
     public var compactRevision: Int64
+    /// The revision the history was hashed up to.
+    public var hashRevision: Int64
 
     /// Creates a hash result.
-    public init(hash: UInt32, revision: Int64, compactRevision: Int64) {
+    public init(hash: UInt32, revision: Int64, compactRevision: Int64, hashRevision: Int64) {
         self.hash = hash
         self.revision = revision
         self.compactRevision = compactRevision
+        self.hashRevision = hashRevision
     }
 }

@@ -139,8 +139,8 @@ public final class MVCCStore {
     /// revision and compacted revision. Throws `.compacted` for `0 < revision <= compacted`
     /// and `.futureRevision` past the current revision.
     ///
-    /// The checksum is CRC-32C over this implementation's own row encoding, so it agrees between
-    /// swift-etcd members but not with Go etcd's bbolt bytes.
+    /// Each row is hashed in the bytes etcd keeps in bbolt's `key` bucket (see
+    /// ``EtcdRowEncoding``), so for the same history the value equals Go etcd's.
     public func hashKV(revision: Int64) throws(MVCCError) -> KVHash {
         if revision > 0, revision <= compactMainRevision { throw .compacted }
         if revision > currentRevision { throw .futureRevision }
@@ -149,28 +149,41 @@ public final class MVCCStore {
         let lowest = compactMainRevision + 1
         // Rows a compaction has yet to delete are history already gone; they count for nothing.
         let pendingDeletion = Set(pendingCompactionRows)
+        let hash = try hashRows(through: atRevision) { rowRevision in
+            // As etcd: an empty keep set means nothing below the compaction point is skipped.
+            if rowRevision.main < lowest, !keep.isEmpty, !keep.contains(rowRevision) { return false }
+            return !(rowRevision.main < lowest && pendingDeletion.contains(rowRevision))
+        }
+        return KVHash(
+            hash: hash, revision: currentRevision, compactRevision: compactMainRevision, hashRevision: atRevision)
+    }
+
+    /// A checksum of every stored row, in the same byte form as ``hashKV(revision:)`` but with
+    /// no row skipped (etcd's Hash RPC; its `hash` is this, `revision` the current revision).
+    public func hashAllRows() throws(MVCCError) -> KVHash {
+        let hash = try hashRows(through: currentRevision) { _ in true }
+        return KVHash(
+            hash: hash, revision: currentRevision, compactRevision: compactMainRevision,
+            hashRevision: currentRevision)
+    }
+
+    /// CRC-32C of the bucket name etcd starts with, then of each included row's etcd bytes.
+    private func hashRows(through end: Int64, including: (Revision) -> Bool) throws(MVCCError) -> UInt32 {
         var crc = CRC32C()
         crc.update(Array("key".utf8))
+        var row: [UInt8] = []
         do {
-            try table.forEachRow(through: atRevision) { rowRevision, kv, tombstone in
-                // As etcd: an empty keep set means nothing below the compaction point is skipped.
-                if rowRevision.main < lowest, !keep.isEmpty, !keep.contains(rowRevision) { return }
-                if rowRevision.main < lowest, pendingDeletion.contains(rowRevision) { return }
-                crc.update(rowRevision.main)
-                crc.update(rowRevision.sub)
-                crc.update(tombstone ? [1] : [0])
-                crc.update(Int64(kv.key.count))
-                crc.update(kv.key)
-                crc.update(Int64(kv.value.count))
-                crc.update(kv.value)
-                crc.update(kv.createRevision)
-                crc.update(kv.version)
-                crc.update(kv.lease)
+            try table.forEachRow(through: end) { rowRevision, kv, tombstone in
+                guard including(rowRevision) else { return }
+                row.removeAll(keepingCapacity: true)
+                EtcdRowEncoding.appendRevisionKey(rowRevision, tombstone: tombstone, to: &row)
+                EtcdRowEncoding.appendKeyValue(tombstone ? .tombstone(of: kv.key) : kv, to: &row)
+                crc.update(row)
             }
         } catch {
             throw .backend(error)
         }
-        return KVHash(hash: crc.value, revision: currentRevision, compactRevision: compactMainRevision)
+        return crc.value
     }
 
     /// A meta value (e.g. `consistent_index`), or nil if never set. Sees the open batch's writes.

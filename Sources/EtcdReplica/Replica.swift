@@ -16,6 +16,7 @@ public enum ApplyResponse: Sendable {
     case leaseGrant(Etcdserverpb_LeaseGrantResponse)
     case leaseRevoke(Etcdserverpb_LeaseRevokeResponse)
     case leaseCheckpoint(Etcdserverpb_LeaseCheckpointResponse)
+    case alarm(Etcdserverpb_AlarmResponse)
     /// A member's published attributes or the cluster version, recorded (nobody waits on these
     /// but the member that proposed them).
     case membership
@@ -60,6 +61,9 @@ public final class Replica {
     /// The cluster version the leader last recorded through Raft (etcd's `clusterVersionSet`).
     public private(set) var clusterVersion: String?
     let membershipTable: MembershipTable
+    let alarmTable: AlarmTable
+    /// The raised alarms, ordered by type then member (replicated state, see ``AlarmTable``).
+    public internal(set) var alarms: [Etcdserverpb_AlarmMember]
     /// Membership entries that the membership refused when applied, by log index: Raft must not
     /// apply those to its configuration either (etcd applies them as a change of no node).
     private var refusedConfChanges: [UInt64] = []
@@ -106,6 +110,8 @@ public final class Replica {
             membershipTable = try MembershipTable(backend: store.backend)
             membership = try membershipTable.load()
             clusterVersion = try membershipTable.clusterVersion()
+            alarmTable = try AlarmTable(backend: store.backend)
+            alarms = try alarmTable.all()
         } catch {
             throw .storage("\(error)")
         }
@@ -127,6 +133,7 @@ public final class Replica {
         try? reloadLeases()
         if let saved = try? membershipTable.load(maxLearners: membership.maxLearners) { membership = saved }
         clusterVersion = (try? membershipTable.clusterVersion()) ?? nil
+        if let saved = try? alarmTable.all() { alarms = saved }
         refusedConfChanges.removeAll()
     }
 
@@ -289,6 +296,7 @@ public final class Replica {
 
     private func apply(_ request: Etcdserverpb_InternalRaftRequest, index: UInt64) -> Result<ApplyResponse, ReplicaError> {
         do throws(ReplicaError) {
+            if let refusal = alarmRefusal(request) { return .failure(refusal) }
             if request.hasPut { return .success(.put(try applier.put(request.put))) }
             if request.hasDeleteRange { return .success(.deleteRange(try applier.deleteRange(request.deleteRange))) }
             if request.hasTxn { return .success(.txn(try applier.txn(request.txn))) }
@@ -296,6 +304,7 @@ public final class Replica {
             if request.hasLeaseGrant { return .success(.leaseGrant(try grant(request.leaseGrant))) }
             if request.hasLeaseRevoke { return .success(.leaseRevoke(try revoke(request.leaseRevoke))) }
             if request.hasLeaseCheckpoint { return .success(.leaseCheckpoint(try checkpoint(request.leaseCheckpoint))) }
+            if request.hasAlarm { return .success(.alarm(try applyAlarm(request.alarm))) }
             if request.hasClusterMemberAttrSet {
                 let attributes = request.clusterMemberAttrSet
                 membership.publishAttributes(

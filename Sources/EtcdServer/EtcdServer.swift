@@ -208,10 +208,15 @@ public final class EtcdServer: Service, Sendable {
             logger: logger)
         defer { forwarder.close() }
 
-        let kvService = KVService(writer: proposer, replica: handle, header: header, maxTxnOperations: configuration.maxTxnOperations)
+        BackendQuota.logSetting(flag: configuration.quotaBackendBytes, logger: logger)
+        let quota = BackendQuota(
+            limitBytes: BackendQuota.limit(forFlag: configuration.quotaBackendBytes), status: status, proposer: proposer,
+            memberID: persisted.member)
+        let kvService = KVService(
+            writer: proposer, replica: handle, header: header, maxTxnOperations: configuration.maxTxnOperations, quota: quota)
         let maintenanceService = MaintenanceService(
             replica: handle, header: header, statusBoard: status, mailbox: mailbox,
-            requestTimeout: configuration.requestTimeout)
+            requestTimeout: configuration.requestTimeout, proposer: proposer)
         let clusterService = ClusterService(
             header: header, replica: handle, proposer: proposer, status: status,
             activeSince: { transport.activeSince(NodeID($0.rawValue)) }, forwarder: forwarder,
@@ -219,7 +224,7 @@ public final class EtcdServer: Service, Sendable {
         let leaseService = LeaseService(
             writer: proposer, replica: handle, header: header, forwarder: forwarder,
             requestTimeout: configuration.requestTimeout,
-            pollInterval: .milliseconds(configuration.heartbeatIntervalMilliseconds), shutdown: shutdown
+            pollInterval: .milliseconds(configuration.heartbeatIntervalMilliseconds), shutdown: shutdown, quota: quota
         )
         let watchService = WatchService(
             hub: watchHub, header: header,

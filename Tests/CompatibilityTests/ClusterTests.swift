@@ -34,6 +34,15 @@ struct ClusterTests {
         return lines.sorted().joined(separator: "\n")
     }
 
+    /// The HashKV of every member at `revision` (`endpoint hashkv --cluster`), in member order.
+    static func hashKVs(_ etcdctl: Etcdctl, revision: Int64) async throws -> [UInt64] {
+        let result = try await etcdctl.run("endpoint", "hashkv", "--cluster", "--rev=\(revision)", "-w", "json")
+        let answers = try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [[String: Any]] ?? []
+        return answers.sorted { "\($0["Endpoint"] ?? "")" < "\($1["Endpoint"] ?? "")" }.compactMap {
+            (($0["HashKV"] as? [String: Any])?["hash"] as? NSNumber)?.uint64Value
+        }
+    }
+
     /// `--initial-cluster` as etcdctl prints it, in a stable order (etcd's is map order).
     private static func sortedCluster(_ text: String) -> String {
         text.split(separator: ",").sorted().joined(separator: ",")
@@ -76,6 +85,9 @@ struct ClusterTests {
             // entry, three published attributes, the cluster version), then one per write.
             let indexes = Set(statuses.compactMap { ($0["Status"] as? [String: Any])?["raftIndex"] as? NSNumber })
             record.append("endpoint status --cluster raft indexes: \(indexes.map(\.int64Value).sorted())")
+            // Every member hashes the same history to the same value, and to Go etcd's value.
+            let hashes = try await Self.hashKVs(all, revision: 4)
+            record.append("endpoint hashkv --cluster --rev=4: \(hashes.count) answers, hashes \(Set(hashes).sorted())")
             return record
         }
         #expect(candidate == etcd)
@@ -285,6 +297,9 @@ extension ClusterTests {
                 return String(describing: (object?["kvs"] as? [[String: Any]])?.map { "\($0["key"] ?? "")=\($0["mod_revision"] ?? "")" } ?? [])
             }
             #expect(kvs(local.standardOutput) == kvs(expected.standardOutput))
+            // It hashes the history it got from the snapshot as the others hash theirs.
+            let hashes = try await Self.hashKVs(cluster.etcdctl(), revision: 302)
+            #expect(hashes.count == 3 && Set(hashes).count == 1, "\(hashes)")
             // It serves and takes writes like any member, and history before the compaction is gone.
             #expect(try await back.run("put", "after", "2").succeeded)
             let old = try await back.run("get", "k0", "--rev=50")

@@ -70,7 +70,7 @@ struct FlagsCompatibilityTests {
             if flavor == .swiftEtcd {
                 let log = server.logTail(lines: 400)
                 #expect(log.contains("ready to serve client requests"), "\(log)")
-                #expect(log.contains("--quota-backend-bytes=8589934592 is accepted but has no effect yet"), "\(log)")
+                #expect(log.contains("enabled backend quota") && log.contains("quota-size-bytes=8589934592"), "\(log)")
                 #expect(log.contains("published local member to cluster"), "\(log)")
                 #expect(log.contains("serving insecure client requests on 127.0.0.1:\(server.clientPort)"), "\(log)")
                 #expect(log.contains("etcd Version: 3.5"), "\(log)")

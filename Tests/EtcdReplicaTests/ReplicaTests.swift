@@ -48,6 +48,7 @@ struct ReplicaTests {
         case .success(.leaseGrant(let response)): return response.header.revision
         case .success(.leaseRevoke(let response)): return response.header.revision
         case .success(.leaseCheckpoint(let response)): return response.header.revision
+        case .success(.alarm(let response)): return response.header.revision
         case .success(.membership), .success(.membershipChanged), .failure: return nil
         }
     }

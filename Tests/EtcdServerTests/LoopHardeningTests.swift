@@ -196,7 +196,8 @@ struct LoopHardeningTests {
                 forwarder: LeaderForwarder(
                     localMember: MemberID(1), status: loop.status, replica: replica, requestTimeout: .seconds(10),
                     logger: Logger(label: "test")),
-                requestTimeout: .seconds(10), pollInterval: .milliseconds(10), shutdown: ShutdownSignal())
+                requestTimeout: .seconds(10), pollInterval: .milliseconds(10), shutdown: ShutdownSignal(),
+                quota: BackendQuota(limitBytes: nil, status: loop.status, proposer: proposer, memberID: MemberID(1)))
             var grant = Etcdserverpb_InternalRaftRequest()
             grant.leaseGrant.id = 5
             grant.leaseGrant.ttl = 60

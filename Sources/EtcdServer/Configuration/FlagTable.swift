@@ -91,7 +91,7 @@ public enum FlagTable {
         FlagSpec("listen-metrics-urls", .urls, "", .notYetEffective("the metrics and health listener is not built"), "List of URLs to listen on for the metrics and health endpoints."),
         FlagSpec("max-snapshots", .unsigned, "5", .supported, "Maximum number of snapshot files to retain (0 is unlimited)."),
         FlagSpec("max-wals", .unsigned, "5", .supported, "Maximum number of wal files to retain (0 is unlimited)."),
-        FlagSpec("quota-backend-bytes", .integer, "0", .notYetEffective("the backend quota and its NOSPACE alarm are not built"), "Raise alarms when backend size exceeds the given quota (0 defaults to low space quota)."),
+        FlagSpec("quota-backend-bytes", .integer, "0", .supported, "Raise alarms when backend size exceeds the given quota (0 defaults to low space quota)."),
         FlagSpec("backend-bbolt-freelist-type", .string, "map", .notYetEffective("the backend is SQLite, not bbolt", harmless: ["array", "map"]), "BackendFreelistType specifies the type of freelist that boltdb backend uses."),
         FlagSpec("backend-batch-interval", .duration, "100ms", .supported, "BackendBatchInterval is the maximum time before commit the backend transaction."),
         FlagSpec("backend-batch-limit", .integer, "10000", .supported, "BackendBatchLimit is the maximum operations before commit the backend transaction."),

@@ -87,6 +87,7 @@ final class EntryApplier: Sendable {
         let applied = replica.withReplica { $0.appliedIndex }
         gate = Mutex(ReadGate(appliedIndex: applied))
         status.publishApplied(applied)
+        publishDatabaseSize()
     }
 
     // MARK: For the loop
@@ -174,6 +175,7 @@ final class EntryApplier: Sendable {
                 }
             }
             self.advanceAppliedIndex(to: index, force: true)
+            self.publishDatabaseSize()
             return index
         }
     }
@@ -341,14 +343,16 @@ final class EntryApplier: Sendable {
     private func commitBackend(_ state: inout QueueState, durably: Bool) throws(MemberError) {
         let syncsItself = state.checkpointer == nil && durably
         let framesInWAL: Int
+        let databaseSize: Int64?
         do {
-            framesInWAL = try replica.mutate { (replica) throws(ReplicaError) in
+            (framesInWAL, databaseSize) = try replica.mutate { (replica) throws(ReplicaError) in
                 try replica.commitBackend(durably: syncsItself)
-                return replica.store.backend.framesInWAL
+                return (replica.store.backend.framesInWAL, try? replica.store.backend.sizeBytes)
             }
         } catch {
             throw .backend("\(error)")
         }
+        if let databaseSize { status.publishDatabaseSize(databaseSize) }
         state.lastBackendCommit = .now
         guard let checkpointer = state.checkpointer else { return }
         do {
@@ -361,6 +365,12 @@ final class EntryApplier: Sendable {
             // A durable commit that did not reach the disk must not let the WAL behind it go.
             replica.markFailed()
             throw .backend("\(error)")
+        }
+    }
+
+    private func publishDatabaseSize() {
+        if let size = try? replica.withReplica({ (replica) throws(BackendError) in try replica.store.backend.sizeBytes }) {
+            status.publishDatabaseSize(size)
         }
     }
 

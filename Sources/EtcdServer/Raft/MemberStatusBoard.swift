@@ -40,6 +40,14 @@ final class MemberStatusBoard: Sendable {
         progressValue.withLock { if $0 != match { $0 = match } }
     }
 
+    private let databaseSizeValue = Atomic<Int64>(0)
+
+    /// The backend's size in bytes after its last commit (what the space quota is checked
+    /// against, as etcd checks its bbolt file's size, without a query per request).
+    var databaseSize: Int64 { databaseSizeValue.load(ordering: .relaxed) }
+
+    func publishDatabaseSize(_ bytes: Int64) { databaseSizeValue.store(bytes, ordering: .relaxed) }
+
     /// Whether this member is a learner (Status's `isLearner`).
     var isLearner: Bool { isLearnerValue.load(ordering: .relaxed) }
 

@@ -12,6 +12,7 @@ struct KVService: Etcdserverpb_KV.SimpleServiceProtocol {
     let replica: ReplicaHandle
     let header: ResponseHeaderSource
     let maxTxnOperations: Int
+    let quota: BackendQuota
 
     func range(request: Etcdserverpb_RangeRequest, context: ServerContext) async throws
         -> Etcdserverpb_RangeResponse
@@ -27,6 +28,8 @@ struct KVService: Etcdserverpb_KV.SimpleServiceProtocol {
     }
 
     func put(request: Etcdserverpb_PutRequest, context: ServerContext) async throws -> Etcdserverpb_PutResponse {
+        // The quota first, as etcd's quota layer wraps the KV service.
+        try await quota.check(cost: QuotaCost.of(request))
         try RequestValidation.check(request)
         var entry = Etcdserverpb_InternalRaftRequest()
         entry.put = request
@@ -51,6 +54,7 @@ struct KVService: Etcdserverpb_KV.SimpleServiceProtocol {
     }
 
     func txn(request: Etcdserverpb_TxnRequest, context: ServerContext) async throws -> Etcdserverpb_TxnResponse {
+        try await quota.check(cost: QuotaCost.of(request))
         try RequestValidation.check(request, maxOperations: maxTxnOperations)
         var response: Etcdserverpb_TxnResponse
         if Replica.isReadOnly(request) {

@@ -64,6 +64,8 @@ struct LeanServiceTable: LeanRPCDispatcher {
         addWithoutContext(Etcdserverpb_Maintenance.Method.Status.descriptor) { (_: Etcdserverpb_StatusRequest) in try maintenance.status() }
         addWithoutContext(Etcdserverpb_Maintenance.Method.Alarm.descriptor, maintenance.alarm)
         addWithoutContext(Etcdserverpb_Maintenance.Method.MoveLeader.descriptor, maintenance.moveLeader)
+        addWithoutContext(Etcdserverpb_Maintenance.Method.HashKV.descriptor, maintenance.hashKV)
+        addWithoutContext(Etcdserverpb_Maintenance.Method.Hash.descriptor) { (_: Etcdserverpb_HashRequest) in try maintenance.hash() }
         addWithoutContext(Etcdserverpb_Cluster.Method.MemberList.descriptor, cluster.memberList)
         addWithoutContext(Etcdserverpb_Cluster.Method.MemberAdd.descriptor, cluster.memberAdd)
         addWithoutContext(Etcdserverpb_Cluster.Method.MemberRemove.descriptor, cluster.memberRemove)

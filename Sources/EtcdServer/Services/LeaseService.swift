@@ -24,10 +24,13 @@ struct LeaseService: Etcdserverpb_Lease.SimpleServiceProtocol {
     let revokes = RevokesInFlight()
     /// Fires when the server stops: keepalive streams never end by themselves.
     let shutdown: ShutdownSignal
+    /// Grants are refused once the backend is full (etcd's quota lease server).
+    let quota: BackendQuota
 
     func leaseGrant(request: Etcdserverpb_LeaseGrantRequest, context: ServerContext) async throws
         -> Etcdserverpb_LeaseGrantResponse
     {
+        try await quota.check(cost: QuotaCost.leaseGrant)
         var entry = Etcdserverpb_InternalRaftRequest()
         entry.leaseGrant = request
         // The leader picks an ID when the client does not, before proposing, so that every

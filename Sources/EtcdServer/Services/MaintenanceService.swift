@@ -6,8 +6,8 @@ import EtcdRaft
 import EtcdReplica
 import GRPCCore
 
-/// The parts of etcd's Maintenance service that exist so far: Status (what `etcdctl endpoint
-/// status` shows) and listing alarms. The rest answer UNIMPLEMENTED until they are built.
+/// etcd's Maintenance service: Status (what `etcdctl endpoint status` shows), alarms, Hash and
+/// HashKV, and leadership transfer.
 struct MaintenanceService: RegistrableRPCService {
     let replica: ReplicaHandle
     let header: ResponseHeaderSource
@@ -16,6 +16,8 @@ struct MaintenanceService: RegistrableRPCService {
     let mailbox: RaftMailbox
     /// How long MoveLeader waits for the transferee to lead.
     let requestTimeout: Duration
+    /// Where alarm requests go: every Alarm call is a Raft entry, as in etcd.
+    let proposer: RequestProposer
 
     func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
         router.registerUnary(Etcdserverpb_Maintenance.Method.MoveLeader.descriptor) {
@@ -25,8 +27,52 @@ struct MaintenanceService: RegistrableRPCService {
             (request: Etcdserverpb_StatusRequest, _) in try status()
         }
         router.registerUnary(Etcdserverpb_Maintenance.Method.Alarm.descriptor) {
-            (request: Etcdserverpb_AlarmRequest, _) in try alarm(request)
+            (request: Etcdserverpb_AlarmRequest, _) in try await alarm(request)
         }
+        router.registerUnary(Etcdserverpb_Maintenance.Method.HashKV.descriptor) {
+            (request: Etcdserverpb_HashKVRequest, _) in try hashKV(request)
+        }
+        router.registerUnary(Etcdserverpb_Maintenance.Method.Hash.descriptor) {
+            (request: Etcdserverpb_HashRequest, _) in try hash()
+        }
+    }
+
+    /// etcd's HashKV: a CRC-32C of the MVCC history up to a revision, equal on members (and Go
+    /// etcd servers) that saw the same history; see ``MVCCStore/hashKV(revision:)``.
+    func hashKV(_ request: Etcdserverpb_HashKVRequest) throws -> Etcdserverpb_HashKVResponse {
+        let result = try replica.read { (replica) throws(ReplicaError) in
+            do throws(MVCCError) {
+                return try replica.store.hashKV(revision: request.revision)
+            } catch {
+                throw ReplicaError(error)
+            }
+        }
+        var response = Etcdserverpb_HashKVResponse()
+        response.hash = result.hash
+        response.compactRevision = result.compactRevision
+        response.hashRevision = result.hashRevision
+        response.header.revision = result.revision
+        header.fill(&response.header)
+        return response
+    }
+
+    /// etcd's Hash: a checksum of the member's whole keyspace history, compactions or not. Go
+    /// etcd hashes its bbolt file's every bucket, which no other storage can reproduce, so this
+    /// hashes the MVCC rows (as HashKV at the current revision would with nothing compacted);
+    /// like etcd's, it is only comparable between members of one implementation.
+    func hash() throws -> Etcdserverpb_HashResponse {
+        let result = try replica.read { (replica) throws(ReplicaError) in
+            do throws(MVCCError) {
+                return try replica.store.hashAllRows()
+            } catch {
+                throw ReplicaError(error)
+            }
+        }
+        var response = Etcdserverpb_HashResponse()
+        response.hash = result.hash
+        response.header.revision = result.revision
+        header.fill(&response.header)
+        return response
     }
 
     func status() throws -> Etcdserverpb_StatusResponse {
@@ -44,6 +90,9 @@ struct MaintenanceService: RegistrableRPCService {
             response.raftAppliedIndex = statusBoard.appliedIndex
             response.raftTerm = statusBoard.term
             response.isLearner = statusBoard.isLearner
+            // As etcd: a missing leader, then each raised alarm in protobuf's compact text form.
+            if response.leader == 0 { response.errors.append(EtcdError.noLeader.message) }
+            response.errors += replica.alarms.map(Self.compactText)
             response.header.revision = replica.store.currentRevision
             header.fill(&response.header)
             return response
@@ -72,17 +121,41 @@ struct MaintenanceService: RegistrableRPCService {
         return response
     }
 
-    /// No alarm can be raised yet (there is no space quota), so the list is always empty; raising
-    /// or clearing alarms by hand is not supported yet.
-    func alarm(_ request: Etcdserverpb_AlarmRequest) throws -> Etcdserverpb_AlarmResponse {
-        guard request.action == .get else {
-            throw RPCError(code: .unimplemented, message: "etcdserver: alarm activate/deactivate is not supported yet")
-        }
-        return try replica.read { (replica) throws(ReplicaError) in
-            var response = Etcdserverpb_AlarmResponse()
-            response.header.revision = replica.store.currentRevision
+    /// etcd's Alarm: lists, raises or clears alarms. Every action is a Raft entry (a listing
+    /// too, so it is linearizable as in etcd); an action outside the protocol's three answers
+    /// with nothing, as etcd's applier does.
+    func alarm(_ request: Etcdserverpb_AlarmRequest) async throws -> Etcdserverpb_AlarmResponse {
+        var response = Etcdserverpb_AlarmResponse()
+        if case .UNRECOGNIZED = request.action {
             header.fill(&response.header)
             return response
+        }
+        var entry = Etcdserverpb_InternalRaftRequest()
+        entry.alarm = request
+        guard case .alarm(let applied) = try await proposer.propose(entry) else {
+            preconditionFailure("an alarm request was answered with another kind of response")
+        }
+        response = applied
+        header.fill(&response.header)
+        return response
+    }
+
+    /// An alarm as Go's protobuf prints it in compact text (what etcd's Status lists in
+    /// `errors`): "memberID:<decimal> alarm:<NAME> ".
+    static func compactText(_ alarm: Etcdserverpb_AlarmMember) -> String {
+        var text = ""
+        if alarm.memberID != 0 { text += "memberID:\(alarm.memberID) " }
+        if alarm.alarm != .none { text += "alarm:\(alarmName(alarm.alarm)) " }
+        return text
+    }
+
+    /// The alarm type's name in etcd's enum, or its number when it has none.
+    static func alarmName(_ type: Etcdserverpb_AlarmType) -> String {
+        switch type {
+        case .none: return "NONE"
+        case .nospace: return "NOSPACE"
+        case .corrupt: return "CORRUPT"
+        case .UNRECOGNIZED(let value): return String(value)
         }
     }
 }
