@@ -70,6 +70,11 @@ public final class Backend {
         do {
             // Reading the journal mode and the schema touches page 1, so a file that is not a
             // database (or has a damaged header) fails here, at open, with SQLITE_NOTADB.
+            // A new database keeps the bookkeeping that lets freed pages be handed back to the
+            // file system a few at a time (see ``releaseFreePages(limit:)``). This must come
+            // before anything writes the file's first page (switching to WAL does); on an
+            // existing database it only takes effect after a full rewrite (``rewrite()``).
+            try execute("PRAGMA auto_vacuum=INCREMENTAL")
             try execute("PRAGMA journal_mode=WAL")
             try execute("PRAGMA synchronous=NORMAL")
             try execute("SELECT count(*) FROM sqlite_master")
@@ -191,6 +196,39 @@ public final class Backend {
         get throws(BackendError) {
             try (pragmaInt("page_count") - pragmaInt("freelist_count")) * pragmaInt("page_size")
         }
+    }
+
+    // MARK: Defragmentation
+
+    /// Pages inside the file that hold nothing (freed by deletions, reused by later writes).
+    public var freePageCount: Int64 {
+        get throws(BackendError) { try pragmaInt("freelist_count") }
+    }
+
+    /// Whether free pages can be handed back a few at a time (SQLite's incremental auto-vacuum);
+    /// false for a database created before this backend asked for it, until ``rewrite()``.
+    public var releasesPagesIncrementally: Bool {
+        get throws(BackendError) { try pragmaInt("auto_vacuum") == 2 }
+    }
+
+    /// Moves up to `limit` pages from the end of the file into free pages and shortens the file
+    /// by as many, as part of the open transaction (each page moved is a page written). Small
+    /// steps between other transactions are what keep defragmentation from stopping writers.
+    /// Returns the free pages left. Requires ``releasesPagesIncrementally``.
+    @discardableResult
+    public func releaseFreePages(limit: Int) throws(BackendError) -> Int64 {
+        precondition(limit > 0, "releaseFreePages: limit must be positive, got \(limit)")
+        try execute("PRAGMA incremental_vacuum(\(limit))")
+        return try freePageCount
+    }
+
+    /// Rewrites the whole database without its free pages (SQLite's VACUUM) and switches it to
+    /// incremental page release. Holds the database for the whole rewrite, so it is only for a
+    /// database made before incremental release existed; must run outside a transaction.
+    public func rewrite() throws(BackendError) {
+        precondition(!isInTransaction, "rewrite: a transaction is open")
+        try execute("PRAGMA auto_vacuum=INCREMENTAL")
+        try execute("VACUUM")
     }
 
     private func pragmaInt(_ name: String) throws(BackendError) -> Int64 {

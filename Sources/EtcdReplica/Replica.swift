@@ -268,6 +268,35 @@ public final class Replica {
         return store.pendingCompactionRowCount
     }
 
+    /// One step of defragmentation (etcd's Defragment, done in place): up to `pages` free pages
+    /// handed back to the file system in the open batch (opening one if needed), so that applies
+    /// and reads go on between steps. Returns the free pages left. A database created before
+    /// incremental release existed is rewritten whole instead, once, after committing the batch
+    /// (reads and applies wait for that one rewrite). A backend failure stops the member.
+    public func defragmentStep(pages: Int) throws(ReplicaError) -> Int64 {
+        let incremental: Bool
+        do {
+            incremental = try store.backend.releasesPagesIncrementally
+        } catch {
+            throw ReplicaError(.backend(error))
+        }
+        guard incremental else {
+            try commitBackend(durably: false)
+            do {
+                try store.backend.rewrite()
+                return try store.backend.freePageCount
+            } catch {
+                try fail("defragmentation: \(error)")
+            }
+        }
+        try openBatchIfNeeded()
+        do {
+            return try store.backend.releaseFreePages(limit: pages)
+        } catch {
+            try fail("defragmentation: \(error)")
+        }
+    }
+
     private func openBatchIfNeeded() throws(ReplicaError) {
         guard !batchOpen else { return }
         do {

@@ -216,7 +216,9 @@ public final class EtcdServer: Service, Sendable {
             writer: proposer, replica: handle, header: header, maxTxnOperations: configuration.maxTxnOperations, quota: quota)
         let maintenanceService = MaintenanceService(
             replica: handle, header: header, statusBoard: status, mailbox: mailbox,
-            requestTimeout: configuration.requestTimeout, proposer: proposer)
+            requestTimeout: configuration.requestTimeout, proposer: proposer,
+            defragmentStep: { [applier = loop.applier] pages in try await applier.defragmentStep(pages: pages) },
+            logger: logger)
         let clusterService = ClusterService(
             header: header, replica: handle, proposer: proposer, status: status,
             activeSince: { transport.activeSince(NodeID($0.rawValue)) }, forwarder: forwarder,

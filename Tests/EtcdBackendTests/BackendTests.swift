@@ -253,3 +253,61 @@ struct BackendCheckpointTests {
         }
     }
 }
+
+@Suite("Backend defragmentation")
+struct BackendDefragmentationTests {
+    /// Fills a table with `rows` rows of 1 kB and deletes every one but the last.
+    private static func fragment(_ backend: Backend, rows: Int) throws {
+        try backend.execute("CREATE TABLE IF NOT EXISTS filler (id INTEGER PRIMARY KEY, data BLOB)")
+        try backend.begin()
+        for id in 0..<rows {
+            try backend.withStatement("INSERT INTO filler (id, data) VALUES (?1, ?2)") { statement throws(BackendError) in
+                try statement.bind(Int64(id), at: 1)
+                try statement.bind([UInt8](repeating: 1, count: 1_000), at: 2)
+                try statement.run()
+            }
+        }
+        try backend.execute("DELETE FROM filler WHERE id < \(rows - 1)")
+        try backend.commit()
+    }
+
+    @Test("a new database releases free pages a bounded number at a time, inside a transaction, and keeps its rows")
+    func incremental() throws {
+        try withTemporaryDirectory { directory in
+            let backend = try Backend(dataDirectory: directory)
+            #expect(try backend.releasesPagesIncrementally)
+            try Self.fragment(backend, rows: 2_000)
+            let free = try backend.freePageCount
+            let size = try backend.sizeBytes
+            #expect(free > 100)
+            try backend.begin()
+            let left = try backend.releaseFreePages(limit: 50)
+            try backend.commit()
+            #expect(left == free - 50)
+            #expect(try backend.sizeBytes == size - 50 * 4_096)
+            while try backend.releaseFreePages(limit: 500) > 0 {}
+            #expect(try backend.freePageCount == 0)
+            #expect(try count(backend, "filler") == 1)
+        }
+    }
+
+    @Test("a database made without incremental release is rewritten once, then releases incrementally")
+    func rewriteOldDatabase() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory + "/old.sqlite"
+            // What older builds made: auto-vacuum off (turned off here by a rewrite).
+            var handle: Backend? = try Backend(path: path)
+            try handle?.execute("PRAGMA auto_vacuum=NONE; VACUUM;")
+            #expect(try handle?.releasesPagesIncrementally == false)
+            handle = nil
+            let backend = try Backend(path: path)
+            #expect(try !backend.releasesPagesIncrementally)
+            try Self.fragment(backend, rows: 1_000)
+            #expect(try backend.freePageCount > 100)
+            try backend.rewrite()
+            #expect(try backend.releasesPagesIncrementally)
+            #expect(try backend.freePageCount == 0)
+            #expect(try count(backend, "filler") == 1)
+        }
+    }
+}

@@ -337,6 +337,30 @@ final class EntryApplier: Sendable {
         }
     }
 
+    /// One defragmentation step on the applier's queue, between applies (see
+    /// ``Replica/defragmentStep(pages:)``); returns the free pages left. Afterwards the batch is
+    /// committed on the usual schedule, and the database's size published.
+    func defragmentStep(pages: Int) async throws -> Int64 {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async {
+                guard !self.queueState.withLock({ $0.stopped }) else {
+                    continuation.resume(throwing: EtcdError.stopped)
+                    return
+                }
+                do {
+                    let left = try self.replica.mutate { (replica) throws(ReplicaError) in
+                        try replica.defragmentStep(pages: pages)
+                    }
+                    try self.backendDuties()
+                    continuation.resume(returning: left)
+                } catch {
+                    self.fail("defragmenting the backend: \(error)")
+                    continuation.resume(throwing: error)
+                }
+            }
+        }
+    }
+
     /// Commits the backend batch under the replica's lock, then, outside it, checkpoints the
     /// backend: fully (syncing it) when `durably`, passively once its WAL has grown. Readers wait
     /// for the commit (a write to SQLite's WAL file) but never for the disk.

@@ -69,6 +69,8 @@ final class RaftLoop: Sendable {
     let pending: PendingRequests
     let status: MemberStatusBoard
     private let core: Mutex<LoopCore>
+    /// The loop's applier, for work a request handler schedules between applies (defragmentation).
+    let applier: EntryApplier
     private let configuration: RaftLoopConfiguration
     private let logger: Logger
     private let thread = NIOThreadPool(numberOfThreads: 1)
@@ -88,13 +90,13 @@ final class RaftLoop: Sendable {
         self.status = status
         self.configuration = configuration
         self.logger = logger
-        core = Mutex(
-            LoopCore(
-                member: member, replica: replica, checkpointer: checkpointer, pending: pending, status: status,
-                configuration: configuration, logger: logger, publishChanges: publishChanges,
-                wakeLoop: { [mailbox] in mailbox.nudge() }
-            )
+        let core = LoopCore(
+            member: member, replica: replica, checkpointer: checkpointer, pending: pending, status: status,
+            configuration: configuration, logger: logger, publishChanges: publishChanges,
+            wakeLoop: { [mailbox] in mailbox.nudge() }
         )
+        applier = core.applier
+        self.core = Mutex(core)
         thread.start()
     }
 

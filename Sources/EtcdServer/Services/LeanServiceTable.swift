@@ -65,6 +65,9 @@ struct LeanServiceTable: LeanRPCDispatcher {
         addWithoutContext(Etcdserverpb_Maintenance.Method.Alarm.descriptor, maintenance.alarm)
         addWithoutContext(Etcdserverpb_Maintenance.Method.MoveLeader.descriptor, maintenance.moveLeader)
         addWithoutContext(Etcdserverpb_Maintenance.Method.HashKV.descriptor, maintenance.hashKV)
+        addWithoutContext(Etcdserverpb_Maintenance.Method.Defragment.descriptor) { (_: Etcdserverpb_DefragmentRequest) in
+            try await maintenance.defragment()
+        }
         addWithoutContext(Etcdserverpb_Maintenance.Method.Hash.descriptor) { (_: Etcdserverpb_HashRequest) in try maintenance.hash() }
         addWithoutContext(Etcdserverpb_Cluster.Method.MemberList.descriptor, cluster.memberList)
         addWithoutContext(Etcdserverpb_Cluster.Method.MemberAdd.descriptor, cluster.memberAdd)
