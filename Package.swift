@@ -31,6 +31,7 @@ let package = Package(
         .executable(name: "etcd", targets: ["EtcdMain"]),
         .library(name: "EtcdServer", targets: ["EtcdServer"]),
         .executable(name: "etcd-benchmark", targets: ["EtcdBenchmark"]),
+        .executable(name: "etcdutl", targets: ["EtcdUtility"]),
     ],
     dependencies: [
         .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
@@ -113,6 +114,12 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // etcdutl's offline commands for swift-etcd's files (snapshot status and restore).
+        .executableTarget(
+            name: "EtcdUtility",
+            dependencies: ["EtcdServer", argumentParser, logging],
+            swiftSettings: strictSettings
+        ),
         // Load generator modelled on etcd's tools/benchmark; talks to the generated clients directly.
         .executableTarget(
             name: "EtcdBenchmark",
@@ -179,7 +186,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CompatibilityTests",
-            dependencies: ["EtcdTestSupport", "EtcdAPI", grpcCore, swiftProtobuf],
+            dependencies: ["EtcdTestSupport", "EtcdAPI", grpcCore, swiftProtobuf, crypto],
             swiftSettings: strictSettings
         ),
         // The test support's own pure parts, such as the linearizability checker (issue 17).

@@ -179,6 +179,20 @@ struct KVTable {
         }
     }
 
+    func rowCount() throws(BackendError) -> Int {
+        try backend.withStatement("SELECT count(*) FROM kv") { statement throws(BackendError) -> Int in
+            _ = try statement.step()
+            return Int(statement.int64(at: 0))
+        }
+    }
+
+    func removeMeta(_ name: String) throws(BackendError) {
+        try backend.withStatement("DELETE FROM meta WHERE name = ?1") { statement throws(BackendError) in
+            try statement.bind(name, at: 1)
+            try statement.run()
+        }
+    }
+
     func meta(_ name: String) throws(BackendError) -> Int64? {
         try backend.withStatement("SELECT value FROM meta WHERE name = ?1") { statement throws(BackendError) -> Int64? in
             try statement.bind(name, at: 1)

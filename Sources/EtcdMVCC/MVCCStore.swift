@@ -327,6 +327,23 @@ public final class MVCCStore {
         try write { () throws(BackendError) in try table.setMeta(name, value) }
     }
 
+    /// How many rows (revisions of keys, deletions included) the backend holds.
+    public func storedRowCount() throws(MVCCError) -> Int {
+        do {
+            return try table.rowCount()
+        } catch {
+            throw .backend(error)
+        }
+    }
+
+    /// Removes a meta value in the open batch (nothing if it was never set).
+    public func removeMeta(_ name: String) throws(MVCCError) {
+        precondition(inBatch, "removeMeta(\(name)) outside a batch")
+        precondition(name != Self.compactedRevisionMetaName, "removeMeta: \(name) is owned by compact()")
+        try checkBatchHealthy()
+        try write { () throws(BackendError) in try table.removeMeta(name) }
+    }
+
     // MARK: Internals
 
     /// Runs a backend write of the open batch; a failure poisons the batch (memory may already

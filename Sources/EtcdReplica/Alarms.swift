@@ -35,6 +35,10 @@ public struct AlarmTable {
         }
     }
 
+    func clear() throws(BackendError) {
+        try backend.execute("DELETE FROM alarms")
+    }
+
     func insert(_ alarm: Etcdserverpb_AlarmMember) throws(BackendError) {
         try backend.withStatement("INSERT OR IGNORE INTO alarms (member_id, alarm) VALUES (?1, ?2)") {
             statement throws(BackendError) in

@@ -268,6 +268,30 @@ public final class Replica {
         return store.pendingCompactionRowCount
     }
 
+    /// Turns a backend restored from a snapshot into the start of a new cluster (etcdutl's
+    /// `snapshot restore`): the keys, their revisions and the leases stay; the old cluster's
+    /// members, alarms and applied index go (with the meta values named in `forgetting`), so the
+    /// new cluster's log applies from its first entry, its membership included. Committed durably.
+    public func startNewCluster(forgetting metaNames: [String]) throws(ReplicaError) {
+        try openBatchIfNeeded()
+        do {
+            try membershipTable.clear()
+            try alarmTable.clear()
+            for name in [Self.appliedIndexMetaKey, Self.termMetaKey] + metaNames {
+                try store.removeMeta(name)
+            }
+        } catch {
+            try fail("restoring a snapshot: \(error)")
+        }
+        try commitBackend(durably: true)
+        membership = ClusterMembership(members: [])
+        clusterVersion = nil
+        alarms = []
+        appliedIndex = 0
+        appliedTerm = 0
+        committedIndex = 0
+    }
+
     /// One step of defragmentation (etcd's Defragment, done in place): up to `pages` free pages
     /// handed back to the file system in the open batch (opening one if needed), so that applies
     /// and reads go on between steps. Returns the free pages left. A database created before

@@ -218,6 +218,8 @@ public final class EtcdServer: Service, Sendable {
             replica: handle, header: header, statusBoard: status, mailbox: mailbox,
             requestTimeout: configuration.requestTimeout, proposer: proposer,
             defragmentStep: { [applier = loop.applier] pages in try await applier.defragmentStep(pages: pages) },
+            snapshots: SnapshotStreamer(
+                databasePath: databasePath, snapshotDirectory: snapshotDirectory),
             logger: logger)
         let clusterService = ClusterService(
             header: header, replica: handle, proposer: proposer, status: status,

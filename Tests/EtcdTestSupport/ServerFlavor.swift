@@ -50,7 +50,7 @@ public enum ServerFlavor: String, Sendable, Hashable, CustomStringConvertible {
 
     /// The directories the test bundle runs from: SwiftPM puts the products of one build, the
     /// `etcd` executable among them, in the same directory as the test bundle.
-    static func buildDirectories() -> [URL] {
+    public static func buildDirectories() -> [URL] {
         var directories: [URL] = []
         if let executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
             directories.append(Self.productsDirectory(containing: URL(fileURLWithPath: executable)))

@@ -19,6 +19,12 @@ public struct MembershipTable {
         )
     }
 
+    /// Forgets every member, removed member and the cluster version (a restored snapshot starts
+    /// a new cluster, whose members come from its own bootstrap).
+    public func clear() throws(BackendError) {
+        try backend.execute("DELETE FROM members; DELETE FROM members_removed; DELETE FROM cluster;")
+    }
+
     /// Writes `membership` as a whole: members that are gone lose their rows.
     public func save(_ membership: ClusterMembership) throws(BackendError) {
         try backend.execute("DELETE FROM members")

@@ -5,6 +5,8 @@ import EtcdReplica
 extension Replica {
     private static let memberIDMetaKey = "member_id"
     private static let clusterIDMetaKey = "cluster_id"
+    /// The meta values that hold the member's identity (a restored snapshot forgets them).
+    static let identityMetaKeys = [memberIDMetaKey, clusterIDMetaKey]
 
     /// A member keeps the IDs it was born with: the first start records them with the data, and
     /// later starts use the recorded ones whatever the flags say, as etcd reads them from its WAL.

@@ -91,6 +91,12 @@ struct LeanServiceTable: LeanRPCDispatcher {
             try await watch.watch(request: $0, response: $1, context: $2)
         }
         addStreaming(
+            Etcdserverpb_Maintenance.Method.Snapshot.descriptor,
+            encode: { (response: Etcdserverpb_SnapshotResponse) in try response.serializedBytes() }
+        ) {
+            try await maintenance.snapshot(request: $0, response: $1, context: $2)
+        }
+        addStreaming(
             Etcdserverpb_Lease.Method.LeaseKeepAlive.descriptor,
             encode: { (response: Etcdserverpb_LeaseKeepAliveResponse) in try response.serializedBytes() }
         ) {

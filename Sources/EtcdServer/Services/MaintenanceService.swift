@@ -5,6 +5,7 @@ import EtcdCommon
 import EtcdRaft
 import EtcdReplica
 import GRPCCore
+import GRPCProtobuf
 import Logging
 
 /// etcd's Maintenance service: Status (what `etcdctl endpoint status` shows), alarms, Hash and
@@ -21,6 +22,7 @@ struct MaintenanceService: RegistrableRPCService {
     let proposer: RequestProposer
     /// Runs one defragmentation step between applies; returns the free pages left.
     let defragmentStep: @Sendable (_ pages: Int) async throws -> Int64
+    let snapshots: SnapshotStreamer
     let logger: Logger
 
     func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
@@ -39,9 +41,30 @@ struct MaintenanceService: RegistrableRPCService {
         router.registerUnary(Etcdserverpb_Maintenance.Method.Defragment.descriptor) {
             (_: Etcdserverpb_DefragmentRequest, _) in try await defragment()
         }
+        router.registerHandler(
+            forMethod: Etcdserverpb_Maintenance.Method.Snapshot.descriptor,
+            deserializer: ProtobufDeserializer<Etcdserverpb_SnapshotRequest>(),
+            serializer: ProtobufSerializer<Etcdserverpb_SnapshotResponse>()
+        ) { request, context in
+            StreamingServerResponse { writer in
+                try await snapshot(request: request.messages, response: writer, context: context)
+                return [:]
+            }
+        }
         router.registerUnary(Etcdserverpb_Maintenance.Method.Hash.descriptor) {
             (request: Etcdserverpb_HashRequest, _) in try hash()
         }
+    }
+
+    /// etcd's Snapshot (see ``SnapshotStreamer``); the request carries nothing.
+    func snapshot(
+        request: RPCAsyncSequence<Etcdserverpb_SnapshotRequest, any Error>,
+        response: RPCWriter<Etcdserverpb_SnapshotResponse>,
+        context: ServerContext
+    ) async throws {
+        logger.info("sending database snapshot to client")
+        try await snapshots.stream(to: response)
+        logger.info("sent database snapshot to client")
     }
 
     /// Pages handed back per step: about 2 ms of work, so a read or an apply waits at most that
