@@ -255,6 +255,12 @@ public final class EtcdServer: Service, Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await loop.run() }
             group.addTask { await watchHub.runCatchUp() }
+            if let mode = configuration.autoCompaction {
+                let compactor = AutoCompactor(
+                    mode: mode, status: status, replica: handle, proposer: proposer, localMember: persisted.member,
+                    logger: logger)
+                group.addTask { await compactor.run(until: shutdown) }
+            }
             group.addTask {
                 await loop.runTicker()
                 // The ticker ends when the mailbox closes: at shutdown, or because the member's

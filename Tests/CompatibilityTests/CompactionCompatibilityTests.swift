@@ -62,3 +62,24 @@ struct CompactionCompatibilityTests {
         }
     }
 }
+
+extension CompactionCompatibilityTests {
+    @Test("--auto-compaction-mode=periodic with a 1 s retention compacts history older than about a second, as etcd")
+    func periodicAutoCompaction() async throws {
+        let options = EtcdOptions(extraArguments: ["--auto-compaction-mode=periodic", "--auto-compaction-retention=1s"])
+        try await expectCompatible(
+            "auto compaction", options: options, referenceMentions: ["required revision has been compacted"]
+        ) { side in
+            for index in 1...5 { try await side.etcdctl(["put", "k", "v\(index)"], record: false) }
+            // The first compaction (after 1 s) keeps the start's revision; the next (after 2 s)
+            // goes to the revision sampled a second before, past these puts.
+            let compacted = try await poll(timeout: .seconds(8), interval: .milliseconds(200)) {
+                try await side.etcdctl(["get", "k", "--rev=5"], record: false).standardError.contains("compacted")
+            }
+            side.record("revision 5 compacted within 8 s", .text("\(compacted)"))
+            try await side.etcdctl("get", "k", "--rev=2")
+            try await side.etcdctl("get", "k", "--print-value-only")
+            try await side.etcdctl("put", "k", "after")
+        }
+    }
+}
