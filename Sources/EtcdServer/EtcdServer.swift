@@ -255,6 +255,12 @@ public final class EtcdServer: Service, Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await loop.run() }
             group.addTask { await watchHub.runCatchUp() }
+            let corruptionChecker = CorruptionChecker(
+                replica: handle, status: status, proposer: proposer, localMember: persisted.member, logger: logger)
+            if configuration.corruptCheckTime > .zero {
+                let interval = configuration.corruptCheckTime
+                group.addTask { await corruptionChecker.runPeriodically(every: interval, until: shutdown) }
+            }
             if let mode = configuration.autoCompaction {
                 let compactor = AutoCompactor(
                     mode: mode, status: status, replica: handle, proposer: proposer, localMember: persisted.member,
@@ -280,6 +286,8 @@ public final class EtcdServer: Service, Sendable {
                     // Raft (which needs a leader, so a quorum of the cluster).
                     await published.wait()
                     guard !shutdown.isFired else { return }
+                    // etcd checks its data against its peers' before it serves any client.
+                    if configuration.initialCorruptCheck { try await corruptionChecker.checkAtStart() }
                     logPublished(persisted)
                     // One set of lean listeners: the client URLs (when the lean server serves
                     // them) first, then the extra ones of --experimental-lean-grpc-listen-urls.

@@ -181,8 +181,8 @@ public enum FlagTable {
         FlagSpec("experimental-distributed-tracing-instance-id", .string, "", .notYetEffective("tracing is not built"), "Configures service instance ID for distributed tracing."),
         FlagSpec("experimental-distributed-tracing-sampling-rate", .integer, "0", .notYetEffective("tracing is not built"), "Number of samples to collect per million spans for OpenTelemetry Tracing."),
         // experimental
-        FlagSpec("experimental-initial-corrupt-check", .bool, "false", .notYetEffective("the corruption check is not built"), "Enable to check data corruption before serving any client/peer traffic."),
-        FlagSpec("experimental-corrupt-check-time", .duration, "0s", .notYetEffective("the corruption check is not built"), "Duration of time between cluster corruption check passes."),
+        FlagSpec("experimental-initial-corrupt-check", .bool, "false", .supported, "Enable to check data corruption before serving any client/peer traffic."),
+        FlagSpec("experimental-corrupt-check-time", .duration, "0s", .supported, "Duration of time between cluster corruption check passes."),
         FlagSpec("experimental-compact-hash-check-enabled", .bool, "false", .notYetEffective("the corruption check is not built"), "Enable leader to periodically check followers compaction hashes."),
         FlagSpec("experimental-compact-hash-check-time", .duration, "1m", .notYetEffective("the corruption check is not built"), "Duration of time between leader checks followers compaction hashes."),
         FlagSpec("experimental-enable-lease-checkpoint", .bool, "true", .supported, "Enable leader to send regular checkpoints to other members to prevent reset of remaining TTL on leader change (on by default here; off in etcd)."),

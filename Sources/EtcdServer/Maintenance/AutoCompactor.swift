@@ -109,7 +109,7 @@ struct AutoCompactor: Sendable {
         let revision = { (try? replica.read { $0.store.currentRevision }) ?? 0 }
         var schedule = AutoCompactionSchedule(mode, startRevision: revision(), now: .zero)
         logger.info("auto compaction is enabled", metadata: schedule.logMetadata)
-        while await Self.sleep(schedule.tickInterval, unless: shutdown) {
+        while await shutdown.sleep(schedule.tickInterval) {
             let now = start.duration(to: clock.now)
             let leading = status.leader == localMember.rawValue
             guard let target = schedule.tick(currentRevision: revision(), now: now, leading: leading) else { continue }
@@ -129,27 +129,6 @@ struct AutoCompactor: Sendable {
                 metadata["error"] = "\(error)"
                 logger.warning("failed auto compaction", metadata: metadata)
             }
-        }
-    }
-
-    /// Sleeps `duration`; false if the server began to stop meanwhile.
-    private static func sleep(_ duration: Duration, unless shutdown: ShutdownSignal) async -> Bool {
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                do {
-                    try await Task.sleep(for: duration)
-                    return true
-                } catch {
-                    return false
-                }
-            }
-            group.addTask {
-                await shutdown.wait()
-                return false
-            }
-            let slept = await group.next() ?? false
-            group.cancelAll()
-            return slept && !shutdown.isFired
         }
     }
 }
