@@ -183,8 +183,8 @@ public enum FlagTable {
         // experimental
         FlagSpec("experimental-initial-corrupt-check", .bool, "false", .supported, "Enable to check data corruption before serving any client/peer traffic."),
         FlagSpec("experimental-corrupt-check-time", .duration, "0s", .supported, "Duration of time between cluster corruption check passes."),
-        FlagSpec("experimental-compact-hash-check-enabled", .bool, "false", .notYetEffective("the corruption check is not built"), "Enable leader to periodically check followers compaction hashes."),
-        FlagSpec("experimental-compact-hash-check-time", .duration, "1m", .notYetEffective("the corruption check is not built"), "Duration of time between leader checks followers compaction hashes."),
+        FlagSpec("experimental-compact-hash-check-enabled", .bool, "false", .notYetEffective("the check of hashes after each compaction is not built"), "Enable leader to periodically check followers compaction hashes."),
+        FlagSpec("experimental-compact-hash-check-time", .duration, "1m", .notYetEffective("the check of hashes after each compaction is not built"), "Duration of time between leader checks followers compaction hashes."),
         FlagSpec("experimental-enable-lease-checkpoint", .bool, "true", .supported, "Enable leader to send regular checkpoints to other members to prevent reset of remaining TTL on leader change (on by default here; off in etcd)."),
         FlagSpec("experimental-enable-lease-checkpoint-persist", .bool, "", .supported, "Persist checkpointed remaining TTLs (default: follows --experimental-enable-lease-checkpoint; requires it)."),
         FlagSpec("experimental-lease-checkpoint-interval", .duration, "5m", .supported, "Duration of periodic lease checkpoints."),
