@@ -122,3 +122,43 @@ struct SnapshotCompatibilityTests {
         }
     }
 }
+
+extension SnapshotCompatibilityTests {
+    @Test("a three-member cluster restored from one member's snapshot: one leader, the same keys at the same revisions, equal HashKV")
+    func restoreCluster() async throws {
+        try await withEtcdCluster(.candidate) { cluster in
+            let etcdctl = cluster.etcdctl()
+            for index in 0..<30 { #expect(try await etcdctl.run("put", "k\(index % 10)", "v\(index)").succeeded) }
+            let before = try await etcdctl.run("get", "", "--prefix", "-w", "json")
+            let revision = try #require((try JSONValue(parsing: before.standardOutput))["header"]?["revision"]?.integerValue)
+            try await withTemporaryDirectory(prefix: "snapshot") { scratch in
+                let file = scratch.appending("saved.db")
+                let saved = try await cluster.etcdctl([cluster.members[0]]).run("snapshot", "save", file.path)
+                try #require(saved.succeeded, "\(saved)")
+                for member in cluster.members { _ = await cluster.stop(member) }
+                let initialCluster = cluster.members.map { "\($0.name)=\($0.peerURL)" }.joined(separator: ",")
+                for member in cluster.members {
+                    let directory = cluster.dataDirectory(of: member)
+                    try FileManager.default.removeItem(at: directory)
+                    let restored = try await Self.etcdutl([
+                        "snapshot", "restore", file.path, "--data-dir=\(directory.path)", "--name=\(member.name)",
+                        "--initial-cluster=\(initialCluster)", "--initial-cluster-token=\(cluster.token)",
+                        "--initial-advertise-peer-urls=\(member.peerURL)",
+                    ])
+                    try #require(restored.exit == 0, "\(restored)")
+                }
+            }
+            for member in cluster.members { try await cluster.restart(member, wait: false) }
+            try await cluster.waitUntilHealthy()
+            #expect(try await cluster.leader() != nil)
+            let after = try await etcdctl.run("get", "", "--prefix", "-w", "json")
+            let kvs = { (text: String) in (try? JSONValue(parsing: text))?["kvs"] }
+            #expect(kvs(after.standardOutput) == kvs(before.standardOutput))
+            let hashes = try await ClusterTests.hashKVs(etcdctl, revision: revision)
+            #expect(hashes.count == 3 && Set(hashes).count == 1, "\(hashes)")
+            let members = try await etcdctl.run("member", "list")
+            #expect(members.standardOutput.split(separator: "\n").count == 3, "\(members)")
+            #expect(try await etcdctl.run("put", "after", "restore").succeeded)
+        }
+    }
+}

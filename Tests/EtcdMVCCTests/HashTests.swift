@@ -59,4 +59,36 @@ struct HashTests {
         #expect(throws: MVCCError.compacted) { try first.hashKV(revision: 4) }
         #expect(throws: MVCCError.futureRevision) { try first.hashKV(revision: 6) }
     }
+
+    @Test("a row in etcd's bbolt bytes: the revision key (main, '_', sub, 't' for a deletion), then the marshalled KeyValue")
+    func etcdRowBytes() {
+        var key: [UInt8] = []
+        EtcdRowEncoding.appendRevisionKey(Revision(main: 0x0102, sub: 3), tombstone: true, to: &key)
+        #expect(key == [0, 0, 0, 0, 0, 0, 1, 2, 0x5f, 0, 0, 0, 0, 0, 0, 0, 3, 0x74])
+        var value: [UInt8] = []
+        let kv = KeyValue(key: bytes("k"), createRevision: 2, modRevision: 300, version: 1, value: bytes("v"), lease: 0)
+        EtcdRowEncoding.appendKeyValue(kv, to: &value)
+        // key, create_revision, mod_revision (a two-byte varint), version, value; no lease (zero).
+        #expect(value == [0x0a, 1, 0x6b, 0x10, 2, 0x18, 0xac, 0x02, 0x20, 1, 0x2a, 1, 0x76])
+        var tombstone: [UInt8] = []
+        EtcdRowEncoding.appendKeyValue(.tombstone(of: bytes("k")), to: &tombstone)
+        #expect(tombstone == [0x0a, 1, 0x6b])
+    }
+
+    @Test("Hash covers every stored row: equal for equal histories, changed by a write and by a compaction")
+    func wholeHash() throws {
+        let first = try memoryStore()
+        let second = try memoryStore()
+        try history(first)
+        try history(second)
+        #expect(try first.hashAllRows() == second.hashAllRows())
+        let before = try first.hashAllRows().hash
+        try compact(first, 4)
+        try first.beginBatch()
+        _ = try first.compactStep(limit: 100)
+        try first.commitBatch()
+        #expect(try first.hashAllRows().hash != before)
+        try put(second, "c", "x")
+        #expect(try second.hashAllRows().hash != before)
+    }
 }
