@@ -247,12 +247,11 @@ public final class EtcdServer: Service, Sendable {
                 storeFigures: { Self.storeFigures(handle) }))
         // HTTP/1.1 beside gRPC on the client port, and alone on --listen-metrics-urls.
         let health = HealthEndpoints(kv: kvService, replica: handle, status: status, metrics: metrics)
+        let gateway = JSONGateway(
+            kv: kvService, lease: leaseService, maintenance: maintenanceService, cluster: clusterService, metrics: metrics.grpc)
         let httpEndpoints = HTTPEndpoints(
-            health: health, metrics: metrics,
-            gateway: JSONGateway(
-                kv: kvService, lease: leaseService, maintenance: maintenanceService, cluster: clusterService,
-                metrics: metrics.grpc))
-        let metricsEndpoints = HTTPEndpoints(health: health, metrics: metrics, gateway: nil)
+            health: health, metrics: metrics, gateway: configuration.enableGRPCGateway ? gateway : nil, isClientPort: true)
+        let metricsEndpoints = HTTPEndpoints(health: health, metrics: metrics, gateway: nil, isClientPort: false)
         let services: [any RegistrableRPCService] = [kvService, maintenanceService, clusterService, leaseService, watchService]
         // The client URLs are served by one of the two gRPC servers (--experimental-grpc-server).
         let grpcSwiftURLs = configuration.grpcServer == .grpcSwift ? configuration.listenClientURLs : []
@@ -261,6 +260,7 @@ public final class EtcdServer: Service, Sendable {
             GRPCServer(
                 transport: try makeTransport(for: url, http: httpEndpoints), services: services,
                 interceptors: [
+                    GRPCMetricsInterceptor(metrics: metrics.grpc),
                     RequireLeaderInterceptor(
                         status: status, checkInterval: .milliseconds(configuration.electionTimeoutMilliseconds))
                 ])

@@ -5,8 +5,10 @@ import NIOHTTP1
 struct HTTPEndpoints: HTTPResponder {
     let health: HealthEndpoints
     let metrics: ServerMetrics
-    /// nil on the metrics listeners.
+    /// nil on the metrics listeners, and with `--enable-grpc-gateway=false`.
     let gateway: JSONGateway?
+    /// The client port answers CORS preflights, as etcd's does; the metrics listeners do not.
+    let isClientPort: Bool
 
     /// etcd answers every client-port request with these (its default `--cors` is `*`).
     static let corsHeaders = [
@@ -17,7 +19,7 @@ struct HTTPEndpoints: HTTPResponder {
 
     func respond(to request: HTTPRequest) async -> HTTPResponse {
         // A CORS preflight, answered before any route on the client port.
-        if gateway != nil && request.method == .OPTIONS { return HTTPResponse(status: .ok, body: []) }
+        if isClientPort && request.method == .OPTIONS { return HTTPResponse(status: .ok, body: []) }
         if let answer = await health.respond(to: request) { return answer }
         switch request.path {
         case "/version":
