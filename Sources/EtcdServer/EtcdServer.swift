@@ -284,22 +284,27 @@ public final class EtcdServer: Service, Sendable {
             defer { mailbox.close() }
             do {
                 try await withTaskCancellationOrGracefulShutdownHandler {
+                    // etcd serves --listen-metrics-urls from the start: a probe then finds a
+                    // member without a leader unhealthy rather than unreachable.
+                    let metricsListeners = try await MetricsListeners.bind(
+                        configuration.listenMetricsURLs, responder: metricsEndpoints, logger: logger)
                     // As etcd, clients are served once this member has published itself through
                     // Raft (which needs a leader, so a quorum of the cluster).
                     await published.wait()
-                    guard !shutdown.isFired else { return }
+                    guard !shutdown.isFired else {
+                        await metricsListeners.close()
+                        return
+                    }
                     logPublished(persisted)
                     // One set of lean listeners: the client URLs (when the lean server serves
                     // them) first, then the extra ones of --experimental-lean-grpc-listen-urls.
-                    let lean = try await LeanGRPCListeners.bind(
-                        leanClientURLs + configuration.leanGRPCListenURLs, table: leanTable,
-                        configuration: configuration, counters: connectionCounters, http: httpEndpoints, logger: logger)
-                    let metricsListeners: MetricsListeners
+                    let lean: LeanGRPCListeners
                     do {
-                        metricsListeners = try await MetricsListeners.bind(
-                            configuration.listenMetricsURLs, responder: metricsEndpoints, logger: logger)
+                        lean = try await LeanGRPCListeners.bind(
+                            leanClientURLs + configuration.leanGRPCListenURLs, table: leanTable,
+                            configuration: configuration, counters: connectionCounters, http: httpEndpoints, logger: logger)
                     } catch {
-                        _ = await lean.close(gracePeriod: .zero)
+                        await metricsListeners.close()
                         throw error
                     }
                     let leanAddresses = lean.addresses
@@ -316,8 +321,10 @@ public final class EtcdServer: Service, Sendable {
                         _ = await lean.close(gracePeriod: .zero)
                         throw error
                     }
+                    // Health stays reachable while the client connections drain.
+                    let drained = await lean.close(gracePeriod: configuration.shutdownGracePeriod)
                     await metricsListeners.close()
-                    if await !lean.close(gracePeriod: configuration.shutdownGracePeriod) { throw ShutdownGracePeriodExpired() }
+                    if !drained { throw ShutdownGracePeriodExpired() }
                 } onCancelOrGracefulShutdown: {
                     // Watch and keepalive streams never end by themselves; closing them lets the
                     // listeners drain.

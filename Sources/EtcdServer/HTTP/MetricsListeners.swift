@@ -7,11 +7,14 @@ import NIOPosix
 /// scrapes and probes need not share the client port).
 struct MetricsListeners {
     let channels: [any Channel]
+    /// Accepted connections, closed (once idle) with the listeners.
+    let connections: LeanGRPCListeners.OpenConnections
 
     /// Binds every URL; one that cannot be bound closes the others and throws, as etcd refuses
     /// to start without its metrics listeners.
     static func bind(_ urls: [EndpointURL], responder: HTTPEndpoints, logger: Logger) async throws -> MetricsListeners {
         var channels: [any Channel] = []
+        let connections = LeanGRPCListeners.OpenConnections()
         for url in urls {
             guard url.scheme == "http" else {
                 for channel in channels { try? await channel.close() }
@@ -22,7 +25,8 @@ struct MetricsListeners {
                 let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                     .childChannelInitializer { channel in
-                        channel.eventLoop.makeCompletedFuture {
+                        connections.add(channel)
+                        return channel.eventLoop.makeCompletedFuture {
                             // Only small GET requests are meant for these endpoints.
                             try HTTPPipeline.configure(
                                 channel.pipeline.syncOperations, at: .last, responder: responder, maxBodyBytes: 1 << 16,
@@ -38,7 +42,7 @@ struct MetricsListeners {
                 throw ConfigurationError.invalid("cannot listen for metrics on \(url): \(error)")
             }
         }
-        return MetricsListeners(channels: channels)
+        return MetricsListeners(channels: channels, connections: connections)
     }
 
     /// The bound addresses, in the order of the URLs.
@@ -49,7 +53,10 @@ struct MetricsListeners {
         }
     }
 
+    /// Stops accepting, then closes the connections once their requests are answered (a
+    /// scrape or probe takes moments; one still running after a second is cut).
     func close() async {
         for channel in channels { try? await channel.close() }
+        _ = await connections.drainAll(gracePeriod: .seconds(1))
     }
 }
