@@ -248,7 +248,8 @@ public final class EtcdServer: Service, Sendable {
         // HTTP/1.1 beside gRPC on the client port, and alone on --listen-metrics-urls.
         let health = HealthEndpoints(kv: kvService, replica: handle, status: status, metrics: metrics)
         let gateway = JSONGateway(
-            kv: kvService, lease: leaseService, maintenance: maintenanceService, cluster: clusterService, metrics: metrics.grpc)
+            kv: kvService, lease: leaseService, maintenance: maintenanceService, cluster: clusterService,
+            watch: watchService, metrics: metrics.grpc)
         let httpEndpoints = HTTPEndpoints(
             health: health, metrics: metrics, gateway: configuration.enableGRPCGateway ? gateway : nil, isClientPort: true)
         let metricsEndpoints = HTTPEndpoints(health: health, metrics: metrics, gateway: nil, isClientPort: false)

@@ -143,6 +143,32 @@ struct GatewayCompatibilityTests {
         }
     }
 
+    @Test("Watch through the JSON gateway streams {\"result\":…} lines for as long as the client stays")
+    func watchGateway() async throws {
+        try await expectCompatible("JSON gateway watch", knownDifference: Self.etcd34Versus35) { side in
+            try await side.http("POST", "/v3/kv/put", body: #"{"key":"Zm9v","value":"YmFy"}"#)
+            try await side.http("POST", "/v3/kv/put", body: #"{"key":"Zm9w","value":"YmF6"}"#)
+            try await side.http("POST", "/v3/kv/deleterange", body: #"{"key":"Zm9v"}"#)
+            // From a past revision, so that the events are there at once whatever the timing;
+            // the client leaves after a while (curl's time limit), which ends the stream.
+            let body = #"{"create_request":{"key":"Zm9v","range_end":"Zm9w","start_revision":"2","prev_kv":true}}"#
+            let watch = try await Curl.request("POST", url: side.server.clientURL + "/v3/watch", body: body, timeout: .seconds(2))
+            let lines = watch.body.split(separator: "\n").map { line in
+                CompatibilitySession.observation(of: String(line), endpoint: side.server.clientEndpoint)
+            }
+            side.record(
+                "HTTP POST /v3/watch \(body) (status, content type, lines received in 2 s)",
+                .json(.object([
+                    "status": .number(String(watch.status)), "content_type": .string(watch.contentType),
+                    "lines": .array(lines.map { line in
+                        if case .json(let value) = line { return value }
+                        return .string("not JSON: \(line)")
+                    }),
+                ]))
+            )
+        }
+    }
+
     @Test("GET /health, /livez, /readyz and the shape of GET /version")
     func healthAndVersion() async throws {
         try await expectCompatible("HTTP health and version", knownDifference: Self.etcd34Versus35) { side in

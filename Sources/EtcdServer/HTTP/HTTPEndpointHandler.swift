@@ -39,11 +39,18 @@ struct HTTPResponse: Sendable {
     var status: HTTPResponseStatus
     var headers: [(String, String)]
     var body: [UInt8]
+    /// For a response streamed in chunks after `body` (the gateway's watch): writes them until
+    /// it returns; cancelled when the client goes away.
+    var stream: (@Sendable (HTTPBodyWriter) async -> Void)?
 
-    init(status: HTTPResponseStatus, headers: [(String, String)] = [], body: [UInt8]) {
+    init(
+        status: HTTPResponseStatus, headers: [(String, String)] = [], body: [UInt8],
+        stream: (@Sendable (HTTPBodyWriter) async -> Void)? = nil
+    ) {
         self.status = status
         self.headers = headers
         self.body = body
+        self.stream = stream
     }
 
     /// A response as Go's `http.Error` writes one: plain text with a newline, not to be sniffed.
@@ -59,6 +66,12 @@ struct HTTPResponse: Sendable {
         response.headers.append(("Allow", allow))
         return response
     }
+}
+
+/// Sends one chunk of a streamed response, once the connection has taken it; throws once the
+/// connection is gone.
+struct HTTPBodyWriter: Sendable {
+    let write: @Sendable ([UInt8]) async throws -> Void
 }
 
 /// Answers requests; one value serves every connection of a listener.
@@ -85,6 +98,8 @@ final class HTTPEndpointHandler: ChannelInboundHandler {
     private var bodyTooLarge = false
     private var inFlight = false
     private var draining = false
+    /// The task writing a streamed response, cancelled if the connection closes first.
+    private var streaming: Task<Void, Never>?
 
     /// - Parameter extraHeaders: headers every response carries (etcd's CORS headers on the
     ///   client port).
@@ -127,6 +142,12 @@ final class HTTPEndpointHandler: ChannelInboundHandler {
         }
     }
 
+    func channelInactive(context: ChannelHandlerContext) {
+        streaming?.cancel()
+        streaming = nil
+        context.fireChannelInactive()
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         // The lean listeners drain their connections with this event; an HTTP/1.1 connection
         // closes once idle. (Not passed on: the HTTP/2 handlers behind have no connection here.)
@@ -135,10 +156,16 @@ final class HTTPEndpointHandler: ChannelInboundHandler {
             return
         }
         draining = true
+        // A stream never ends by itself; the server stopping ends it.
+        streaming?.cancel()
         if !inFlight { context.close(promise: nil) }
     }
 
     private func write(_ response: HTTPResponse, for request: HTTPRequestHead, context: ChannelHandlerContext) {
+        if let stream = response.stream {
+            startStreaming(stream, response: response, for: request, context: context)
+            return
+        }
         inFlight = false
         let keepAlive = request.isKeepAlive && !draining
         var headers = HTTPHeaders(extraHeaders)
@@ -155,6 +182,42 @@ final class HTTPEndpointHandler: ChannelInboundHandler {
         let written = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         if !keepAlive {
             written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        }
+    }
+
+    /// Sends the head (chunked: the length is unknown), then lets `stream` write chunks from a
+    /// task of the connection's own; the connection closes when the stream ends.
+    private func startStreaming(
+        _ stream: @escaping @Sendable (HTTPBodyWriter) async -> Void, response: HTTPResponse, for request: HTTPRequestHead,
+        context: ChannelHandlerContext
+    ) {
+        var headers = HTTPHeaders(extraHeaders)
+        for (name, value) in response.headers { headers.add(name: name, value: value) }
+        headers.replaceOrAdd(name: "Connection", value: "close")
+        context.writeAndFlush(
+            wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: response.status, headers: headers))),
+            promise: nil)
+        let eventLoop = context.eventLoop
+        let bound = NIOLoopBound((handler: self, context: context), eventLoop: eventLoop)
+        let writer = HTTPBodyWriter { bytes in
+            try await eventLoop.flatSubmit {
+                let (handler, context) = bound.value
+                guard context.channel.isActive else { return eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
+                let buffer = context.channel.allocator.buffer(bytes: bytes)
+                return context.writeAndFlush(handler.wrapOutboundOut(.body(.byteBuffer(buffer))))
+            }.get()
+        }
+        // Unstructured, but bounded by the connection: cancelled when it closes or drains.
+        streaming = Task {
+            await stream(writer)
+            eventLoop.execute {
+                let (handler, context) = bound.value
+                handler.streaming = nil
+                handler.inFlight = false
+                context.writeAndFlush(handler.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+                    context.close(promise: nil)
+                }
+            }
         }
     }
 }

@@ -20,7 +20,7 @@ struct JSONGateway: Sendable {
     private let routes: [String: Call]
 
     init(
-        kv: KVService, lease: LeaseService, maintenance: MaintenanceService, cluster: ClusterService,
+        kv: KVService, lease: LeaseService, maintenance: MaintenanceService, cluster: ClusterService, watch: WatchService,
         metrics: GRPCServerMetrics?
     ) {
         var routes: [String: Call] = [:]
@@ -68,6 +68,8 @@ struct JSONGateway: Sendable {
         add(
             ["/v3/maintenance/transfer-leadership"], Etcdserverpb_Maintenance.Method.MoveLeader.descriptor,
             withoutContext: maintenance.moveLeader)
+        let watchCounters = metrics?.counters(path: "/" + Etcdserverpb_Watch.Method.Watch.descriptor.fullyQualifiedMethod)
+        routes["/v3/watch"] = { body in GatewayWatch.response(to: body, service: watch, counters: watchCounters) }
         self.routes = routes
     }
 
