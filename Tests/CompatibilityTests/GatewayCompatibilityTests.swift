@@ -123,6 +123,8 @@ struct GatewayCompatibilityTests {
             try await side.http("POST", "/v3/kv/lease/timetolive", body: #"{"ID":"78"}"#)
             try await side.http("POST", "/v3/lease/leases", body: "{}")
             try await side.http("POST", "/v3/kv/lease/leases", body: "{}")
+            // Keepalives as a stream: each request in the body is answered on its own line.
+            try await side.recordStream("/v3/lease/keepalive", body: #"{"ID":"77"} {"ID":"79"}"#)
             try await side.http("POST", "/v3/lease/revoke", body: #"{"ID":"77"}"#)
             try await side.http("POST", "/v3/kv/lease/revoke", body: #"{"ID":"77"}"#)
             try await side.http("POST", "/v3/kv/range", body: #"{"key":"Zm9v"}"#)
@@ -151,21 +153,8 @@ struct GatewayCompatibilityTests {
             try await side.http("POST", "/v3/kv/deleterange", body: #"{"key":"Zm9v"}"#)
             // From a past revision, so that the events are there at once whatever the timing;
             // the client leaves after a while (curl's time limit), which ends the stream.
-            let body = #"{"create_request":{"key":"Zm9v","range_end":"Zm9w","start_revision":"2","prev_kv":true}}"#
-            let watch = try await Curl.request("POST", url: side.server.clientURL + "/v3/watch", body: body, timeout: .seconds(2))
-            let lines = watch.body.split(separator: "\n").map { line in
-                CompatibilitySession.observation(of: String(line), endpoint: side.server.clientEndpoint)
-            }
-            side.record(
-                "HTTP POST /v3/watch \(body) (status, content type, lines received in 2 s)",
-                .json(.object([
-                    "status": .number(String(watch.status)), "content_type": .string(watch.contentType),
-                    "lines": .array(lines.map { line in
-                        if case .json(let value) = line { return value }
-                        return .string("not JSON: \(line)")
-                    }),
-                ]))
-            )
+            try await side.recordStream(
+                "/v3/watch", body: #"{"create_request":{"key":"Zm9v","range_end":"Zm9w","start_revision":"2","prev_kv":true}}"#)
         }
     }
 
@@ -273,6 +262,22 @@ extension CompatibilitySession {
             TranscriptEntry(
                 label: "HTTP \(method) \(path) \(body) (reshaped)", exit: result.status == 0 ? "no HTTP response" : "HTTP \(result.status)",
                 output: output))
+    }
+
+    /// Sends a request to a streaming gateway call, stays for `seconds`, then records the
+    /// status, content type and the JSON lines received meanwhile.
+    fileprivate func recordStream(_ path: String, body: String, seconds: Int64 = 2) async throws {
+        let stream = try await Curl.request("POST", url: server.clientURL + path, body: body, timeout: .seconds(seconds))
+        let lines = stream.body.split(separator: "\n").map { line -> JSONValue in
+            if case .json(let value) = Self.observation(of: String(line), endpoint: server.clientEndpoint) { return value }
+            return .string("not JSON: \(line)")
+        }
+        record(
+            "HTTP POST \(path) \(body) (status, content type, lines received in \(seconds) s)",
+            .json(.object([
+                "status": .number(String(stream.status)), "content_type": .string(stream.contentType), "lines": .array(lines),
+            ]))
+        )
     }
 
     /// Records /version's status and whether each field is an x.y.z version.

@@ -68,8 +68,27 @@ struct JSONGateway: Sendable {
         add(
             ["/v3/maintenance/transfer-leadership"], Etcdserverpb_Maintenance.Method.MoveLeader.descriptor,
             withoutContext: maintenance.moveLeader)
-        let watchCounters = metrics?.counters(path: "/" + Etcdserverpb_Watch.Method.Watch.descriptor.fullyQualifiedMethod)
-        routes["/v3/watch"] = { body in GatewayWatch.response(to: body, service: watch, counters: watchCounters) }
+        // The streaming calls.
+        let watchMethod = Etcdserverpb_Watch.Method.Watch.descriptor
+        let watchCounters = metrics?.counters(path: "/" + watchMethod.fullyQualifiedMethod)
+        routes["/v3/watch"] = { body in
+            GatewayStream.response(
+                to: body, descriptor: watchMethod, counters: watchCounters,
+                encode: { (wire: WatchWire) in try Etcdserverpb_WatchResponse(serializedBytes: wire.serialized()) },
+                call: { (requests: RPCAsyncSequence<Etcdserverpb_WatchRequest, any Error>, responses, context) in
+                    try await watch.watch(request: requests, response: responses, context: context)
+                })
+        }
+        let keepAliveMethod = Etcdserverpb_Lease.Method.LeaseKeepAlive.descriptor
+        let keepAliveCounters = metrics?.counters(path: "/" + keepAliveMethod.fullyQualifiedMethod)
+        routes["/v3/lease/keepalive"] = { body in
+            GatewayStream.response(
+                to: body, descriptor: keepAliveMethod, counters: keepAliveCounters,
+                encode: { (response: Etcdserverpb_LeaseKeepAliveResponse) in response },
+                call: { (requests: RPCAsyncSequence<Etcdserverpb_LeaseKeepAliveRequest, any Error>, responses, context) in
+                    try await lease.leaseKeepAlive(request: requests, response: responses, context: context)
+                })
+        }
         self.routes = routes
     }
 
