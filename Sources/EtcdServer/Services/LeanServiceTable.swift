@@ -32,7 +32,8 @@ struct LeanServiceTable: LeanRPCDispatcher {
     private let status: MemberStatusBoard
     /// How often a stream that asked for a leader checks that there is one.
     private let leaderCheckInterval: Duration
-    /// `/metrics`: each unary method's counters (by index), and the byte counters.
+    /// `/metrics`: the byte counters, and each method's call counters (in the order of
+    /// `methods` and `streamingMethods`, so that a call finds its own by index).
     private let metrics: ServerMetrics?
     private let unaryCounters: [GRPCServerMetrics.MethodCounters?]
     private let streamingCounters: [GRPCServerMetrics.MethodCounters?]
