@@ -171,6 +171,28 @@ struct GatewayCompatibilityTests {
         }
     }
 
+    @Test("A raised alarm makes /health unhealthy unless excluded, until it is cleared")
+    func healthWithAlarm() async throws {
+        try await expectCompatible("HTTP health with an alarm", knownDifference: Self.etcd34Versus35) { side in
+            let status = try await Curl.request("POST", url: side.server.clientURL + "/v3/maintenance/status", body: "{}")
+            let member = (try? JSONValue(parsing: status.body))?["header"]?["member_id"]?.stringValue ?? ""
+            for action in ["ACTIVATE", "DEACTIVATE"] {
+                // The body names this side's member, so the step is recorded under a label of its own.
+                let alarm = try await Curl.request(
+                    "POST", url: side.server.clientURL + "/v3/maintenance/alarm",
+                    body: #"{"action":"\#(action)","memberID":"\#(member)","alarm":"NOSPACE"}"#)
+                side.record(
+                    TranscriptEntry(
+                        label: "HTTP POST /v3/maintenance/alarm \(action) NOSPACE for this member (status)",
+                        exit: "HTTP \(alarm.status)", output: .text("")))
+                try await side.http("GET", "/health")
+                try await side.http("GET", "/health?exclude=NOSPACE")
+                try await side.http("GET", "/health?exclude=CORRUPT&serializable=true")
+                try await side.http("GET", "/readyz")
+            }
+        }
+    }
+
     @Test("GET /metrics: Prometheus text with the metrics etcd's dashboards use")
     func metrics() async throws {
         try await expectCompatible("HTTP metrics") { side in
