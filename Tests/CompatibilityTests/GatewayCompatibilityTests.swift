@@ -244,7 +244,8 @@ struct GatewayCompatibilityTests {
         "etcd_network_client_grpc_received_bytes_total", "etcd_network_client_grpc_sent_bytes_total",
         "grpc_server_started_total", "grpc_server_handled_total", "etcd_server_quota_backend_bytes",
         "etcd_server_is_leader", "etcd_server_health_success", "etcd_server_health_failures", "etcd_server_id",
-        "etcd_server_version", "etcd_cluster_version",
+        "etcd_server_version", "etcd_cluster_version", "process_resident_memory_bytes", "process_open_fds",
+        "process_cpu_seconds_total", "process_start_time_seconds",
     ]
 
     /// Replaces the value of every member named `key`, at any depth.

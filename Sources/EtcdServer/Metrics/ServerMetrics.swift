@@ -42,6 +42,7 @@ final class ServerMetrics: Sendable {
     private let currentRevision: Prometheus.Gauge
     private let compactRevision: Prometheus.Gauge
     private let quotaBackendBytes: Prometheus.Gauge
+    private let process: ProcessMetrics
     private let sources = Mutex<MetricsSources?>(nil)
 
     /// etcd's disk latency buckets: 1 ms doubling to 8.192 s (`ExponentialBuckets(0.001, 2, 14)`).
@@ -83,6 +84,7 @@ final class ServerMetrics: Sendable {
         currentRevision = gauge("etcd_debugging_mvcc_current_revision", "The current revision of store.")
         compactRevision = gauge("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store.")
         quotaBackendBytes = gauge("etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.")
+        process = ProcessMetrics(registry: registry)
         registry.makeGauge(descriptor: .etcd("etcd_server_version", "Which version is running. 1 for 'server_version' label with current version."), labels: [("server_version", EtcdVersion.server)]).set(1.0)
         registry.makeGauge(descriptor: .etcd("etcd_cluster_version", "Which version is running. 1 for 'cluster_version' label with current cluster version"), labels: [("cluster_version", Self.majorMinor(EtcdVersion.cluster))]).set(1.0)
     }
@@ -97,6 +99,7 @@ final class ServerMetrics: Sendable {
     /// The Prometheus text exposition of every metric, with the state-mirroring ones refreshed.
     func exposition() -> [UInt8] {
         if let sources = sources.withLock({ $0 }) { refresh(from: sources) }
+        process.refresh()
         return registry.emitToBuffer()
     }
 
