@@ -218,6 +218,27 @@ struct GatewayCompatibilityTests {
         }
     }
 
+    @Test("With --experimental-grpc-server=grpc-swift the client port serves HTTP/1.1 beside gRPC too")
+    func grpcSwiftServerServesHTTP() async throws {
+        let options = EtcdOptions(extraArguments: ["--experimental-grpc-server=grpc-swift"])
+        try await withEtcd(.swiftEtcd, options: options) { server in
+            let health = try await Curl.request("GET", url: server.clientURL + "/health")
+            #expect(health.status == 200 && health.body == #"{"health":"true","reason":""}"#)
+            let put = try await Curl.request(
+                "POST", url: server.clientURL + "/v3/kv/put", body: #"{"key":"Zm9v","value":"YmFy"}"#)
+            #expect(put.status == 200 && put.contentType == "application/json")
+            // gRPC on the same port, from grpc-go.
+            let get = try await server.etcdctl.run("get", "foo", "--print-value-only")
+            #expect(get.succeeded && get.standardOutput == "bar\n", "\(get)")
+            // The grpc-swift server's calls are counted as the lean server's are.
+            let metrics = try await Curl.request("GET", url: server.clientURL + "/metrics")
+            let handled = #"grpc_server_handled_total{grpc_code="OK",grpc_method="Range",grpc_service="etcdserverpb.KV",grpc_type="unary"} "#
+            let line = metrics.body.split(separator: "\n").first { $0.hasPrefix(handled) }
+            let count = line.flatMap { Double($0.dropFirst(handled.count)) } ?? 0
+            #expect(count >= 1, "\(line ?? "no line for Range's OK calls")")
+        }
+    }
+
     static func metricsListenerTranscript(_ flavor: ServerFlavor) async throws -> Transcript {
         let port = try LoopbackPort.allocate()
         let metricsURL = "http://127.0.0.1:\(port)"
