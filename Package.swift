@@ -23,6 +23,9 @@ let nioHTTP2 = Target.Dependency.product(name: "NIOHTTP2", package: "swift-nio-h
 let crypto = Target.Dependency.product(name: "Crypto", package: "swift-crypto")
 let dequeModule = Target.Dependency.product(name: "DequeModule", package: "swift-collections")
 let serviceLifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+let nioHTTP1 = Target.Dependency.product(name: "NIOHTTP1", package: "swift-nio")
+let coreMetrics = Target.Dependency.product(name: "CoreMetrics", package: "swift-metrics")
+let prometheus = Target.Dependency.product(name: "Prometheus", package: "swift-prometheus")
 
 let package = Package(
     name: "swift-etcd",
@@ -47,6 +50,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
+        // etcd's /metrics: instruments through swift-metrics' API, exported by swift-prometheus.
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // Identifiers and etcd's error catalog, shared by every layer above.
@@ -69,7 +75,7 @@ let package = Package(
         // Pure Raft consensus: no I/O, no clock, no threads (see Sources/EtcdRaft/RaftNode.swift).
         .target(name: "EtcdRaft", dependencies: [dequeModule, logging], swiftSettings: strictSettings),
         // Durable storage for Raft: the write-ahead log and snapshot files, file I/O behind a protocol.
-        .target(name: "EtcdWAL", dependencies: ["EtcdRaft", logging], swiftSettings: strictSettings),
+        .target(name: "EtcdWAL", dependencies: ["EtcdRaft", logging, coreMetrics], swiftSettings: strictSettings),
         // What members say to each other: the wire form of Raft messages (the peer transport's
         // codec; pure, every peer byte treated as hostile).
         .target(name: "EtcdPeer", dependencies: ["EtcdRaft"], swiftSettings: strictSettings),
@@ -100,7 +106,7 @@ let package = Package(
                 "EtcdCommon", "EtcdAPI", "EtcdReplica", "EtcdMVCC", "EtcdLease", "EtcdBackend", "EtcdRaft", "EtcdTransport",
                 "EtcdLeanRPC", .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 "EtcdPeer", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, logging, nioCore, nioPosix, nioHTTP2, crypto,
-                dequeModule, serviceLifecycle, nioConcurrencyHelpers,
+                dequeModule, serviceLifecycle, nioConcurrencyHelpers, nioHTTP1, coreMetrics, prometheus,
                 // etcd's YAML `--config-file`.
                 .product(name: "Yams", package: "Yams"),
             ],
@@ -171,7 +177,7 @@ let package = Package(
             dependencies: [
                 "EtcdServer", "EtcdAPI", "EtcdCommon", "EtcdMVCC", "EtcdBackend", "EtcdReplica", "EtcdLease", "EtcdRaft",
                 "EtcdPeer", "EtcdTestSupport", "EtcdTransport", grpcCore, grpcHTTP2, swiftProtobuf,
-                nioCore, nioPosix, .product(name: "NIOHPACK", package: "swift-nio-http2"),
+                nioCore, nioPosix, nioHTTP1, .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "NIOEmbedded", package: "swift-nio"), logging,
             ],
             swiftSettings: strictSettings

@@ -8,6 +8,7 @@ import EtcdMVCC
 import EtcdPeer
 import EtcdRaft
 import EtcdReplica
+import EtcdWAL
 import Foundation
 package import EtcdTransport
 import GRPCCore
@@ -92,6 +93,9 @@ public final class EtcdServer: Service, Sendable {
             try replica.seedMembershipIfMissing(ClusterMember(id: localMember.id, peerURLs: localMember.peerURLs))
         }
         var options = raftOptions(memberID: persisted.member)
+        // etcd's /metrics, fed from where things happen (WAL fsyncs, backend commits, calls).
+        let metrics = ServerMetrics()
+        options.log.walOptions.fsyncDurations = metrics.walFsyncDurations
         // A new log starts with the members of --initial-cluster as voters, each described in
         // its membership entry as etcd describes it (ID, name, peer URLs).
         let initialMembers = identity.initialMembers.isEmpty
@@ -128,6 +132,7 @@ public final class EtcdServer: Service, Sendable {
                 ClusterMembership(members: joinedCluster.members), local: persisted.member, transport: transport, logger: logger)
         }
         var loopSettings = loopConfiguration
+        loopSettings.backendCommitDurations = metrics.backendCommitDurations
         loopSettings.localMember = localMember
         let databasePath = Backend.databasePath(dataDirectory: dataDirectory)
         let snapshotDirectory = options.log.snapshotDirectory
@@ -238,15 +243,29 @@ public final class EtcdServer: Service, Sendable {
         let leanTable = LeanServiceTable(
             kv: kvService, lease: leaseService, maintenance: maintenanceService, cluster: clusterService,
             watch: watchService, status: status,
-            leaderCheckInterval: .milliseconds(configuration.electionTimeoutMilliseconds))
+            leaderCheckInterval: .milliseconds(configuration.electionTimeoutMilliseconds), metrics: metrics)
+        metrics.attach(
+            MetricsSources(
+                memberID: persisted.member.rawValue, status: status, pending: pending,
+                quotaBackendBytes: BackendQuota.limit(forFlag: configuration.quotaBackendBytes) ?? configuration.quotaBackendBytes,
+                storeFigures: { Self.storeFigures(handle) }))
+        // HTTP/1.1 beside gRPC on the client port, and alone on --listen-metrics-urls.
+        let health = HealthEndpoints(kv: kvService, replica: handle, status: status, metrics: metrics)
+        let gateway = JSONGateway(
+            kv: kvService, lease: leaseService, maintenance: maintenanceService, cluster: clusterService,
+            watch: watchService, metrics: metrics.grpc)
+        let httpEndpoints = HTTPEndpoints(
+            health: health, metrics: metrics, gateway: configuration.enableGRPCGateway ? gateway : nil, isClientPort: true)
+        let metricsEndpoints = HTTPEndpoints(health: health, metrics: metrics, gateway: nil, isClientPort: false)
         let services: [any RegistrableRPCService] = [kvService, maintenanceService, clusterService, leaseService, watchService]
         // The client URLs are served by one of the two gRPC servers (--experimental-grpc-server).
         let grpcSwiftURLs = configuration.grpcServer == .grpcSwift ? configuration.listenClientURLs : []
         let leanClientURLs = configuration.grpcServer == .lean ? configuration.listenClientURLs : []
         let servers = try grpcSwiftURLs.map { url in
             GRPCServer(
-                transport: try makeTransport(for: url), services: services,
+                transport: try makeTransport(for: url, http: httpEndpoints), services: services,
                 interceptors: [
+                    GRPCMetricsInterceptor(metrics: metrics.grpc),
                     RequireLeaderInterceptor(
                         status: status, checkInterval: .milliseconds(configuration.electionTimeoutMilliseconds))
                 ])
@@ -282,18 +301,38 @@ public final class EtcdServer: Service, Sendable {
             defer { mailbox.close() }
             do {
                 try await withTaskCancellationOrGracefulShutdownHandler {
+                    // etcd serves --listen-metrics-urls from the start: a probe then finds a
+                    // member without a leader unhealthy rather than unreachable.
+                    let metricsListeners = try await MetricsListeners.bind(
+                        configuration.listenMetricsURLs, responder: metricsEndpoints, logger: logger)
                     // As etcd, clients are served once this member has published itself through
                     // Raft (which needs a leader, so a quorum of the cluster).
                     await published.wait()
-                    guard !shutdown.isFired else { return }
+                    guard !shutdown.isFired else {
+                        await metricsListeners.close()
+                        return
+                    }
                     // etcd checks its data against its peers' before it serves any client.
-                    if configuration.initialCorruptCheck { try await corruptionChecker.checkAtStart() }
+                    if configuration.initialCorruptCheck {
+                        do {
+                            try await corruptionChecker.checkAtStart()
+                        } catch {
+                            await metricsListeners.close()
+                            throw error
+                        }
+                    }
                     logPublished(persisted)
                     // One set of lean listeners: the client URLs (when the lean server serves
                     // them) first, then the extra ones of --experimental-lean-grpc-listen-urls.
-                    let lean = try await LeanGRPCListeners.bind(
-                        leanClientURLs + configuration.leanGRPCListenURLs, table: leanTable,
-                        configuration: configuration, counters: connectionCounters, logger: logger)
+                    let lean: LeanGRPCListeners
+                    do {
+                        lean = try await LeanGRPCListeners.bind(
+                            leanClientURLs + configuration.leanGRPCListenURLs, table: leanTable,
+                            configuration: configuration, counters: connectionCounters, http: httpEndpoints, logger: logger)
+                    } catch {
+                        await metricsListeners.close()
+                        throw error
+                    }
                     let leanAddresses = lean.addresses
                     boundLeanAddresses.withLock { $0 = Array(leanAddresses.dropFirst(leanClientURLs.count)) }
                     do {
@@ -304,10 +343,14 @@ public final class EtcdServer: Service, Sendable {
                             try await serve(servers, shutdown: shutdown)
                         }
                     } catch {
+                        await metricsListeners.close()
                         _ = await lean.close(gracePeriod: .zero)
                         throw error
                     }
-                    if await !lean.close(gracePeriod: configuration.shutdownGracePeriod) { throw ShutdownGracePeriodExpired() }
+                    // Health stays reachable while the client connections drain.
+                    let drained = await lean.close(gracePeriod: configuration.shutdownGracePeriod)
+                    await metricsListeners.close()
+                    if !drained { throw ShutdownGracePeriodExpired() }
                 } onCancelOrGracefulShutdown: {
                     // Watch and keepalive streams never end by themselves; closing them lets the
                     // listeners drain.
@@ -505,6 +548,25 @@ public final class EtcdServer: Service, Sendable {
         return words.flatMap { word in (0..<8).map { UInt8(truncatingIfNeeded: word >> (8 * $0)) } }
     }
 
+    /// The store's figures `/metrics` shows, read once per scrape.
+    private static func storeFigures(_ handle: ReplicaHandle) -> MetricsSources.StoreFigures? {
+        var everything = Etcdserverpb_RangeRequest()
+        everything.key = Data([0])
+        everything.rangeEnd = Data([0])
+        everything.countOnly = true
+        return try? handle.read { (replica) throws(ReplicaError) in
+            let sizeInUse: Int64
+            do throws(BackendError) {
+                sizeInUse = try replica.store.backend.sizeInUseBytes
+            } catch {
+                throw ReplicaError(.backend(error))
+            }
+            return MetricsSources.StoreFigures(
+                sizeInUseBytes: sizeInUse, keys: Int(try replica.range(everything).count),
+                currentRevision: replica.store.currentRevision, compactRevision: replica.store.compactedRevision)
+        }
+    }
+
     private static func openReplica(dataDirectory: String, leases: Lessor.Configuration, logger: Logger) throws -> Replica {
         let backend = try Backend(dataDirectory: dataDirectory, automaticCheckpoints: false)
         let store = try MVCCStore(backend: backend)
@@ -544,7 +606,7 @@ public final class EtcdServer: Service, Sendable {
         logger.info("ready to serve client requests")
     }
 
-    private func makeTransport(for url: EndpointURL) throws(ConfigurationError) -> HTTP2ServerTransport.Posix {
+    private func makeTransport(for url: EndpointURL, http: HTTPEndpoints) throws(ConfigurationError) -> HTTP2ServerTransport.Posix {
         guard url.scheme == "http" else {
             throw .unsupported("listening on \(url) needs TLS or unix sockets, which are not supported yet")
         }
@@ -586,6 +648,7 @@ public final class EtcdServer: Service, Sendable {
             // first), so --grpc-keepalive-min-time is the responder's strike interval.
             var pingPolicy = HTTP2PingPolicy()
             pingPolicy.minimumInterval = .nanoseconds(max(0, configuration.grpcKeepaliveMinTime.nanosecondsClamped))
+            let maxBodyBytes = configuration.maxMessageBytes
             config.channelDebuggingCallbacks.onAcceptTCPConnection = { [pingPolicy] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let http2 = try channel.pipeline.syncOperations.handler(type: NIOHTTP2Handler.self)
@@ -593,6 +656,10 @@ public final class EtcdServer: Service, Sendable {
                         HTTP2PingResponder(role: .server, counters: self.connectionCounters, policy: pingPolicy),
                         position: .before(http2)
                     )
+                    // In front of everything: HTTP/1.1 requests (health, metrics, the JSON
+                    // gateway) are told apart from gRPC's HTTP/2 before grpc-swift sees them.
+                    try channel.pipeline.syncOperations.addHandler(
+                        HTTPPipeline.sniffer(responder: http, maxBodyBytes: maxBodyBytes), position: .first)
                 }
             }
         }

@@ -1,3 +1,4 @@
+import CoreMetrics
 public import EtcdRaft
 import Logging
 
@@ -90,7 +91,11 @@ extension WAL {
         let offset = tailOffset
         try poisoning { () throws(WALError) in
             try tail.file.write(buffer, at: offset)
-            if sync { try tail.file.sync(dataOnly: true) }
+            if sync {
+                let started = ContinuousClock.now
+                try tail.file.sync(dataOnly: true)
+                if let timer = options.fsyncDurations { timer.recordNanoseconds(started.duration(to: .now).wholeNanoseconds) }
+            }
         }
         tailOffset += buffer.count
         crc = chain
@@ -128,5 +133,13 @@ extension WAL {
         tailOffset = header.count
         crc = chain
         logger.debug("started WAL segment", metadata: ["segment": "\(name.fileName)"])
+    }
+}
+
+extension Duration {
+    /// The duration in whole nanoseconds (an fsync lasts far less than Int64's 292 years).
+    fileprivate var wholeNanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 }

@@ -1,3 +1,4 @@
+public import CoreMetrics
 public import EtcdRaft
 public import Logging
 
@@ -6,11 +7,21 @@ public struct WALOptions: Sendable, Hashable {
     /// The size a segment is preallocated to; a save that fills it starts the next segment
     /// (etcd's `SegmentSizeBytes`, 64 MB). Tests use a few kilobytes to exercise rotation.
     public var segmentSizeBytes: Int
+    /// Where the duration of each fdatasync after an append goes (etcd's
+    /// `etcd_disk_wal_fsync_duration_seconds`); nil records nothing. An instrument, not a
+    /// setting: it takes no part in equality.
+    public var fsyncDurations: CoreMetrics.Timer?
 
     public init(segmentSizeBytes: Int = 64 * 1024 * 1024) {
         precondition(segmentSizeBytes > 0, "wal: segment size \(segmentSizeBytes) must be positive")
         self.segmentSizeBytes = segmentSizeBytes
     }
+
+    public static func == (left: WALOptions, right: WALOptions) -> Bool {
+        left.segmentSizeBytes == right.segmentSizeBytes
+    }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(segmentSizeBytes) }
 }
 
 /// What `WAL.open` read back.

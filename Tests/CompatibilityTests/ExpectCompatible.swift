@@ -25,6 +25,18 @@ func expectCompatible(
     _ body: @escaping @Sendable (CompatibilitySession) async throws -> Void
 ) async throws {
     let report = try await SideBySide.run(name, options: options, body)
+    expectCompatible(report, referenceMentions: referenceMentions, knownDifference: knownDifference, sourceLocation: sourceLocation)
+}
+
+/// Checks a report made some other way (for instance with options that differ per side) as
+/// ``expectCompatible(_:options:referenceMentions:knownDifference:sourceLocation:_:)`` does.
+func expectCompatible(
+    _ report: SideBySideReport,
+    referenceMentions: [String] = [],
+    knownDifference: (_ reference: TranscriptEntry, _ candidate: TranscriptEntry) -> String? = { _, _ in nil },
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
+    let name = report.name
     if ProcessInfo.processInfo.environment["COMPAT_PRINT_TRANSCRIPTS"] == "1" {
         print("=== \(name) on \(report.reference.flavor)\n\(report.reference)")
     }

@@ -20,7 +20,7 @@ public enum Curl {
             let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
             var arguments = [
                 "--silent", "--show-error", "--http1.1", "--max-time", String(seconds),
-                "--request", method, "--output", responseBody.path, "--write-out", "%{http_code}",
+                "--request", method, "--output", responseBody.path, "--write-out", "%{http_code}\n%{content_type}",
             ]
             if let body {
                 let file = scratch.appending("request")
@@ -38,10 +38,12 @@ public enum Curl {
             func read(_ url: URL) -> String {
                 String(decoding: (try? Data(contentsOf: url)) ?? Data(), as: UTF8.self)
             }
+            let written = read(output).split(separator: "\n", omittingEmptySubsequences: false)
             return CurlResult(
-                status: Int(read(output).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0,
+                status: written.first.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) } ?? 0,
                 body: read(responseBody),
-                standardError: read(error)
+                standardError: read(error),
+                contentType: written.count > 1 ? String(written[1]) : ""
             )
         }
     }
@@ -54,14 +56,18 @@ public struct CurlResult: Sendable {
     public var body: String
     /// curl's own error message, if any.
     public var standardError: String
+    /// The response's Content-Type, empty when it had none.
+    public var contentType: String = ""
 }
 
 extension CompatibilitySession {
     /// Sends an HTTP request to this side's client URL and records the status and the body
     /// (JSON is normalized like etcdctl's output).
     @discardableResult
-    public func http(_ method: String, _ path: String, body: String? = nil) async throws -> CurlResult {
-        let result = try await Curl.request(method, url: server.clientURL + path, body: body)
+    public func http(_ method: String, _ path: String, body: String? = nil, baseURL: String? = nil) async throws
+        -> CurlResult
+    {
+        let result = try await Curl.request(method, url: (baseURL ?? server.clientURL) + path, body: body)
         var label = "HTTP \(method) \(path)"
         if let body { label += " " + body }
         record(

@@ -55,7 +55,7 @@ public final class CompatibilitySession: Sendable {
     public let server: EtcdProcess
     private let entries = Mutex<[TranscriptEntry]>([])
 
-    init(server: EtcdProcess) {
+    public init(server: EtcdProcess) {
         self.server = server
     }
 

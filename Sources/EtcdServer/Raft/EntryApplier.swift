@@ -1,3 +1,4 @@
+import CoreMetrics
 import Dispatch
 import EtcdBackend
 import EtcdCommon
@@ -31,6 +32,9 @@ final class EntryApplier: Sendable {
         var backendCheckpointFrames: Int
         var compactionBatchLimit: Int
         var compactionSleepInterval: Duration
+        /// Where each backend commit's duration goes (etcd's
+        /// `etcd_disk_backend_commit_duration_seconds`), if anywhere.
+        var commitDurations: CoreMetrics.Timer?
     }
 
     /// What only the applier's queue touches (behind a lock for the compiler's sake; never
@@ -366,6 +370,15 @@ final class EntryApplier: Sendable {
     /// for the commit (a write to SQLite's WAL file) but never for the disk.
     private func commitBackend(_ state: inout QueueState, durably: Bool) throws(MemberError) {
         let syncsItself = state.checkpointer == nil && durably
+        // The commit and the checkpoint after it together are what reaches the disk, as the
+        // commit of etcd's bbolt transaction (its write and fsync) is.
+        let started = ContinuousClock.now
+        defer {
+            if let timer = settings.commitDurations {
+                let (seconds, attoseconds) = started.duration(to: .now).components
+                timer.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+            }
+        }
         let framesInWAL: Int
         let databaseSize: Int64?
         do {

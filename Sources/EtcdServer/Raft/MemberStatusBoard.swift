@@ -16,13 +16,19 @@ final class MemberStatusBoard: Sendable {
     var committedIndex: UInt64 { max(committedValue.load(ordering: .relaxed), appliedIndex) }
     var appliedIndex: UInt64 { appliedValue.load(ordering: .relaxed) }
 
+    private let leaderChangeCount = Atomic<UInt64>(0)
+    /// How many times this member saw a new leader (etcd's `etcd_server_leader_changes_seen_total`).
+    var leaderChanges: UInt64 { leaderChangeCount.load(ordering: .relaxed) }
+
     private let progressValue = Mutex<[UInt64: UInt64]>([:])
     private let isLearnerValue = Atomic<Bool>(false)
 
     /// From the Raft loop after each cycle.
     func publish(term: UInt64, leader: UInt64, committedIndex: UInt64) {
         termValue.store(term, ordering: .relaxed)
-        leaderValue.store(leader, ordering: .relaxed)
+        let previousLeader = leaderValue.exchange(leader, ordering: .relaxed)
+        // As etcd counts them: each time a leader is known that differs from the last one seen.
+        if leader != 0 && leader != previousLeader { leaderChangeCount.add(1, ordering: .relaxed) }
         committedValue.store(committedIndex, ordering: .relaxed)
     }
 

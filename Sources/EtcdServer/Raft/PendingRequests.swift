@@ -41,6 +41,11 @@ final class PendingRequests: Sendable {
     /// `--max-request-bytes`, or 250,000 small puts, far more than `capacity` allows).
     static let defaultMaxBytes = 64 << 20
 
+    /// Writes that ended without an applied result (refused, timed out, cancelled, or the member
+    /// stopped): etcd's `etcd_server_proposals_failed_total`.
+    private let failedWriteCount = Atomic<UInt64>(0)
+    var failedWrites: UInt64 { failedWriteCount.load(ordering: .relaxed) }
+
     init(capacity: Int, maxBytes: Int = PendingRequests.defaultMaxBytes) {
         precondition(capacity > 0, "pending request capacity must be positive, got \(capacity)")
         precondition(maxBytes > 0, "pending request byte bound must be positive, got \(maxBytes)")
@@ -95,6 +100,7 @@ final class PendingRequests: Sendable {
 
     func failWrites(_ ids: [UInt64], with error: any Error) {
         let continuations = state.withLock { state in ids.compactMap { state.removeWrite($0) } }
+        failedWriteCount.add(UInt64(continuations.count), ordering: .relaxed)
         for continuation in continuations { continuation.resume(throwing: error) }
     }
 
@@ -112,6 +118,7 @@ final class PendingRequests: Sendable {
             for id in reads.keys { state.reads[id] = nil }
             return (writes, reads.values.map(\.continuation))
         }
+        failedWriteCount.add(UInt64(writes.count), ordering: .relaxed)
         for continuation in writes { continuation.resume(throwing: EtcdError.timeout) }
         for continuation in reads { continuation.resume(throwing: EtcdError.timeout) }
     }
@@ -126,6 +133,7 @@ final class PendingRequests: Sendable {
             }
             return (state.writes.values.map(\.continuation), state.reads.values.map(\.continuation))
         }
+        failedWriteCount.add(UInt64(writes.count), ordering: .relaxed)
         for continuation in writes { continuation.resume(throwing: error) }
         for continuation in reads { continuation.resume(throwing: error) }
     }

@@ -1,3 +1,4 @@
+import CoreMetrics
 import EtcdAPI
 import EtcdBackend
 import EtcdCommon
@@ -35,6 +36,8 @@ struct RaftLoopConfiguration: Sendable {
     var compactionSleepInterval: Duration = .milliseconds(10)
     /// WAL pages after which the loop checkpoints the backend (SQLite's automatic threshold).
     var backendCheckpointFrames: Int = 1_000
+    /// Where backend commit durations are recorded (`/metrics`), if anywhere.
+    var backendCommitDurations: CoreMetrics.Timer?
     /// This member's attributes, published through Raft at start (etcd's publish); nil in tests
     /// that do not care.
     var localMember: ClusterMember?
@@ -256,7 +259,8 @@ final class LoopCore {
                 backendBatchLimit: configuration.backendBatchLimit,
                 backendCheckpointFrames: configuration.backendCheckpointFrames,
                 compactionBatchLimit: configuration.compactionBatchLimit,
-                compactionSleepInterval: configuration.compactionSleepInterval
+                compactionSleepInterval: configuration.compactionSleepInterval,
+                commitDurations: configuration.backendCommitDurations
             ),
             logger: logger, publishChanges: publishChanges, wakeLoop: wakeLoop
         )

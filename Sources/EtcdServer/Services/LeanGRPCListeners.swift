@@ -60,7 +60,7 @@ struct LeanGRPCListeners {
     /// Binds every URL; a URL that cannot be bound closes what was bound and throws.
     static func bind(
         _ urls: [EndpointURL], table: LeanServiceTable, configuration: ServerConfiguration,
-        counters: HTTP2ConnectionCounters, logger: Logger
+        counters: HTTP2ConnectionCounters, http: (any HTTPResponder)? = nil, logger: Logger
     ) async throws -> LeanGRPCListeners {
         let group = MultiThreadedEventLoopGroup.singleton
         var policy = HTTP2PingPolicy()
@@ -106,6 +106,12 @@ struct LeanGRPCListeners {
                         connections.add(channel)
                         return channel.eventLoop.makeCompletedFuture {
                             let pipeline = channel.pipeline.syncOperations
+                            // etcd's client port also speaks HTTP/1.1 (health, metrics, the
+                            // JSON gateway); the sniffer tells the two apart.
+                            if let http {
+                                try pipeline.addHandler(
+                                    HTTPPipeline.sniffer(responder: http, maxBodyBytes: configuration.maxMessageBytes))
+                            }
                             try pipeline.addHandler(HTTP2PingResponder(role: .server, counters: counters, policy: pingPolicy))
                             try pipeline.addHandler(
                                 NIOHTTP2Handler(mode: .server, connectionConfiguration: connection, streamConfiguration: streams))

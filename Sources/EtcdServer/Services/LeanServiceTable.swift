@@ -4,6 +4,7 @@ import EtcdLeanRPC
 import GRPCCore
 import NIOCore
 import NIOHPACK
+import Prometheus
 import SwiftProtobuf
 
 /// The methods the lean gRPC server answers, each calling the same service code as the
@@ -31,10 +32,15 @@ struct LeanServiceTable: LeanRPCDispatcher {
     private let status: MemberStatusBoard
     /// How often a stream that asked for a leader checks that there is one.
     private let leaderCheckInterval: Duration
+    /// `/metrics`: the byte counters, and each method's call counters (in the order of
+    /// `methods` and `streamingMethods`, so that a call finds its own by index).
+    private let metrics: ServerMetrics?
+    private let unaryCounters: [GRPCServerMetrics.MethodCounters?]
+    private let streamingCounters: [GRPCServerMetrics.MethodCounters?]
 
     init(
         kv: KVService, lease: LeaseService, maintenance: MaintenanceService, cluster: ClusterService, watch: WatchService,
-        status: MemberStatusBoard, leaderCheckInterval: Duration
+        status: MemberStatusBoard, leaderCheckInterval: Duration, metrics: ServerMetrics? = nil
     ) {
         var methods: [Method] = []
         func add<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
@@ -113,6 +119,9 @@ struct LeanServiceTable: LeanRPCDispatcher {
             methods.map { $0.descriptor.service.fullyQualifiedService } + streamingMethods.map { $0.descriptor.service.fullyQualifiedService })
         self.status = status
         self.leaderCheckInterval = leaderCheckInterval
+        self.metrics = metrics
+        unaryCounters = methods.map { metrics?.grpc.counters(path: "/" + $0.descriptor.fullyQualifiedMethod) }
+        streamingCounters = streamingMethods.map { metrics?.grpc.counters(path: "/" + $0.descriptor.fullyQualifiedMethod) }
     }
 
     private static let allocator = ByteBufferAllocator()
@@ -147,6 +156,23 @@ struct LeanServiceTable: LeanRPCDispatcher {
 
     func callUnary(_ index: Int, request: ByteBuffer, head: LeanRPCRequestHead) async -> LeanRPCOutcome {
         let method = methods[index]
+        let counters = unaryCounters[index]
+        counters?.started.increment()
+        counters?.received.increment()
+        metrics?.clientReceivedBytes.increment(by: Int64(request.readableBytes))
+        let outcome = await callUnary(method, request: request, head: head)
+        switch outcome {
+        case .response(let response):
+            counters?.sent.increment()
+            counters?.handled(code: 0).increment()
+            metrics?.clientSentBytes.increment(by: Int64(response.readableBytes))
+        case .failure(let code, _):
+            counters?.handled(code: Int(code.rawValue)).increment()
+        }
+        return outcome
+    }
+
+    private func callUnary(_ method: Method, request: ByteBuffer, head: LeanRPCRequestHead) async -> LeanRPCOutcome {
         // etcd's "hasleader" metadata: without a leader the call fails at once (see
         // RequireLeaderInterceptor, which does the same on the grpc-swift path).
         if head.metadata[canonicalForm: "hasleader"].contains("true"), status.leader == 0 {
@@ -169,6 +195,16 @@ struct LeanServiceTable: LeanRPCDispatcher {
         _ index: Int, requests: LeanRPCRequestStream, responses: LeanRPCResponseStream, head: LeanRPCRequestHead
     ) async -> LeanRPCStatus {
         let method = streamingMethods[index]
+        let counters = streamingCounters[index]
+        counters?.started.increment()
+        let status = await callStreaming(method, requests: requests, responses: responses, head: head)
+        counters?.handled(code: Int(status.code.rawValue)).increment()
+        return status
+    }
+
+    private func callStreaming(
+        _ method: StreamingMethod, requests: LeanRPCRequestStream, responses: LeanRPCResponseStream, head: LeanRPCRequestHead
+    ) async -> LeanRPCStatus {
         let requiresLeader = head.metadata[canonicalForm: "hasleader"].contains("true")
         if requiresLeader, status.leader == 0 { return LeanRPCStatus(.unavailable, EtcdError.noLeader.message) }
         let (status, interval) = (self.status, leaderCheckInterval)
@@ -197,7 +233,7 @@ struct LeanServiceTable: LeanRPCDispatcher {
     }
 
     /// The status an error ends a call with, as grpc-swift would send it.
-    private static func status(of error: any Error) -> LeanRPCStatus {
+    static func status(of error: any Error) -> LeanRPCStatus {
         if let error = error as? RPCError {
             return LeanRPCStatus(GRPCStatusCode(rawValue: error.code.rawValue) ?? .unknown, error.message)
         }
