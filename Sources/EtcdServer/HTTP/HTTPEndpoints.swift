@@ -1,7 +1,8 @@
 import NIOHTTP1
 
 /// What etcd serves over HTTP/1.1: on the client port everything (health, version, metrics and
-/// the JSON gateway), on `--listen-metrics-urls` all but the gateway.
+/// the JSON gateway), on `--listen-metrics-urls` health and metrics only (etcd answers 404 for
+/// `/version` there).
 struct HTTPEndpoints: HTTPResponder {
     let health: HealthEndpoints
     let metrics: ServerMetrics
@@ -22,7 +23,7 @@ struct HTTPEndpoints: HTTPResponder {
         if isClientPort && request.method == .OPTIONS { return HTTPResponse(status: .ok, body: []) }
         if let answer = await health.respond(to: request) { return answer }
         switch request.path {
-        case "/version":
+        case "/version" where isClientPort:
             guard request.method == .GET else { return .methodNotAllowed(allow: "GET") }
             let body = #"{"etcdserver":"# + jsonQuoted(EtcdVersion.server) + #","etcdcluster":"#
                 + jsonQuoted(EtcdVersion.cluster) + "}"
