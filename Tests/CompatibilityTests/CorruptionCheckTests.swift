@@ -27,18 +27,23 @@ struct CorruptionCheckTests {
         }
     }
 
+    /// Writes ten keys and returns the leader and a follower that has applied them all.
+    static func writeAndPickFollower(_ cluster: EtcdCluster) async throws -> (EtcdCluster.Member, EtcdCluster.Member) {
+        let leader = try #require(try await cluster.leader(), "no leader\n\(cluster.logTails())")
+        let follower = try #require(cluster.members.first { $0 != leader })
+        for index in 0..<10 { #expect(try await cluster.etcdctl().run("put", "k\(index)", "v\(index)").succeeded) }
+        let synced = try await poll(timeout: .seconds(10), interval: .milliseconds(100)) {
+            try await cluster.etcdctl([follower]).run("get", "k9", "--consistency=s", "--print-value-only")
+                .standardOutput.contains("v9")
+        }
+        try #require(synced)
+        return (leader, follower)
+    }
+
     @Test("--experimental-initial-corrupt-check: a member whose data differs from its peers' refuses to start")
     func initialCheck() async throws {
         try await withEtcdCluster(.candidate, extraArguments: ["--experimental-initial-corrupt-check"]) { cluster in
-            let leader = try #require(try await cluster.leader(), "no leader\n\(cluster.logTails())")
-            let victim = try #require(cluster.members.first { $0 != leader })
-            for index in 0..<10 { #expect(try await cluster.etcdctl().run("put", "k\(index)", "v\(index)").succeeded) }
-            // Every member has applied the puts before the victim goes down.
-            let synced = try await poll(timeout: .seconds(10), interval: .milliseconds(100)) {
-                try await cluster.etcdctl([victim]).run("get", "k9", "--consistency=s", "--print-value-only")
-                    .standardOutput.contains("v9")
-            }
-            try #require(synced)
+            let (leader, victim) = try await Self.writeAndPickFollower(cluster)
             _ = await cluster.stop(victim)
             // Restarted untouched, it passes the check.
             try await cluster.restart(victim)
@@ -59,14 +64,7 @@ struct CorruptionCheckTests {
     @Test("--experimental-corrupt-check-time: the leader raises CORRUPT for a member whose hash differs, and writes stop")
     func periodicCheck() async throws {
         try await withEtcdCluster(.candidate, extraArguments: ["--experimental-corrupt-check-time=1s"]) { cluster in
-            let leader = try #require(try await cluster.leader(), "no leader\n\(cluster.logTails())")
-            let victim = try #require(cluster.members.first { $0 != leader })
-            for index in 0..<10 { #expect(try await cluster.etcdctl().run("put", "k\(index)", "v\(index)").succeeded) }
-            let synced = try await poll(timeout: .seconds(10), interval: .milliseconds(100)) {
-                try await cluster.etcdctl([victim]).run("get", "k9", "--consistency=s", "--print-value-only")
-                    .standardOutput.contains("v9")
-            }
-            try #require(synced)
+            let (leader, victim) = try await Self.writeAndPickFollower(cluster)
             // Healthy data: a few checks pass without an alarm.
             try await Task.sleep(for: .seconds(2))
             #expect(try await cluster.etcdctl().run("alarm", "list").standardOutput.isEmpty)
