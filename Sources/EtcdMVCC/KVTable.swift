@@ -146,15 +146,24 @@ struct KVTable {
         }
     }
 
-    /// Every row with main revision at or below `end`, in revision order, as hashed by
-    /// ``MVCCStore/hashKV(revision:)``.
-    func forEachRow(through end: Int64, _ body: (Revision, KeyValue, _ tombstone: Bool) -> Void) throws(BackendError) {
+    /// Rows with main revision at or below `end` and after `after` (from the first if nil), in
+    /// revision order, at most `limit` of them, as hashed by ``MVCCStore/continueHash(_:rows:)``.
+    /// Returns how many rows it read.
+    @discardableResult
+    func forEachRow(
+        through end: Int64, after: Revision? = nil, limit: Int = Int.max,
+        _ body: (Revision, KeyValue, _ tombstone: Bool) -> Void
+    ) throws(BackendError) -> Int {
         let sql = """
             SELECT main, sub, key, value, create_revision, version, lease, tombstone
-            FROM kv WHERE main <= ?1 ORDER BY main, sub
+            FROM kv WHERE main <= ?1 AND (main > ?2 OR (main = ?2 AND sub > ?3)) ORDER BY main, sub LIMIT ?4
             """
-        try backend.withStatement(sql) { statement throws(BackendError) in
+        return try backend.withStatement(sql) { statement throws(BackendError) -> Int in
             try statement.bind(end, at: 1)
+            try statement.bind(after?.main ?? Int64.min, at: 2)
+            try statement.bind(after?.sub ?? Int64.min, at: 3)
+            try statement.bind(Int64(clamping: limit), at: 4)
+            var count = 0
             while try statement.step() {
                 let revision = Revision(main: statement.int64(at: 0), sub: statement.int64(at: 1))
                 let kv = KeyValue(
@@ -166,7 +175,9 @@ struct KVTable {
                     lease: statement.int64(at: 6)
                 )
                 body(revision, kv, statement.int64(at: 7) != 0)
+                count += 1
             }
+            return count
         }
     }
 

@@ -110,3 +110,31 @@ public struct KVHash: Hashable, Sendable {
         self.hashRevision = hashRevision
     }
 }
+
+/// A hash being computed in pieces (see ``MVCCStore/startHashKV(revision:)``).
+public struct HashProgress: Sendable {
+    let atRevision: Int64
+    /// The store's revision when the hash started (the response header's revision).
+    let currentRevision: Int64
+    let compactRevision: Int64
+    let keep: Set<Revision>
+    let pendingDeletion: Set<Revision>
+    /// HashKV skips compacted rows; Hash counts every row.
+    let skipsCompacted: Bool
+    var crc = CRC32C()
+    /// The last row hashed so far.
+    var after: Revision?
+
+    init(
+        atRevision: Int64, currentRevision: Int64, compactRevision: Int64, keep: Set<Revision>,
+        pendingDeletion: Set<Revision>, skipsCompacted: Bool
+    ) {
+        self.atRevision = atRevision
+        self.currentRevision = currentRevision
+        self.compactRevision = compactRevision
+        self.keep = keep
+        self.pendingDeletion = pendingDeletion
+        self.skipsCompacted = skipsCompacted
+        crc.update(Array("key".utf8))
+    }
+}

@@ -140,50 +140,81 @@ public final class MVCCStore {
     /// and `.futureRevision` past the current revision.
     ///
     /// Each row is hashed in the bytes etcd keeps in bbolt's `key` bucket (see
-    /// ``EtcdRowEncoding``), so for the same history the value equals Go etcd's.
+    /// ``EtcdRowEncoding``), so for the same history the value equals Go etcd's. In one go; a
+    /// server hashes a large store in pieces instead (``startHashKV(revision:)``).
     public func hashKV(revision: Int64) throws(MVCCError) -> KVHash {
-        if revision > 0, revision <= compactMainRevision { throw .compacted }
-        if revision > currentRevision { throw .futureRevision }
-        let atRevision = revision == 0 ? currentRevision : revision
-        let keep = index.keep(at: atRevision)
-        let lowest = compactMainRevision + 1
-        // Rows a compaction has yet to delete are history already gone; they count for nothing.
-        let pendingDeletion = Set(pendingCompactionRows)
-        let hash = try hashRows(through: atRevision) { rowRevision in
-            // As etcd: an empty keep set means nothing below the compaction point is skipped.
-            if rowRevision.main < lowest, !keep.isEmpty, !keep.contains(rowRevision) { return false }
-            return !(rowRevision.main < lowest && pendingDeletion.contains(rowRevision))
+        var progress = try startHashKV(revision: revision)
+        while true {
+            if let hash = try continueHash(&progress, rows: Int.max) { return hash }
         }
-        return KVHash(
-            hash: hash, revision: currentRevision, compactRevision: compactMainRevision, hashRevision: atRevision)
     }
 
     /// A checksum of every stored row, in the same byte form as ``hashKV(revision:)`` but with
     /// no row skipped (etcd's Hash RPC; its `hash` is this, `revision` the current revision).
     public func hashAllRows() throws(MVCCError) -> KVHash {
-        let hash = try hashRows(through: currentRevision) { _ in true }
-        return KVHash(
-            hash: hash, revision: currentRevision, compactRevision: compactMainRevision,
-            hashRevision: currentRevision)
+        var progress = startHashAllRows()
+        while true {
+            if let hash = try continueHash(&progress, rows: Int.max) { return hash }
+        }
     }
 
-    /// CRC-32C of the bucket name etcd starts with, then of each included row's etcd bytes.
-    private func hashRows(through end: Int64, including: (Revision) -> Bool) throws(MVCCError) -> UInt32 {
-        var crc = CRC32C()
-        crc.update(Array("key".utf8))
+    /// Starts ``hashKV(revision:)`` to be computed a number of rows at a time by
+    /// ``continueHash(_:rows:)``, so that whoever holds the store between pieces (applies,
+    /// reads) is not held up by a hash of a large store.
+    public func startHashKV(revision: Int64) throws(MVCCError) -> HashProgress {
+        if revision > 0, revision <= compactMainRevision { throw .compacted }
+        if revision > currentRevision { throw .futureRevision }
+        let atRevision = revision == 0 ? currentRevision : revision
+        return HashProgress(
+            atRevision: atRevision, currentRevision: currentRevision, compactRevision: compactMainRevision,
+            // As etcd: an empty keep set means nothing below the compaction point is skipped.
+            keep: index.keep(at: atRevision),
+            // Rows a compaction has yet to delete are history already gone; they count for nothing.
+            pendingDeletion: Set(pendingCompactionRows), skipsCompacted: true)
+    }
+
+    /// Starts ``hashAllRows()`` in pieces, as ``startHashKV(revision:)``.
+    public func startHashAllRows() -> HashProgress {
+        HashProgress(
+            atRevision: currentRevision, currentRevision: currentRevision, compactRevision: compactMainRevision,
+            keep: [], pendingDeletion: [], skipsCompacted: false)
+    }
+
+    /// Hashes up to `rows` more rows; returns the hash once every row is in. Rows at or below
+    /// the hashed revision change only by compaction, so the pieces add up to one consistent
+    /// hash unless a compaction happened between them: then the hash starts again from the
+    /// first row (or fails with `.compacted` if the revision is now compacted).
+    public func continueHash(_ progress: inout HashProgress, rows: Int) throws(MVCCError) -> KVHash? {
+        precondition(rows > 0, "continueHash: rows must be positive, got \(rows)")
+        if progress.compactRevision != compactMainRevision {
+            progress = progress.skipsCompacted
+                ? try startHashKV(revision: progress.atRevision) : startHashAllRows()
+        }
+        let lowest = progress.compactRevision + 1
         var row: [UInt8] = []
+        var last = progress.after
+        let read: Int
         do {
-            try table.forEachRow(through: end) { rowRevision, kv, tombstone in
-                guard including(rowRevision) else { return }
+            read = try table.forEachRow(through: progress.atRevision, after: progress.after, limit: rows) {
+                rowRevision, kv, tombstone in
+                last = rowRevision
+                if progress.skipsCompacted, rowRevision.main < lowest {
+                    if !progress.keep.isEmpty, !progress.keep.contains(rowRevision) { return }
+                    if progress.pendingDeletion.contains(rowRevision) { return }
+                }
                 row.removeAll(keepingCapacity: true)
                 EtcdRowEncoding.appendRevisionKey(rowRevision, tombstone: tombstone, to: &row)
                 EtcdRowEncoding.appendKeyValue(tombstone ? .tombstone(of: kv.key) : kv, to: &row)
-                crc.update(row)
+                progress.crc.update(row)
             }
         } catch {
             throw .backend(error)
         }
-        return crc.value
+        progress.after = last
+        guard read < rows else { return nil }
+        return KVHash(
+            hash: progress.crc.value, revision: progress.currentRevision, compactRevision: progress.compactRevision,
+            hashRevision: progress.atRevision)
     }
 
     /// A meta value (e.g. `consistent_index`), or nil if never set. Sees the open batch's writes.

@@ -91,4 +91,30 @@ struct HashTests {
         try put(second, "c", "x")
         #expect(try second.hashAllRows().hash != before)
     }
+
+    @Test("hashing a piece at a time gives the one-go hash; a compaction between pieces starts it again")
+    func inPieces() throws {
+        let store = try memoryStore()
+        try history(store)
+        for index in 0..<20 { try put(store, "k\(index % 7)", "v\(index)") }
+        for rows in [1, 2, 3, 7, 100] {
+            var progress = try store.startHashKV(revision: 20)
+            var result: KVHash?
+            while result == nil { result = try store.continueHash(&progress, rows: rows) }
+            #expect(result == (try store.hashKV(revision: 20)), "\(rows) rows a piece")
+            var whole = store.startHashAllRows()
+            var all: KVHash?
+            while all == nil { all = try store.continueHash(&whole, rows: rows) }
+            #expect(all == (try store.hashAllRows()), "\(rows) rows a piece")
+        }
+        var progress = try store.startHashKV(revision: 20)
+        #expect(try store.continueHash(&progress, rows: 5) == nil)
+        try compact(store, 10)
+        var result: KVHash?
+        while result == nil { result = try store.continueHash(&progress, rows: 5) }
+        #expect(result == (try store.hashKV(revision: 20)))
+        #expect(result?.compactRevision == 10)
+        try compact(store, 21)
+        #expect(throws: MVCCError.compacted) { try store.continueHash(&progress, rows: 5) }
+    }
 }

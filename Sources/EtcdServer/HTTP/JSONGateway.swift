@@ -62,7 +62,7 @@ struct JSONGateway: Sendable {
         })
         add(["/v3/maintenance/alarm"], Etcdserverpb_Maintenance.Method.Alarm.descriptor, withoutContext: maintenance.alarm)
         add(["/v3/maintenance/hash"], Etcdserverpb_Maintenance.Method.Hash.descriptor, withoutContext: {
-            (_: Etcdserverpb_HashRequest) in try maintenance.hash()
+            (_: Etcdserverpb_HashRequest) in try await maintenance.hash()
         })
         add(["/v3/maintenance/hashkv"], Etcdserverpb_Maintenance.Method.HashKV.descriptor, withoutContext: maintenance.hashKV)
         add(

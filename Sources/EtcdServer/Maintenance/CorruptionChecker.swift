@@ -42,13 +42,7 @@ struct CorruptionChecker: Sendable {
     /// member has another hash at this member's revision.
     func checkAtStart() async throws {
         logger.info("starting initial corruption check", metadata: ["local-member-id": "\(localMember)"])
-        let local = try replica.read { (replica) throws(ReplicaError) in
-            do throws(MVCCError) {
-                return try replica.store.hashKV(revision: 0)
-            } catch {
-                throw ReplicaError(error)
-            }
-        }
+        let local = try await replica.hashKV(revision: 0)
         var mismatches = 0
         for peer in await peerHashes(at: local.revision) {
             guard let response = peer.response else {
@@ -91,18 +85,9 @@ struct CorruptionChecker: Sendable {
 
     /// etcd's `checkHashKV`: raises CORRUPT (once per check) for the first member found damaged.
     func checkAsLeader() async throws {
-        let hash = { () throws -> KVHash in
-            try replica.read { (replica) throws(ReplicaError) in
-                do throws(MVCCError) {
-                    return try replica.store.hashKV(revision: 0)
-                } catch {
-                    throw ReplicaError(error)
-                }
-            }
-        }
-        let before = try hash()
+        let before = try await replica.hashKV(revision: 0)
         let peers = await peerHashes(at: before.revision)
-        let after = try hash()
+        let after = try await replica.hashKV(revision: 0)
         var suspect: (MemberID, String)?
         if after.hash != before.hash, after.revision == before.revision, after.compactRevision == before.compactRevision {
             suspect = (localMember, "its own hash changed at revision \(before.revision) (\(before.hash) then \(after.hash))")

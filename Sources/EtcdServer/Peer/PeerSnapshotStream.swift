@@ -103,13 +103,16 @@ enum SnapshotFile {
     static func openForReading(_ path: String) throws(PeerSnapshotError) -> (descriptor: Int32, bytes: UInt64) {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { throw .image(errorText("open \(path)")) }
-        var info = stat()
-        guard fstat(descriptor, &info) == 0 else {
-            let reason = errorText("stat \(path)")
+        // The size by seeking to the end and back: C's `stat` struct resolves through whichever
+        // module of the target imported it first on Linux (Glibc or CoreFoundation), which made
+        // this file's build depend on its neighbours.
+        let size = lseek(descriptor, 0, SEEK_END)
+        guard size >= 0, lseek(descriptor, 0, SEEK_SET) == 0 else {
+            let reason = errorText("seek \(path)")
             close(descriptor)
             throw .image(reason)
         }
-        return (descriptor, UInt64(max(0, info.st_size)))
+        return (descriptor, UInt64(size))
     }
 
     /// Writes all of `bytes`, retrying short writes and interruptions.

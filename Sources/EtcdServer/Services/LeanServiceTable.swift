@@ -74,7 +74,7 @@ struct LeanServiceTable: LeanRPCDispatcher {
         addWithoutContext(Etcdserverpb_Maintenance.Method.Defragment.descriptor) { (_: Etcdserverpb_DefragmentRequest) in
             try await maintenance.defragment()
         }
-        addWithoutContext(Etcdserverpb_Maintenance.Method.Hash.descriptor) { (_: Etcdserverpb_HashRequest) in try maintenance.hash() }
+        addWithoutContext(Etcdserverpb_Maintenance.Method.Hash.descriptor) { (_: Etcdserverpb_HashRequest) in try await maintenance.hash() }
         addWithoutContext(Etcdserverpb_Cluster.Method.MemberList.descriptor, cluster.memberList)
         addWithoutContext(Etcdserverpb_Cluster.Method.MemberAdd.descriptor, cluster.memberAdd)
         addWithoutContext(Etcdserverpb_Cluster.Method.MemberRemove.descriptor, cluster.memberRemove)

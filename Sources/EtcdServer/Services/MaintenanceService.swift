@@ -36,7 +36,7 @@ struct MaintenanceService: RegistrableRPCService {
             (request: Etcdserverpb_AlarmRequest, _) in try await alarm(request)
         }
         router.registerUnary(Etcdserverpb_Maintenance.Method.HashKV.descriptor) {
-            (request: Etcdserverpb_HashKVRequest, _) in try hashKV(request)
+            (request: Etcdserverpb_HashKVRequest, _) in try await hashKV(request)
         }
         router.registerUnary(Etcdserverpb_Maintenance.Method.Defragment.descriptor) {
             (_: Etcdserverpb_DefragmentRequest, _) in try await defragment()
@@ -52,7 +52,7 @@ struct MaintenanceService: RegistrableRPCService {
             }
         }
         router.registerUnary(Etcdserverpb_Maintenance.Method.Hash.descriptor) {
-            (request: Etcdserverpb_HashRequest, _) in try hash()
+            (request: Etcdserverpb_HashRequest, _) in try await hash()
         }
     }
 
@@ -100,14 +100,8 @@ struct MaintenanceService: RegistrableRPCService {
 
     /// etcd's HashKV: a CRC-32C of the MVCC history up to a revision, equal on members (and Go
     /// etcd servers) that saw the same history; see ``MVCCStore/hashKV(revision:)``.
-    func hashKV(_ request: Etcdserverpb_HashKVRequest) throws -> Etcdserverpb_HashKVResponse {
-        let result = try replica.read { (replica) throws(ReplicaError) in
-            do throws(MVCCError) {
-                return try replica.store.hashKV(revision: request.revision)
-            } catch {
-                throw ReplicaError(error)
-            }
-        }
+    func hashKV(_ request: Etcdserverpb_HashKVRequest) async throws -> Etcdserverpb_HashKVResponse {
+        let result = try await replica.hashKV(revision: request.revision)
         var response = Etcdserverpb_HashKVResponse()
         response.hash = result.hash
         response.compactRevision = result.compactRevision
@@ -121,14 +115,8 @@ struct MaintenanceService: RegistrableRPCService {
     /// etcd hashes its bbolt file's every bucket, which no other storage can reproduce, so this
     /// hashes the MVCC rows (as HashKV at the current revision would with nothing compacted);
     /// like etcd's, it is only comparable between members of one implementation.
-    func hash() throws -> Etcdserverpb_HashResponse {
-        let result = try replica.read { (replica) throws(ReplicaError) in
-            do throws(MVCCError) {
-                return try replica.store.hashAllRows()
-            } catch {
-                throw ReplicaError(error)
-            }
-        }
+    func hash() async throws -> Etcdserverpb_HashResponse {
+        let result = try await replica.hashAllRows()
         var response = Etcdserverpb_HashResponse()
         response.hash = result.hash
         response.header.revision = result.revision
