@@ -124,7 +124,8 @@ public final class EtcdServer: Service, Sendable {
         let transport = try await startPeerTransport(identity: persisted, mailbox: mailbox)
         transport.answerClusterQueries {
             guard let members = try? handle.read({ $0.membership.sortedMembers }), !members.isEmpty else { return nil }
-            return PeerClusterInfo(clusterID: persisted.cluster.rawValue, members: members)
+            let removed = (try? handle.read { $0.membership.removed.map(\.rawValue).sorted() }) ?? []
+            return PeerClusterInfo(clusterID: persisted.cluster.rawValue, members: members, removed: removed)
         }
         if let joinedCluster {
             // Until the log arrives, this member knows its peers only from the cluster's answer.
@@ -274,6 +275,16 @@ public final class EtcdServer: Service, Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await loop.run() }
             group.addTask { await watchHub.runCatchUp() }
+            let removalWatch = RemovalWatch(
+                localMember: persisted.member, cluster: persisted.cluster, status: status, replica: handle,
+                interval: .milliseconds(configuration.electionTimeoutMilliseconds))
+            group.addTask {
+                guard await removalWatch.run(until: shutdown) else { return }
+                logger.warning(
+                    "the member has been permanently removed from the cluster (a peer says so)",
+                    metadata: ["local-member-id": "\(persisted.member)"])
+                mailbox.close()
+            }
             let corruptionChecker = CorruptionChecker(
                 replica: handle, status: status, proposer: proposer, localMember: persisted.member, logger: logger)
             if configuration.corruptCheckTime > .zero {

@@ -455,3 +455,29 @@ extension ClusterTests {
 extension String {
     fileprivate var trimmed: String { trimmingCharacters(in: .whitespacesAndNewlines) }
 }
+
+extension ClusterTests {
+    @Test("a member removed while it was down stops once it is back and a peer tells it so, as etcd's does")
+    func removedWhileDown() async throws {
+        try await withEtcdCluster(.candidate) { cluster in
+            let leader = try #require(try await cluster.leader(), "no leader\n\(cluster.logTails())")
+            let removed = try #require(cluster.members.first { $0 != leader })
+            let status = try await cluster.etcdctl([removed]).run("endpoint", "status", "-w", "json")
+            let id = try #require(
+                (try JSONValue(parsing: status.standardOutput))[0]?["Status"]?["header"]?["member_id"]?.unsignedValue)
+            await cluster.kill(removed)
+            let others = cluster.members.filter { $0 != removed }
+            let remove = try await cluster.etcdctl(others).run("member", "remove", String(id, radix: 16))
+            try #require(remove.succeeded, "\(remove)")
+            // Back with a log that never saw its removal committed: no leader talks to it any more.
+            try await cluster.restart(removed, wait: false)
+            let exited = await poll(timeout: .seconds(20), interval: .milliseconds(100)) {
+                cluster.process(of: removed)?.exitStatus != nil
+            }
+            #expect(exited, "\(cluster.logTails())")
+            let log = String(decoding: (try? Data(contentsOf: cluster.logFile(of: removed))) ?? Data(), as: UTF8.self)
+            #expect(log.contains("the member has been permanently removed from the cluster (a peer says so)"), "\(log.suffix(2_000))")
+            #expect(try await cluster.etcdctl(others).run("put", "after", "1").succeeded)
+        }
+    }
+}

@@ -11,6 +11,9 @@ import NIOPosix
 struct PeerClusterInfo: Codable, Sendable, Hashable {
     var clusterID: UInt64
     var members: [ClusterMember]
+    /// The members removed from the cluster (absent in answers of older builds): how a member
+    /// cut off by its own removal learns of it (etcd's peers answer it 410 Gone).
+    var removed: [UInt64]?
 }
 
 /// The query for ``PeerClusterInfo`` on a peer port: a handshake that names no sender, no
