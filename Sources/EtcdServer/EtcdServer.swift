@@ -249,7 +249,7 @@ public final class EtcdServer: Service, Sendable {
             MetricsSources(
                 memberID: persisted.member.rawValue, status: status, pending: pending,
                 quotaBackendBytes: BackendQuota.limit(forFlag: configuration.quotaBackendBytes) ?? configuration.quotaBackendBytes,
-                storeFigures: { Self.storeFigures(handle) }))
+                storeFigures: { Self.storeFigures(handle) }, peerStatistics: { transport.statistics }))
         // HTTP/1.1 beside gRPC on the client port, and alone on --listen-metrics-urls.
         let health = HealthEndpoints(kv: kvService, replica: handle, status: status, metrics: metrics)
         let gateway = JSONGateway(

@@ -88,6 +88,15 @@ struct ClusterTests {
             // Every member hashes the same history to the same value, and to Go etcd's value.
             let hashes = try await Self.hashKVs(all, revision: 4)
             record.append("endpoint hashkv --cluster --rev=4: \(hashes.count) answers, hashes \(Set(hashes).sorted())")
+            // Peer traffic in /metrics, per peer, as etcd's dashboards chart it.
+            let metrics = try await Curl.request("GET", url: cluster.members[0].clientURL + "/metrics")
+            let lines = metrics.body.split(separator: "\n")
+            for name in ["etcd_network_peer_sent_bytes_total{To=", "etcd_network_peer_received_bytes_total{From="] {
+                // (A follower talks to the leader only; etcd's also probes every peer, so how many
+                // peers show traffic differs.)
+                let peers = lines.filter { $0.hasPrefix(name) && !$0.hasSuffix(" 0") }.count
+                record.append("/metrics \(name)...} for some peer: \(peers > 0)")
+            }
             return record
         }
         #expect(candidate == etcd)

@@ -1,5 +1,6 @@
 import CoreMetrics
 import EtcdAPI
+import EtcdRaft
 import Prometheus
 import Synchronization
 
@@ -44,6 +45,9 @@ final class ServerMetrics: Sendable {
     private let quotaBackendBytes: Prometheus.Gauge
     private let process: ProcessMetrics
     private let sources = Mutex<MetricsSources?>(nil)
+    /// The peer byte totals already added to the per-peer counters (the transport keeps totals;
+    /// the counters get what grew since the last scrape).
+    private let peerBytesCounted = Mutex<(sent: [UInt64: Int], received: [UInt64: Int])>(([:], [:]))
 
     /// etcd's disk latency buckets: 1 ms doubling to 8.192 s (`ExponentialBuckets(0.001, 2, 14)`).
     static let diskDurationBuckets: [Duration] = (0..<14).map { .microseconds(1_000 << $0) }
@@ -116,11 +120,38 @@ final class ServerMetrics: Sendable {
         proposalsFailed.set(Double(sources.pending.failedWrites))
         databaseSize.set(Double(status.databaseSize))
         databaseSizeDebugging.set(Double(status.databaseSize))
+        if let peers = sources.peerStatistics() { countPeerBytes(peers) }
         if let store = sources.storeFigures() {
             databaseSizeInUse.set(Double(store.sizeInUseBytes))
             keys.set(Double(store.keys))
             currentRevision.set(Double(store.currentRevision))
             compactRevision.set(Double(store.compactRevision))
+        }
+    }
+
+    /// etcd's `etcd_network_peer_sent_bytes_total{To}` and `..._received_bytes_total{From}`, with
+    /// peers named by their hexadecimal IDs as etcd names them.
+    private func countPeerBytes(_ peers: PeerTransportStatistics) {
+        let registry = self.registry
+        peerBytesCounted.withLock { counted in
+            for (peer, total) in peers.sentBytes {
+                let grown = total - counted.sent[peer.rawValue, default: 0]
+                guard grown > 0 else { continue }
+                registry.makeCounter(
+                    descriptor: .etcd("etcd_network_peer_sent_bytes_total", "The total number of bytes sent to peers."),
+                    labels: [("To", String(peer.rawValue, radix: 16))]
+                ).increment(by: Int64(grown))
+                counted.sent[peer.rawValue] = total
+            }
+            for (peer, total) in peers.receivedBytes {
+                let grown = total - counted.received[peer.rawValue, default: 0]
+                guard grown > 0 else { continue }
+                registry.makeCounter(
+                    descriptor: .etcd("etcd_network_peer_received_bytes_total", "The total number of bytes received from peers."),
+                    labels: [("From", String(peer.rawValue, radix: 16))]
+                ).increment(by: Int64(grown))
+                counted.received[peer.rawValue] = total
+            }
         }
     }
 
@@ -145,6 +176,8 @@ struct MetricsSources: Sendable {
     var pending: PendingRequests
     var quotaBackendBytes: Int64
     var storeFigures: @Sendable () -> StoreFigures?
+    /// The peer transport's figures (nil without peers to talk to).
+    var peerStatistics: @Sendable () -> PeerTransportStatistics? = { nil }
 }
 
 extension MetricNameDescriptor {

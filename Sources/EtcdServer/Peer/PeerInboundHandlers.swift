@@ -7,7 +7,8 @@ import NIOCore
 /// snapshot connection, one snapshot's header, its chunks and its end.
 enum PeerInbound: Sendable {
     case handshake(PeerHandshake)
-    case batch([Message])
+    /// A frame of messages, with its size on the wire (prefix included).
+    case batch([Message], frameBytes: Int)
     case snapshotHeader(Message, imageBytes: UInt64)
     case snapshotChunk(ByteBuffer)
     case snapshotEnd(digest: [UInt8])
@@ -100,7 +101,7 @@ struct PeerFrameDecoder: ByteToMessageDecoder {
         let body = buffer.readBytes(length: length) ?? []
         do throws(PeerCodecError) {
             let messages = try codec.decode(body: body)
-            context.fireChannelRead(wrapInboundOut(.batch(messages)))
+            context.fireChannelRead(wrapInboundOut(.batch(messages, frameBytes: prefixBytes + length)))
             return .continue
         } catch {
             throw PeerInboundError.frame(error)
@@ -258,9 +259,10 @@ final class PeerReceiveHandler: ChannelInboundHandler {
             sink.logger.debug("peer connected", metadata: ["peer": "\(handshake.from)"])
             // The snapshot receiver learns from it whether a snapshot may come on this connection.
             context.fireChannelRead(data)
-        case .batch(let messages):
+        case .batch(let messages, let frameBytes):
             // The decoder only yields batches after a handshake, so `sender` is set here.
             guard let sender else { return }
+            sink.counters.addReceivedBytes(frameBytes, from: sender)
             let accepted = messages.filter { $0.from == sender && $0.to == sink.localMember }
             sink.counters.add(\.droppedMisaddressed, messages.count - accepted.count)
             sink.counters.add(\.receivedFrames)

@@ -1,3 +1,4 @@
+import EtcdRaft
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -88,6 +89,10 @@ struct PeerTransportStatistics: Sendable, Hashable {
     var refusedSnapshots = 0
     /// The most snapshot bytes ever held by a receiver between their arrival and their write.
     var snapshotPeakBufferedBytes = 0
+    /// Message bytes written to and read from each peer (etcd's
+    /// `etcd_network_peer_sent_bytes_total` and `..._received_bytes_total`); snapshots not included.
+    var sentBytes: [NodeID: Int] = [:]
+    var receivedBytes: [NodeID: Int] = [:]
 }
 
 /// The shared, lock-protected statistics.
@@ -99,6 +104,14 @@ final class PeerTransportCounters: Sendable {
     func add(_ field: WritableKeyPath<PeerTransportStatistics, Int>, _ amount: Int = 1) {
         guard amount != 0 else { return }
         values.withLock { $0[keyPath: field] += amount }
+    }
+
+    func addSentBytes(_ bytes: Int, to peer: NodeID) {
+        values.withLock { $0.sentBytes[peer, default: 0] += bytes }
+    }
+
+    func addReceivedBytes(_ bytes: Int, from peer: NodeID) {
+        values.withLock { $0.receivedBytes[peer, default: 0] += bytes }
     }
 
     /// Raises `field` to `value` if it is lower (a high-water mark).

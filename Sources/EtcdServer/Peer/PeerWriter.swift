@@ -183,6 +183,7 @@ final class PeerWriter: Sendable {
                 try await write(bytes, on: channel)
                 context.counters.add(\.sentFrames, frames)
                 context.counters.add(\.sentMessages, encoded)
+                context.counters.addSentBytes(bytes.count, to: peer)
             } catch {
                 // Raft retransmits what a broken connection lost.
                 context.counters.add(\.droppedUnsent, encoded)
