@@ -217,13 +217,14 @@ public final class EtcdServer: Service, Sendable {
         BackendQuota.logSetting(flag: configuration.quotaBackendBytes, logger: logger)
         let quota = BackendQuota(
             limitBytes: BackendQuota.limit(forFlag: configuration.quotaBackendBytes), status: status, proposer: proposer,
-            memberID: persisted.member)
+            memberID: persisted.member, replica: handle)
         let kvService = KVService(
             writer: proposer, replica: handle, header: header, maxTxnOperations: configuration.maxTxnOperations, quota: quota)
         let maintenanceService = MaintenanceService(
             replica: handle, header: header, statusBoard: status, mailbox: mailbox,
             requestTimeout: configuration.requestTimeout, proposer: proposer,
             defragmentStep: { [applier = loop.applier] pages in try await applier.defragmentStep(pages: pages) },
+            commitBackend: { [applier = loop.applier] in try await applier.commitNow() },
             snapshots: SnapshotStreamer(
                 databasePath: databasePath, snapshotDirectory: snapshotDirectory),
             logger: logger)

@@ -197,7 +197,8 @@ struct LoopHardeningTests {
                     localMember: MemberID(1), status: loop.status, replica: replica, requestTimeout: .seconds(10),
                     logger: Logger(label: "test")),
                 requestTimeout: .seconds(10), pollInterval: .milliseconds(10), shutdown: ShutdownSignal(),
-                quota: BackendQuota(limitBytes: nil, status: loop.status, proposer: proposer, memberID: MemberID(1)))
+                quota: BackendQuota(
+                    limitBytes: nil, status: loop.status, proposer: proposer, memberID: MemberID(1), replica: replica))
             var grant = Etcdserverpb_InternalRaftRequest()
             grant.leaseGrant.id = 5
             grant.leaseGrant.ttl = 60

@@ -150,26 +150,3 @@ struct CorruptionChecker: Sendable {
         return PeerHash(member: member.id, error: failures.isEmpty ? "no client URL published" : failures.joined(separator: "; "))
     }
 }
-
-extension ShutdownSignal {
-    /// Sleeps `duration`; false if the server began to stop meanwhile (at once, not at the end).
-    func sleep(_ duration: Duration) async -> Bool {
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                do {
-                    try await Task.sleep(for: duration)
-                    return true
-                } catch {
-                    return false
-                }
-            }
-            group.addTask {
-                await self.wait()
-                return false
-            }
-            let slept = await group.next() ?? false
-            group.cancelAll()
-            return slept && !self.isFired
-        }
-    }
-}

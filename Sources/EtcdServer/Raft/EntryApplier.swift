@@ -345,6 +345,29 @@ final class EntryApplier: Sendable {
     /// ``Replica/defragmentStep(pages:)``); returns the free pages left. Afterwards the batch is
     /// committed on the usual schedule, and the database's size published.
     func defragmentStep(pages: Int) async throws -> Int64 {
+        try await laterOnQueue {
+            let left = try self.replica.mutate { (replica) throws(ReplicaError) in
+                try replica.defragmentStep(pages: pages)
+            }
+            try self.backendDuties()
+            return left
+        } failing: { "defragmenting the backend: \($0)" }
+    }
+
+    /// Commits the open backend batch now, after what is queued, rather than at the end of its
+    /// interval: before a snapshot is copied (etcd commits its batch before a snapshot too) and
+    /// after a defragmentation (so the smaller size is what the quota sees).
+    func commitNow() async throws {
+        try await laterOnQueue {
+            try self.queueState.withLock { (state) throws(MemberError) in try self.commitBackend(&state, durably: false) }
+        } failing: { "committing the backend: \($0)" }
+    }
+
+    /// Runs `work` on the applier's queue after everything queued before it, for a request
+    /// handler that must not block its thread; a failure stops the member, as one in an apply.
+    private func laterOnQueue<Value: Sendable>(
+        _ work: @escaping @Sendable () throws -> Value, failing reason: @escaping @Sendable (any Error) -> String
+    ) async throws -> Value {
         try await withCheckedThrowingContinuation { continuation in
             queue.async {
                 guard !self.queueState.withLock({ $0.stopped }) else {
@@ -352,13 +375,9 @@ final class EntryApplier: Sendable {
                     return
                 }
                 do {
-                    let left = try self.replica.mutate { (replica) throws(ReplicaError) in
-                        try replica.defragmentStep(pages: pages)
-                    }
-                    try self.backendDuties()
-                    continuation.resume(returning: left)
+                    continuation.resume(returning: try work())
                 } catch {
-                    self.fail("defragmenting the backend: \(error)")
+                    self.fail(reason(error))
                     continuation.resume(throwing: error)
                 }
             }

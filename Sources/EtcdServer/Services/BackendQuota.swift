@@ -19,6 +19,9 @@ struct BackendQuota: Sendable {
     let status: MemberStatusBoard
     let proposer: RequestProposer
     let memberID: MemberID
+    /// Where the raised alarms are read: a write refused while this member's alarm is already
+    /// up proposes nothing more (a flood of refused writes would otherwise fill the log).
+    let replica: ReplicaHandle
 
     /// The quota a `--quota-backend-bytes` value sets.
     static func limit(forFlag value: Int64) -> Int64? {
@@ -47,8 +50,13 @@ struct BackendQuota: Sendable {
     func check(cost: Int) async throws {
         guard let limitBytes, cost > 0 else { return }
         if status.databaseSize + Int64(cost) < limitBytes { return }
+        let member = memberID.rawValue
+        let alreadyRaised = (try? replica.read { replica in
+            replica.alarms.contains { $0.memberID == member && $0.alarm == .nospace }
+        }) ?? false
+        if alreadyRaised { throw EtcdError.noSpace }
         var request = Etcdserverpb_AlarmRequest()
-        request.memberID = memberID.rawValue
+        request.memberID = member
         request.action = .activate
         request.alarm = .nospace
         var entry = Etcdserverpb_InternalRaftRequest()

@@ -1,9 +1,9 @@
 import Crypto
-import Dispatch
 import EtcdAPI
 import EtcdBackend
 import Foundation
 import GRPCCore
+import NIOPosix
 
 #if canImport(Glibc)
 import Glibc
@@ -29,7 +29,9 @@ struct SnapshotStreamer: Sendable {
     func stream(to response: RPCWriter<Etcdserverpb_SnapshotResponse>) async throws {
         let path = snapshotDirectory + "/outgoing-client-\(UInt64.random(in: 1 ... .max)).db"
         defer { unlink(path) }
-        try await Self.offCooperativePool { [databasePath, snapshotDirectory] in
+        // The copy is blocking file work on the thread pool the peer snapshot sender uses too,
+        // not on one of the few threads every task shares.
+        try await NIOThreadPool.singleton.runIfActive { [databasePath, snapshotDirectory] in
             // A member that has not saved a Raft snapshot yet has no snapshot directory.
             try FileManager.default.createDirectory(atPath: snapshotDirectory, withIntermediateDirectories: true)
             // A copy deleted once sent: not worth an fsync.
@@ -58,20 +60,5 @@ struct SnapshotStreamer: Sendable {
         var trailer = Etcdserverpb_SnapshotResponse()
         trailer.blob = Data(digest.finalize())
         try await response.write(trailer)
-    }
-
-    /// Runs blocking file work (a copy of the whole database) on a thread of its own rather than
-    /// on one of the few threads every task shares.
-    private static func offCooperativePool(_ work: @escaping @Sendable () throws -> Void) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            DispatchQueue.global().async {
-                do {
-                    try work()
-                    continuation.resume()
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }
-        }
     }
 }

@@ -22,6 +22,8 @@ struct MaintenanceService: RegistrableRPCService {
     let proposer: RequestProposer
     /// Runs one defragmentation step between applies; returns the free pages left.
     let defragmentStep: @Sendable (_ pages: Int) async throws -> Int64
+    /// Commits the backend's open batch now (see `EntryApplier.commitNow`).
+    let commitBackend: @Sendable () async throws -> Void
     let snapshots: SnapshotStreamer
     let logger: Logger
 
@@ -63,6 +65,8 @@ struct MaintenanceService: RegistrableRPCService {
         context: ServerContext
     ) async throws {
         logger.info("sending database snapshot to client")
+        // The copy reads what the backend has committed: everything applied goes in, as etcd's.
+        try await commitBackend()
         try await snapshots.stream(to: response)
         logger.info("sent database snapshot to client")
     }
@@ -88,6 +92,7 @@ struct MaintenanceService: RegistrableRPCService {
             left = try await defragmentStep(Self.defragmentPagesPerStep)
             stepsLeft -= 1
         }
+        try await commitBackend()
         logger.info(
             "finished defragmenting",
             metadata: [
