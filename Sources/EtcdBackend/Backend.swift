@@ -72,9 +72,11 @@ public final class Backend {
             // database (or has a damaged header) fails here, at open, with SQLITE_NOTADB.
             // A new database keeps the bookkeeping that lets freed pages be handed back to the
             // file system a few at a time (see ``releaseFreePages(limit:)``). This must come
-            // before anything writes the file's first page (switching to WAL does); on an
-            // existing database it only takes effect after a full rewrite (``rewrite()``).
-            try execute("PRAGMA auto_vacuum=INCREMENTAL")
+            // before anything writes the file's first page (switching to WAL does). Only a new,
+            // empty database is asked: on an existing one the pragma takes the write lock (and
+            // only a full rewrite, ``rewrite()``, would change the mode), which would make a
+            // second connection opening the file (a checkpointer, a reader) stall the owner.
+            if try pragmaInt("page_count") == 0 { try execute("PRAGMA auto_vacuum=INCREMENTAL") }
             try execute("PRAGMA journal_mode=WAL")
             try execute("PRAGMA synchronous=NORMAL")
             try execute("SELECT count(*) FROM sqlite_master")

@@ -310,4 +310,20 @@ struct BackendDefragmentationTests {
             #expect(try count(backend, "filler") == 1)
         }
     }
+
+    @Test("opening an existing database takes no write lock, so a second connection never stalls the owner's writes")
+    func secondConnectionTakesNoWriteLock() throws {
+        try withTemporaryDirectory { directory in
+            let owner = try Backend(dataDirectory: directory)
+            try Self.fragment(owner, rows: 10)
+            try owner.begin()
+            try owner.execute("INSERT INTO filler (id, data) VALUES (100, x'01')")
+            let started = ContinuousClock.now
+            let second = try Backend(path: Backend.databasePath(dataDirectory: directory))
+            #expect(started.duration(to: .now) < .seconds(5), "the second open waited for the owner's write lock")
+            try owner.commit()
+            #expect(try count(second, "filler") == 2)
+            #expect(try second.releasesPagesIncrementally)
+        }
+    }
 }
