@@ -8,6 +8,8 @@
 #   scripts/compare-with-etcd.sh --cluster --quick # the same with smaller totals, about 1 minute
 #   scripts/compare-with-etcd.sh --grpc-swift [...] # ours on its fallback gRPC server
 #                                                  # (--experimental-grpc-server=grpc-swift)
+#   BENCH_ONLY='range l, 1' scripts/compare-with-etcd.sh --cluster
+#                                                  # only the rows whose name contains that text
 #
 # Both servers run on 127.0.0.1 with fresh data directories and fsync on; every process this
 # script starts is stopped when it exits, however it exits. With BENCH_KEEP_LOGS=DIR set, the
@@ -222,6 +224,7 @@ else:
     # Puts and ranges: txn-mixed and watch-latency stay single-member comparisons.
     for entry in "${matrix[@]:0:7}"; do
         name=${entry%%|*}; args=${entry#*|}
+        [[ $name == *"${BENCH_ONLY:-}"* ]] || continue
         for round in $(seq 1 "$rounds"); do
             for side in etcd ours; do
                 before=0
@@ -284,6 +287,7 @@ done
 
 for entry in "${matrix[@]}"; do
     name=${entry%%|*}; args=${entry#*|}
+    [[ $name == *"${BENCH_ONLY:-}"* ]] || continue
     for round in $(seq 1 "$rounds"); do
         for side in etcd ours; do
             if [[ $side == etcd ]]; then port=$etcd_port; pid=$etcd_pid; else port=$ours_port; pid=$ours_pid; fi

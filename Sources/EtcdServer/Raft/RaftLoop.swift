@@ -77,6 +77,10 @@ final class RaftLoop: Sendable {
     private let configuration: RaftLoopConfiguration
     private let logger: Logger
     private let thread = NIOThreadPool(numberOfThreads: 1)
+    /// Why work done on another thread while the loop was idle stopped the member, if it did.
+    private let inlineFailure = Mutex<MemberError?>(nil)
+    /// How many times work was done on another thread while the loop was idle.
+    let inlineRuns = Atomic<UInt64>(0)
 
     /// `publishChanges` gets each applied batch's revisions before the writers are answered (the
     /// watch hub), so nobody learns of a revision its watchers have not been handed.
@@ -101,6 +105,7 @@ final class RaftLoop: Sendable {
         applier = core.applier
         self.core = Mutex(core)
         thread.start()
+        mailbox.takePeerMessagesDirectly { [weak self] messages in self?.stepInlineIfIdle(messages) ?? false }
     }
 
     deinit {
@@ -132,6 +137,53 @@ final class RaftLoop: Sendable {
         return served ?? false
     }
 
+    /// Asks Raft for the read index of the registered read `id` on the caller's thread when the
+    /// loop is idle, instead of waking the loop's thread for it (see `stepInlineIfIdle`). Returns
+    /// false when it could not; the caller then queues the read as usual.
+    func requestReadIndexIfIdle(_ id: UInt64) -> Bool {
+        runInlineIfIdle { (core) throws(MemberError) in try core.requestReadIndexInline(for: id) }
+    }
+
+    /// Forwards a follower's proposal to the leader on the caller's thread when the loop is idle
+    /// (see `stepInlineIfIdle`). Returns false when it could not (the loop is busy, this member
+    /// leads, or knows no leader); the caller then queues the proposal as usual.
+    func forwardProposalIfIdle(_ proposal: QueuedProposal) -> Bool {
+        runInlineIfIdle { (core) throws(MemberError) in try core.forwardProposalInline(proposal) }
+    }
+
+    /// Steps what a peer sent on the caller's thread (the connection's event loop) when the loop
+    /// is idle, instead of waking the loop's thread: a linearizable read through a follower
+    /// crosses the peer transport four times (the read index request, the leader's heartbeat
+    /// and its answer, the read index), and each crossing would otherwise cost two thread
+    /// wake-ups. Only messages that leave nothing to persist or apply qualify (see
+    /// `LoopCore.stepInline`); false means the caller queues them as usual.
+    func stepInlineIfIdle(_ messages: [EtcdRaft.Message]) -> Bool {
+        runInlineIfIdle { (core) throws(MemberError) in try core.stepInline(messages) }
+    }
+
+    /// Runs `body` on the caller's thread if the loop's lock is free. A failure stops the member
+    /// as one on the loop's thread does: the loop is woken to throw it.
+    private func runInlineIfIdle(_ body: (LoopCore) throws(MemberError) -> Bool) -> Bool {
+        let outcome = core.withLockIfAvailable { core -> Result<Bool, MemberError> in
+            do throws(MemberError) {
+                return .success(try body(core))
+            } catch {
+                core.fail()
+                return .failure(error)
+            }
+        }
+        switch outcome {
+        case nil: return false
+        case .success(let done):
+            if done { inlineRuns.add(1, ordering: .relaxed) }
+            return done
+        case .failure(let error):
+            inlineFailure.withLock { $0 = $0 ?? error }
+            mailbox.nudge()
+            return true
+        }
+    }
+
     /// Runs until the mailbox is closed and drained; then commits the backend durably and closes
     /// the WAL. Throws if the member had to stop (its WAL or backend failed).
     func run() async throws {
@@ -141,6 +193,7 @@ final class RaftLoop: Sendable {
             // The loop owns its thread for its whole life, blocking on the mailbox between cycles.
             try await onLoopThread {
                 while let work = mailbox.nextBlocking(maxProposals: maxProposals) {
+                    if let failure = self.inlineFailure.withLock({ $0 }) { throw failure }
                     try self.core.withLock { (core) throws(MemberError) in
                         do throws(MemberError) {
                             try core.process(work)
@@ -224,6 +277,9 @@ final class LoopCore {
     /// Set at shutdown and when the member failed: Raft must not be touched any more (a failed
     /// cycle may have left a Ready that was never advanced).
     private var stopped = false
+    /// Set once `start` is done: from then on work may also be done on other threads while the
+    /// loop is idle (see `RaftLoop.stepInlineIfIdle`); before, everything waits for the loop.
+    private var started = false
     /// When the leader last looked for expired leases; a longer gap than an election timeout is
     /// a stall (see `leaseDuties`).
     private var lastLeaseCheck: MonotonicTime?
@@ -292,6 +348,7 @@ final class LoopCore {
         // What was replayed is committed to the backend before serving.
         try applier.commit(durably: false)
         publishStatus()
+        started = true
     }
 
     /// Waits until everything committed so far is applied, then takes in what the applier
@@ -411,6 +468,62 @@ final class LoopCore {
         nextReadContext += 1
         guard let index = member.immediateReadIndex(context: Self.bytes(of: nextReadContext)) else { return false }
         return index <= applier.appliedIndex
+    }
+
+    /// See `RaftLoop.requestReadIndexIfIdle`.
+    func requestReadIndexInline(for read: UInt64) throws(MemberError) -> Bool {
+        // A lease confirmation's answer would propose revocations, whose WAL sync belongs on
+        // the loop's thread.
+        guard started, !stopped, leaseConfirmation == nil else { return false }
+        requestReadIndex(for: [read])
+        try runCycles()
+        return true
+    }
+
+    /// See `RaftLoop.forwardProposalIfIdle`.
+    func forwardProposalInline(_ proposal: QueuedProposal) throws(MemberError) -> Bool {
+        guard started, !stopped, leaseConfirmation == nil, proposal.confChange == nil, !member.isLeader, member.leader != .none,
+            member.committedIndex <= applier.appliedIndex + Self.maxApplyBacklog
+        else { return false }
+        do {
+            try member.propose([proposal.data])
+        } catch {
+            pending.failWrites([proposal.id], with: proposalRefusal(error))
+        }
+        try runCycles()
+        return true
+    }
+
+    /// See `RaftLoop.stepInlineIfIdle`: steps `messages` and runs the Ready cycles they cause if
+    /// every one of them is traffic of the current term that brings no entries: heartbeats,
+    /// read indexes, append responses and the leader's appends that only carry its commit
+    /// index. Their cycles send messages, answer reads and hand committed entries to the
+    /// applier, but have nothing to sync: a new term or new entries are left to the loop's
+    /// thread. Anything else (and anything while a lease confirmation is out) returns false.
+    func stepInline(_ messages: [EtcdRaft.Message]) throws(MemberError) -> Bool {
+        guard started, !stopped, leaseConfirmation == nil, messages.allSatisfy(isInlineTraffic) else { return false }
+        for message in messages { member.step(message) }
+        try runCycles()
+        publishStatus(withProgress: false)
+        return true
+    }
+
+    private func isInlineTraffic(_ message: EtcdRaft.Message) -> Bool {
+        switch message.type {
+        case .heartbeat:
+            return message.term == member.term && !member.isLeader
+        case .append:
+            return message.term == member.term && !member.isLeader && message.entries.isEmpty
+        case .heartbeatResponse, .appendResponse:
+            return message.term == member.term && member.isLeader
+        case .readIndexResponse:
+            return message.term == member.term
+        case .readIndex:
+            // Forwarded reads carry no term (see `Raft.send`).
+            return message.term == 0
+        default:
+            return false
+        }
     }
 
     /// Asks again for the read indexes that went unanswered too long (see `readRequestedAt`).

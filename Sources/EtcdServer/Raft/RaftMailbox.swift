@@ -57,6 +57,9 @@ final class RaftMailbox: Sendable {
         /// The applier has news for the loop (see `nudge`).
         var nudged = false
         var closed = false
+        /// Steps peer messages on the delivering thread when the loop is idle (see
+        /// `takePeerMessagesDirectly`).
+        var directReceiver: (@Sendable ([Message]) -> Bool)?
 
         var isEmpty: Bool { proposals.isEmpty && reads.isEmpty && peerEvents.isEmpty && !tick && !nudged }
     }
@@ -86,9 +89,22 @@ final class RaftMailbox: Sendable {
         try? deliver { (state) throws(EtcdError) in state.nudged = true }
     }
 
+    /// Lets `receiver` take peer messages before they are queued, while no earlier peer event
+    /// waits (so that a connection's messages keep their order); it returns false for those it
+    /// leaves to the queue.
+    func takePeerMessagesDirectly(_ receiver: @escaping @Sendable ([Message]) -> Bool) {
+        state.withLock { $0.directReceiver = receiver }
+    }
+
     /// Hands what a peer sent (or what the transport learned) to the loop; dropped when the loop
     /// is stopped or too many peer messages wait already.
     func deliverFromPeers(_ event: PeerEvent) {
+        if case .messages(let messages) = event,
+            let receiver = state.withLock({ $0.closed || !$0.peerEvents.isEmpty ? nil : $0.directReceiver }),
+            receiver(messages)
+        {
+            return
+        }
         try? deliver { (state) throws(EtcdError) in
             if case .snapshot = event {
                 state.peerEvents.append(event)
@@ -151,7 +167,10 @@ final class RaftMailbox: Sendable {
 
     /// Refuses new work; what is queued is still handed out.
     func close() {
-        state.withLock { $0.closed = true }
+        state.withLock {
+            $0.closed = true
+            $0.directReceiver = nil
+        }
         wake()
     }
 }

@@ -69,6 +69,7 @@ final class RequestProposer: Sendable {
         let deadline = ContinuousClock.now.advanced(by: requestTimeout)
         let pending = self.pending
         let mailbox = self.mailbox
+        let loop = self.loop
         // A caller that goes away (the client cancelled or disconnected) frees its place among
         // the waiting at once rather than at its deadline; the entry itself may still be applied,
         // as in etcd, since it may already be in the log.
@@ -85,7 +86,7 @@ final class RequestProposer: Sendable {
                     return
                 }
                 do {
-                    try mailbox.submit(proposal)
+                    if !loop.forwardProposalIfIdle(proposal) { try mailbox.submit(proposal) }
                 } catch {
                     pending.failWrites([id], with: error)
                 }
@@ -133,7 +134,7 @@ final class RequestProposer: Sendable {
                     return
                 }
                 do {
-                    try mailbox.submitRead(id)
+                    if !loop.requestReadIndexIfIdle(id) { try mailbox.submitRead(id) }
                 } catch {
                     pending.completeReads([id], with: .failure(error))
                 }
