@@ -40,11 +40,18 @@ public struct LeanRPCRequestHead: Sendable {
     public var metadata: HPACKHeaders
     /// When the client gives up (`grpc-timeout`), if it said.
     public var deadline: NIODeadline?
+    /// The Subject CommonName of the client's certificate, when the connection is TLS, the
+    /// server requires client certificates with `--client-cert-auth` and the chain verified:
+    /// etcd's identity for a request without a token. nil otherwise.
+    public var clientCertificateCommonName: String?
 
-    public init(path: String, metadata: HPACKHeaders = [:], deadline: NIODeadline? = nil) {
+    public init(
+        path: String, metadata: HPACKHeaders = [:], deadline: NIODeadline? = nil, clientCertificateCommonName: String? = nil
+    ) {
         self.path = path
         self.metadata = metadata
         self.deadline = deadline
+        self.clientCertificateCommonName = clientCertificateCommonName
     }
 }
 

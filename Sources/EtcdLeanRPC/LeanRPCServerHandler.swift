@@ -88,6 +88,19 @@ public final class LeanRPCServerHandler: ChannelInboundHandler {
         public init() {}
     }
 
+    /// Sent down the pipeline by the TLS layer once the client's certificate is verified and
+    /// admitted (with `--client-cert-auth`): every later call's head carries its CommonName.
+    public struct ClientCertificate: Sendable {
+        public var commonName: String?
+
+        public init(commonName: String?) {
+            self.commonName = commonName
+        }
+    }
+
+    /// The connection's verified client certificate CommonName (see ``ClientCertificate``).
+    private var clientCommonName: String?
+
     /// `tracker`, if given, counts the calls' tasks until each has ended.
     public init(
         dispatcher: any LeanRPCDispatcher, executor: (any TaskExecutor)?, configuration: Configuration,
@@ -137,6 +150,10 @@ public final class LeanRPCServerHandler: ChannelInboundHandler {
     }
 
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let certificate = event as? ClientCertificate {
+            clientCommonName = certificate.commonName
+            return
+        }
         guard event is Drain else {
             context.fireUserInboundEventTriggered(event)
             return
@@ -220,7 +237,9 @@ public final class LeanRPCServerHandler: ChannelInboundHandler {
         }
         var call = Call(
             method: method,
-            head: LeanRPCRequestHead(path: path, metadata: metadata, deadline: timeout.map { context.eventLoop.now + $0 }),
+            head: LeanRPCRequestHead(
+                path: path, metadata: metadata, deadline: timeout.map { context.eventLoop.now + $0 },
+                clientCertificateCommonName: clientCommonName),
             reader: GRPCMessageReader(maxMessageBytes: configuration.maxRequestBytes),
             window: InboundWindow(target: configuration.streamWindow))
         if let timeout {

@@ -41,6 +41,24 @@ struct ServerHandlerTests {
         try await channel.close()
     }
 
+    @Test("the CommonName of a verified client certificate, announced by the TLS layer, reaches every later call's head")
+    func clientCertificateCommonName() async throws {
+        let (channel, _) = try await Self.makeChannel()
+        channel.pipeline.fireUserInboundEventTriggered(LeanRPCServerHandler.ClientCertificate(commonName: "alice"))
+        let request = GRPCMessageWriter.frame(Array("ping".utf8), allocator: channel.allocator)
+        try await channel.writeInbound(Self.requestHeaders(stream: 1, path: "/test.Echo/Echo"))
+        try await channel.writeInbound(HTTP2Frame(streamID: 1, payload: .data(.init(data: .byteBuffer(request), endStream: true))))
+        let frames = try await Self.readFrames(channel, count: 3)
+        guard case .data(let body) = frames[1].payload, case .byteBuffer(var bytes) = body.data else {
+            Issue.record("expected HEADERS, DATA, HEADERS, got \(frames)")
+            return
+        }
+        var reader = GRPCMessageReader(maxMessageBytes: 100)
+        reader.append(bytes.readSlice(length: bytes.readableBytes)!)
+        #expect(try reader.next().map { String(buffer: $0) } == "echo: ping to alice")
+        try await channel.close()
+    }
+
     @Test("unknown services and methods, gzip and bad timeouts end trailers-only with grpc-go's status")
     func refusedAtHeaders() async throws {
         let (channel, _) = try await Self.makeChannel()
@@ -369,7 +387,7 @@ final class TestDispatcher: LeanRPCDispatcher {
             switch method {
             case 0:
                 for try await request in requests {
-                    let answer = "echo: " + String(buffer: request)
+                    let answer = "echo: " + String(buffer: request) + (head.clientCertificateCommonName.map { " to \($0)" } ?? "")
                     try await responses.write([GRPCMessageWriter.frame(Array(answer.utf8), allocator: allocator)])
                 }
                 return .ok
@@ -416,7 +434,7 @@ final class TestDispatcher: LeanRPCDispatcher {
         }
         let hasLeader = head.metadata[canonicalForm: "hasleader"].map { String($0) }
         state.withLock { $0.metadata.append(contentsOf: hasLeader) }
-        let answer = "echo: " + String(buffer: request)
+        let answer = "echo: " + String(buffer: request) + (head.clientCertificateCommonName.map { " to \($0)" } ?? "")
         let framed = GRPCMessageWriter.frame(allocator: ByteBufferAllocator()) { buffer in buffer.writeString(answer) }
         return .response(framed)
     }
