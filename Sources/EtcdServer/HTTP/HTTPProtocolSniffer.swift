@@ -123,14 +123,26 @@ final class HTTPProtocolSniffer: ChannelDuplexHandler, RemovableChannelHandler {
         let held = heldWrites
         heldWrites = []
         for write in held { write.promise?.succeed() }
+        // The bytes read so far go to the first HTTP/1.1 handler, which follows a pass-through
+        // put in front of them: not from the pipeline's head, where a TLS handler in front would
+        // take them for ciphertext.
+        let entry = HTTPEntryPoint()
+        let entryContext: ChannelHandlerContext
         do {
+            try context.pipeline.syncOperations.addHandler(entry, position: .before(self))
             try configureHTTP1(context.pipeline.syncOperations, self)
+            entryContext = try context.pipeline.syncOperations.context(handler: entry)
         } catch {
             context.close(promise: nil)
             return
         }
-        // From the head of the pipeline, so that the HTTP/1.1 decoder in front sees them.
-        context.pipeline.syncOperations.fireChannelRead(NIOAny(received))
-        context.pipeline.syncOperations.fireChannelReadComplete()
+        entryContext.fireChannelRead(NIOAny(received))
+        entryContext.fireChannelReadComplete()
+        context.pipeline.syncOperations.removeHandler(entry, promise: nil)
     }
+}
+
+/// Where the sniffer hands the HTTP/1.1 handlers the bytes it read (see ``HTTPProtocolSniffer``).
+private final class HTTPEntryPoint: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
 }
