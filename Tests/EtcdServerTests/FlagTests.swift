@@ -147,11 +147,9 @@ struct FlagTests {
     @Test("flags unsafe or surprising to ignore refuse to start, naming the flag")
     func refused() throws {
         let refusals: [[String]] = [
-            ["--cert-file=/tls/server.crt"], ["--key-file=k"], ["--auto-tls"], ["--client-cert-auth"], ["--trusted-ca-file=ca"],
-            ["--peer-auto-tls"], ["--peer-cert-file=p"], ["--force-new-cluster"], ["--enable-v2"], ["--proxy=on"],
+            ["--force-new-cluster"], ["--enable-v2"], ["--proxy=on"],
             ["--discovery=https://discovery.etcd.io/x"], ["--discovery-srv=example.com"],
-            ["--listen-client-urls=https://127.0.0.1:2379"], ["--listen-client-urls=unix://sock:0"],
-            ["--listen-peer-urls=https://127.0.0.1:2380"],
+            ["--listen-client-urls=unix://sock:0"], ["--listen-peer-urls=unixs://sock:0"],
         ]
         for arguments in refusals {
             let flag = String(arguments[0].dropFirst(2).prefix { $0 != "=" })
@@ -232,10 +230,16 @@ struct FlagTests {
         #expect(fromEnvironment["name"] == "env-file")
     }
 
-    @Test("TLS in a config file refuses to start; a malformed file is refused with its path")
+    @Test("TLS settings in a config file reach the configuration; a malformed file is refused with its path")
     func configFileRefusals() throws {
-        let tls = try Self.parse(["--config-file=t.yml"], file: "client-transport-security:\n  cert-file: /tls/s.crt\n")
-        #expect(throws: ConfigurationError.self) { try ServerConfiguration.startupNotices(tls) }
+        let tls = try Self.parse(
+            ["--config-file=t.yml"],
+            file: "client-transport-security:\n  cert-file: /tls/s.crt\n  key-file: /tls/s.key\n  client-cert-auth: true\n"
+                + "peer-transport-security:\n  allowed-cn: infra1,infra2\n")
+        #expect(try ServerConfiguration.startupNotices(tls).isEmpty)
+        let configuration = try ServerConfiguration(flags: tls)
+        #expect(configuration.clientTLS.certFile == "/tls/s.crt" && configuration.clientTLS.clientCertAuth)
+        #expect(configuration.peerTLS.allowedCommonNames == ["infra1", "infra2"])
         #expect(throws: FlagError.self) { try Self.parse(["--config-file=b.yml"], file: "snapshot-count: many\n") }
         #expect(throws: FlagError.self) { try Self.parse(["--config-file=b.yml"], file: "- just\n- a list\n") }
     }

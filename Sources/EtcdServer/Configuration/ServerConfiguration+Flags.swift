@@ -54,6 +54,7 @@ extension ServerConfiguration {
         leaseCheckpointInterval = checkpoints ? (checkpointInterval > .zero ? checkpointInterval : .seconds(300)) : nil
 
         try readPendingFeatures(flags)
+        try readTLS(flags)
     }
 
     /// The flags of features still being built: parsed and checked now, so later work only wires them.
@@ -134,11 +135,10 @@ extension ServerConfiguration {
             }
         }
         for flag in ["listen-client-urls", "listen-peer-urls", "advertise-client-urls"] {
-            for url in try EndpointURL.parseList(flags[flag]) where url.scheme != "http" {
+            for url in try EndpointURL.parseList(flags[flag]) where url.scheme.hasPrefix("unix") {
                 throw .unsupported(
-                    "--\(flag)=\(url) is not supported yet: \(url.scheme) needs "
-                        + (url.scheme.hasPrefix("unix") ? "unix sockets" : "TLS")
-                        + ", which is not built; serving it as plain TCP would be surprising or unsafe")
+                    "--\(flag)=\(url) is not supported yet: \(url.scheme) needs unix sockets, which are not built; "
+                        + "serving it as plain TCP would be surprising or unsafe")
             }
         }
         return notices

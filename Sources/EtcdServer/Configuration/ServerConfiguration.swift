@@ -131,6 +131,11 @@ public struct ServerConfiguration: Sendable {
     public var bootstrapDefragThresholdMegabytes: UInt64 = 0
     /// Serve the JSON gateway on the client URLs (`--enable-grpc-gateway`).
     public var enableGRPCGateway: Bool = true
+    /// TLS on the client URLs (`--cert-file`, `--key-file`, `--trusted-ca-file`, ...), on the peer
+    /// URLs (`--peer-*`), and what both share (versions, cipher suites); see ``TLSSettings``.
+    public var clientTLS = TLSSettings()
+    public var peerTLS = TLSSettings()
+    public var tlsProtocol = TLSProtocolSettings()
 
     public init() {}
 
@@ -173,6 +178,7 @@ public struct ServerConfiguration: Sendable {
                 flag: "backend-batch-limit", value: "\(backendBatchLimit)",
                 reason: "backend batch interval and limit must be positive")
         }
+        try validateTLS()
     }
 
     public var effectiveInitialCluster: String {
