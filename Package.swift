@@ -26,6 +26,9 @@ let serviceLifecycle = Target.Dependency.product(name: "ServiceLifecycle", packa
 let nioHTTP1 = Target.Dependency.product(name: "NIOHTTP1", package: "swift-nio")
 let coreMetrics = Target.Dependency.product(name: "CoreMetrics", package: "swift-metrics")
 let prometheus = Target.Dependency.product(name: "Prometheus", package: "swift-prometheus")
+let nioSSL = Target.Dependency.product(name: "NIOSSL", package: "swift-nio-ssl")
+let x509 = Target.Dependency.product(name: "X509", package: "swift-certificates")
+let asn1 = Target.Dependency.product(name: "SwiftASN1", package: "swift-asn1")
 
 let package = Package(
     name: "swift-etcd",
@@ -53,6 +56,11 @@ let package = Package(
         // etcd's /metrics: instruments through swift-metrics' API, exported by swift-prometheus.
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // TLS for clients and peers (BoringSSL through swift-nio-ssl), self-signed certificates
+        // for --auto-tls, and the DER of certificate revocation lists.
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
     ],
     targets: [
         // Identifiers and etcd's error catalog, shared by every layer above.
@@ -107,6 +115,7 @@ let package = Package(
                 "EtcdLeanRPC", .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 "EtcdPeer", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, logging, nioCore, nioPosix, nioHTTP2, crypto,
                 dequeModule, serviceLifecycle, nioConcurrencyHelpers, nioHTTP1, coreMetrics, prometheus,
+                nioSSL, x509, asn1, .product(name: "NIOTLS", package: "swift-nio"),
                 // etcd's YAML `--config-file`.
                 .product(name: "Yams", package: "Yams"),
             ],
@@ -178,7 +187,7 @@ let package = Package(
                 "EtcdServer", "EtcdAPI", "EtcdCommon", "EtcdMVCC", "EtcdBackend", "EtcdReplica", "EtcdLease", "EtcdRaft",
                 "EtcdPeer", "EtcdTestSupport", "EtcdTransport", grpcCore, grpcHTTP2, swiftProtobuf,
                 nioCore, nioPosix, nioHTTP1, .product(name: "NIOHPACK", package: "swift-nio-http2"),
-                .product(name: "NIOEmbedded", package: "swift-nio"), logging,
+                .product(name: "NIOEmbedded", package: "swift-nio"), logging, "EtcdLeanRPC", nioSSL, nioConcurrencyHelpers,
             ],
             swiftSettings: strictSettings
         ),

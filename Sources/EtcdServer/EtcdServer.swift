@@ -60,12 +60,14 @@ public final class EtcdServer: Service, Sendable {
         // Whoever waits for the addresses is released even if the server never gets to listen.
         defer { addressesReady.continuation.finish() }
         try configuration.validate()
+        // Certificates are loaded (and --auto-tls ones made) before anything listens or dials.
+        let security = try ServerSecurity(configuration, logger: logger)
         var identity = try MemberIdentity.resolve(configuration)
         // A member without data joining an existing cluster learns the cluster's ID and its own
         // (given by `member add`) from a member of it, as etcd does.
         var joinedCluster: PeerClusterInfo?
         if configuration.initialClusterState == "existing" && !FileManager.default.fileExists(atPath: configuration.memberDirectory) {
-            let cluster = try await MemberIdentity.fetchCluster(configuration)
+            let cluster = try await MemberIdentity.fetchCluster(configuration, tls: security.peer)
             identity = try MemberIdentity.resolveJoining(configuration, cluster: cluster)
             joinedCluster = cluster
             logger.info("joining an existing cluster", metadata: [
@@ -121,7 +123,7 @@ public final class EtcdServer: Service, Sendable {
         let shutdown = ShutdownSignal()
         let published = ShutdownSignal()
         let status = MemberStatusBoard()
-        let transport = try await startPeerTransport(identity: persisted, mailbox: mailbox)
+        let transport = try await startPeerTransport(identity: persisted, mailbox: mailbox, tls: security.peer)
         transport.answerClusterQueries {
             guard let members = try? handle.read({ $0.membership.sortedMembers }), !members.isEmpty else { return nil }
             let removed = (try? handle.read { $0.membership.removed.map(\.rawValue).sorted() }) ?? []
@@ -211,7 +213,7 @@ public final class EtcdServer: Service, Sendable {
         )
         let forwarder = LeaderForwarder(
             localMember: persisted.member, status: status, replica: handle, requestTimeout: configuration.requestTimeout,
-            logger: logger)
+            logger: logger, security: security)
         defer { forwarder.close() }
 
         BackendQuota.logSetting(flag: configuration.quotaBackendBytes, logger: logger)
@@ -278,7 +280,7 @@ public final class EtcdServer: Service, Sendable {
             group.addTask { await watchHub.runCatchUp() }
             let removalWatch = RemovalWatch(
                 localMember: persisted.member, cluster: persisted.cluster, status: status, replica: handle,
-                interval: .milliseconds(configuration.electionTimeoutMilliseconds))
+                interval: .milliseconds(configuration.electionTimeoutMilliseconds), tls: security.peer)
             group.addTask {
                 guard await removalWatch.run(until: shutdown) else { return }
                 logger.warning(
@@ -287,7 +289,8 @@ public final class EtcdServer: Service, Sendable {
                 mailbox.close()
             }
             let corruptionChecker = CorruptionChecker(
-                replica: handle, status: status, proposer: proposer, localMember: persisted.member, logger: logger)
+                replica: handle, status: status, proposer: proposer, localMember: persisted.member, logger: logger,
+                security: security)
             if configuration.corruptCheckTime > .zero {
                 let interval = configuration.corruptCheckTime
                 group.addTask { await corruptionChecker.runPeriodically(every: interval, until: shutdown) }
@@ -316,7 +319,7 @@ public final class EtcdServer: Service, Sendable {
                     // etcd serves --listen-metrics-urls from the start: a probe then finds a
                     // member without a leader unhealthy rather than unreachable.
                     let metricsListeners = try await MetricsListeners.bind(
-                        configuration.listenMetricsURLs, responder: metricsEndpoints, logger: logger)
+                        configuration.listenMetricsURLs, responder: metricsEndpoints, tls: security.metrics, logger: logger)
                     // As etcd, clients are served once this member has published itself through
                     // Raft (which needs a leader, so a quorum of the cluster).
                     await published.wait()
@@ -340,7 +343,8 @@ public final class EtcdServer: Service, Sendable {
                     do {
                         lean = try await LeanGRPCListeners.bind(
                             leanClientURLs + configuration.leanGRPCListenURLs, table: leanTable,
-                            configuration: configuration, counters: connectionCounters, http: httpEndpoints, logger: logger)
+                            configuration: configuration, counters: connectionCounters, http: httpEndpoints,
+                            tls: security.client, logger: logger)
                     } catch {
                         await metricsListeners.close()
                         throw error
@@ -349,7 +353,7 @@ public final class EtcdServer: Service, Sendable {
                     boundLeanAddresses.withLock { $0 = Array(leanAddresses.dropFirst(leanClientURLs.count)) }
                     do {
                         if servers.isEmpty {
-                            announce(Array(leanAddresses.prefix(leanClientURLs.count)))
+                            announce(Array(leanAddresses.prefix(leanClientURLs.count)), urls: leanClientURLs)
                             await shutdown.wait()
                         } else {
                             try await serve(servers, shutdown: shutdown)
@@ -408,8 +412,11 @@ public final class EtcdServer: Service, Sendable {
 
     /// Listens for peers on every `--listen-peer-urls` address; what peers send goes to the
     /// Raft loop's mailbox.
-    private func startPeerTransport(identity: MemberIdentity.Resolved, mailbox: RaftMailbox) async throws -> PeerTransport {
+    private func startPeerTransport(
+        identity: MemberIdentity.Resolved, mailbox: RaftMailbox, tls: TLSContexts?
+    ) async throws -> PeerTransport {
         var settings = PeerTransportConfiguration()
+        settings.tls = tls
         settings.clusterID = identity.cluster.rawValue
         settings.snapshotDirectory = configuration.memberDirectory + "/snap"
         settings.syncsSnapshots = !configuration.unsafeNoFsync
@@ -422,17 +429,15 @@ public final class EtcdServer: Service, Sendable {
         )
         var addresses: [PeerListenAddress] = []
         for url in configuration.listenPeerURLs {
-            guard url.scheme == "http" else {
-                throw ConfigurationError.unsupported("listening for peers on \(url) needs TLS, which is not supported yet")
-            }
-            addresses.append(PeerListenAddress(host: url.host == "localhost" ? "127.0.0.1" : url.host, port: url.port))
+            addresses.append(
+                PeerListenAddress(host: url.host == "localhost" ? "127.0.0.1" : url.host, port: url.port, secure: url.scheme == "https"))
         }
         do {
             _ = try await transport.start(listeningOn: addresses)
         } catch {
             // etcd will not start without every peer listener ("creating peer listener failed").
             guard case .bindFailed(let host, let port, let reason) = error,
-                let position = addresses.firstIndex(of: PeerListenAddress(host: host, port: port))
+                let position = addresses.firstIndex(where: { $0.host == host && $0.port == port })
             else { throw error }
             let url = configuration.listenPeerURLs[position]
             logger.error("creating peer listener failed", metadata: ["url": "\(url)", "error": "\(reason)"])
@@ -483,7 +488,7 @@ public final class EtcdServer: Service, Sendable {
             }
             let id = NodeID(member.id.rawValue)
             current.insert(id)
-            transport.addPeer(id, host: url.host, port: url.port)
+            transport.addPeer(id, host: url.host, port: url.port, secure: url.scheme == "https")
         }
         for peer in transport.peers where !current.contains(peer) {
             Task { await transport.removePeer(peer) }
@@ -601,16 +606,22 @@ public final class EtcdServer: Service, Sendable {
         for server in servers {
             addresses.append(SocketAddressDescription(try await server.transport.listeningAddress))
         }
-        announce(addresses)
+        announce(addresses, urls: configuration.listenClientURLs)
     }
 
-    private func announce(_ addresses: [SocketAddressDescription]) {
-        for address in addresses {
-            // etcd 3.4's wording, which tools grep for; the address as host:port.
-            logger.warning(
-                "serving insecure client requests on \(address), this is strongly discouraged!",
-                metadata: ["address": "\(address)"]
-            )
+    /// Logs where clients are served (`urls[i]` bound at `addresses[i]`) and releases whoever
+    /// waits for the addresses.
+    private func announce(_ addresses: [SocketAddressDescription], urls: [EndpointURL]) {
+        for (address, url) in zip(addresses, urls) {
+            if url.scheme == "https" {
+                logger.info("serving client traffic securely", metadata: ["address": "\(address)"])
+            } else {
+                // etcd 3.4's wording, which tools grep for; the address as host:port.
+                logger.warning(
+                    "serving insecure client requests on \(address), this is strongly discouraged!",
+                    metadata: ["address": "\(address)"]
+                )
+            }
         }
         boundAddresses.withLock { $0 = addresses }
         addressesReady.continuation.yield()

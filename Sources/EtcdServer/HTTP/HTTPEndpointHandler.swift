@@ -11,6 +11,10 @@ struct HTTPRequest: Sendable {
     /// The query's parameters in order, decoded; a name may repeat (`?exclude=A&exclude=B`).
     var query: [(name: String, value: String)]
     var body: ByteBuffer
+    /// The CommonName of the client's verified certificate, on a TLS connection of a server with
+    /// `--client-cert-auth` (see ``TLSConnectionGuard``); nil otherwise. etcd refuses gateway
+    /// requests that carry one when auth is on.
+    var clientCertificateCommonName: String?
 
     init(method: HTTPMethod, uri: String, body: ByteBuffer) {
         self.method = method
@@ -100,6 +104,8 @@ final class HTTPEndpointHandler: ChannelInboundHandler {
     private var draining = false
     /// The task writing a streamed response, cancelled if the connection closes first.
     private var streaming: Task<Void, Never>?
+    /// The connection's verified client certificate CommonName, if any (read once it is added).
+    private var clientCommonName: String?
 
     /// - Parameter extraHeaders: headers every response carries (etcd's CORS headers on the
     ///   client port).
@@ -107,6 +113,11 @@ final class HTTPEndpointHandler: ChannelInboundHandler {
         self.responder = responder
         self.maxBodyBytes = maxBodyBytes
         self.extraHeaders = extraHeaders
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        // HTTP/1.1 is chosen after the TLS handshake, so the guard has admitted the client by now.
+        clientCommonName = try? context.pipeline.syncOperations.handler(type: TLSConnectionGuard.self).verifiedCommonName
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -131,7 +142,9 @@ final class HTTPEndpointHandler: ChannelInboundHandler {
                 write(HTTPResponse.goError(.payloadTooLarge, "Request Entity Too Large"), for: head, context: context)
                 return
             }
-            let request = HTTPRequest(method: head.method, uri: head.uri, body: body)
+            var parsed = HTTPRequest(method: head.method, uri: head.uri, body: body)
+            parsed.clientCertificateCommonName = clientCommonName
+            let request = parsed
             body = ByteBuffer()
             let responder = self.responder
             let answered = context.eventLoop.makePromise(of: HTTPResponse.self)

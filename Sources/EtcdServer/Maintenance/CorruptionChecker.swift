@@ -23,6 +23,8 @@ struct CorruptionChecker: Sendable {
     let proposer: RequestProposer
     let localMember: MemberID
     let logger: Logger
+    /// How peers' `https://` client URLs are dialed.
+    var security: ServerSecurity = .none
     /// How long one peer has to answer.
     var peerTimeout: Duration = .seconds(5)
 
@@ -134,7 +136,8 @@ struct CorruptionChecker: Sendable {
             do {
                 let response = try await withGRPCClient(
                     transport: .http2NIOPosix(
-                        target: .dns(host: endpoint.host, port: endpoint.port), transportSecurity: .plaintext)
+                        target: .dns(host: endpoint.host, port: endpoint.port),
+                        transportSecurity: security.transportSecurity(for: endpoint))
                 ) { client in
                     var request = Etcdserverpb_HashKVRequest()
                     request.revision = revision

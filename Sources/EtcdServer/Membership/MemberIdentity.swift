@@ -128,14 +128,15 @@ extension MemberIdentity {
 
     /// Asks each other member that `--initial-cluster` names, in turn, for the cluster's
     /// information; etcd's error when none answers.
-    static func fetchCluster(_ configuration: ServerConfiguration) async throws -> PeerClusterInfo {
+    static func fetchCluster(_ configuration: ServerConfiguration, tls: TLSContexts? = nil) async throws -> PeerClusterInfo {
         let listed = try parseInitialCluster(configuration.effectiveInitialCluster)
         var failures: [String] = []
         for entry in listed where entry.name != configuration.name {
             for text in entry.peerURLs {
                 guard let url = try? EndpointURL(parsing: text) else { continue }
                 do {
-                    return try await PeerClusterQuery.fetch(host: url.host, port: url.port)
+                    return try await PeerClusterQuery.fetch(
+                        host: url.host, port: url.port, tls: try PeerClusterQuery.tls(for: url, tls))
                 } catch {
                     failures.append("\(text): \(error)")
                 }

@@ -15,6 +15,8 @@ struct RemovalWatch: Sendable {
     let replica: ReplicaHandle
     /// One election timeout: how often it looks, and half the leaderless time before it asks.
     let interval: Duration
+    /// Peer TLS, for peers with `https://` URLs.
+    var tls: TLSContexts? = nil
 
     /// Returns true once a peer of the same cluster lists this member as removed; false when the
     /// server stops first.
@@ -38,7 +40,8 @@ struct RemovalWatch: Sendable {
         for peer in peers {
             for text in peer.peerURLs {
                 guard let url = try? EndpointURL(parsing: text),
-                    let info = try? await PeerClusterQuery.fetch(host: url.host, port: url.port, timeout: interval)
+                    let info = try? await PeerClusterQuery.fetch(
+                        host: url.host, port: url.port, tls: try PeerClusterQuery.tls(for: url, tls), timeout: interval)
                 else { continue }
                 if info.clusterID == cluster.rawValue, info.removed?.contains(localMember.rawValue) == true { return true }
             }

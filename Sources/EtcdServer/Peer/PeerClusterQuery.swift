@@ -24,6 +24,13 @@ enum PeerClusterQuery {
     /// The largest answer a joiner accepts (a membership is a few hundred bytes per member).
     static let maxAnswerBytes = 1 << 20
 
+    /// The TLS to ask `url` with: `tls` for an `https://` URL (which needs it), none for `http://`.
+    static func tls(for url: EndpointURL, _ tls: TLSContexts?) throws -> TLSContexts? {
+        guard url.scheme == "https" else { return nil }
+        guard let tls else { throw PeerTLSMissing(host: url.host, port: url.port) }
+        return tls
+    }
+
     /// The answer's bytes: length (u32, little-endian), then JSON.
     static func encodeAnswer(_ info: PeerClusterInfo) -> [UInt8] {
         let json = (try? Array(JSONEncoder().encode(info))) ?? []
@@ -45,13 +52,14 @@ enum PeerClusterQuery {
         }
     }
 
-    /// Asks the member listening for peers on `host`:`port` for the cluster's information.
+    /// Asks the member listening for peers on `host`:`port` for the cluster's information, over
+    /// TLS with `tls` (an `https://` peer URL).
     static func fetch(
-        host: String, port: Int, timeout: Duration = .seconds(2),
+        host: String, port: Int, tls: TLSContexts? = nil, timeout: Duration = .seconds(2),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> PeerClusterInfo {
         try await withThrowingTaskGroup(of: PeerClusterInfo?.self) { race in
-            race.addTask { try await ask(host: host, port: port, group: group) }
+            race.addTask { try await ask(host: host, port: port, tls: tls, group: group) }
             race.addTask {
                 try await Task.sleep(for: timeout)
                 return nil
@@ -64,14 +72,15 @@ enum PeerClusterQuery {
         }
     }
 
-    private static func ask(host: String, port: Int, group: any EventLoopGroup) async throws -> PeerClusterInfo {
+    private static func ask(host: String, port: Int, tls: TLSContexts?, group: any EventLoopGroup) async throws -> PeerClusterInfo {
         let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
         do {
             channel = try await ClientBootstrap(group: group)
                 .connectTimeout(.seconds(1))
                 .connect(host: host, port: port) { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                        try tls?.addClientHandler(to: channel.pipeline.syncOperations, host: host)
+                        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                     }
                 }
         } catch {

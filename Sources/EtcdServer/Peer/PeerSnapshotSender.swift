@@ -42,6 +42,8 @@ struct PeerSnapshotSender: Sendable {
     let peer: NodeID
     let host: String
     let port: Int
+    /// The peer's URL is `https://`.
+    var secure = false
     let context: PeerWriterContext
 
     /// Sends `message` with the image that `image` writes; the image file is removed afterwards,
@@ -156,13 +158,7 @@ struct PeerSnapshotSender: Sendable {
     private func connect() async throws(PeerSnapshotError) -> any Channel {
         let configuration = context.configuration
         do {
-            return try await ClientBootstrap(group: configuration.eventLoopGroup)
-                .connectTimeout(TimeAmount(configuration.connectTimeout))
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .channelInitializer { channel in
-                    configuration.prepareOutboundChannel?(channel) ?? channel.eventLoop.makeSucceededVoidFuture()
-                }
-                .connect(host: host, port: port).get()
+            return try await configuration.dial(host: host, port: port, secure: secure)
         } catch {
             throw .connection("cannot connect to \(host):\(port): \(error)")
         }

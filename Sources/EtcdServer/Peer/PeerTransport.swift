@@ -24,6 +24,8 @@ enum PeerTransportError: Error, Hashable, Sendable, CustomStringConvertible {
 struct PeerListenAddress: Hashable, Sendable {
     var host: String
     var port: Int
+    /// An `https://` peer URL: accepted connections start with a TLS handshake.
+    var secure = false
 }
 
 /// Carries Raft messages between this member and its peers (issue 17), modelled on etcd's
@@ -170,18 +172,23 @@ final class PeerTransport: Sendable {
     }
 
     private func bind(_ address: PeerListenAddress) async throws(PeerTransportError) -> any Channel {
+        let tls = address.secure ? configuration.tls : nil
+        guard tls != nil || !address.secure else {
+            throw .bindFailed(host: address.host, port: address.port, reason: "an https peer URL needs peer TLS")
+        }
         do {
             return try await ServerBootstrap(group: configuration.eventLoopGroup)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                .childChannelInitializer { [self] channel in self.initializeInbound(channel) }
+                .childChannelInitializer { [self] channel in self.initializeInbound(channel, tls: tls) }
                 .bind(host: address.host, port: address.port).get()
         } catch {
             throw .bindFailed(host: address.host, port: address.port, reason: "\(error)")
         }
     }
 
-    private func initializeInbound(_ channel: any Channel) -> EventLoopFuture<Void> {
+    /// Sets up an accepted connection: TLS in front when `tls` is given, then the frame decoder.
+    private func initializeInbound(_ channel: any Channel, tls: TLSContexts?) -> EventLoopFuture<Void> {
         let key = ObjectIdentifier(channel)
         let accepted = state.withLock { state in
             guard !state.shutDown else { return false }
@@ -203,8 +210,8 @@ final class PeerTransport: Sendable {
         // Never buffer more than one largest frame and its prefix (plus the handshake). A
         // snapshot stream's parts are smaller still (a chunk, the header frame).
         let bufferLimit = PeerHandshake.byteCount + PeerMessageCodec.lengthPrefixBytes + codec.maxFrameBytes
-        let prepared = configuration.prepareInboundChannel?(channel) ?? channel.eventLoop.makeSucceededVoidFuture()
-        return prepared.flatMapThrowing {
+        return channel.eventLoop.makeCompletedFuture {
+            try tls?.addServerHandlers(to: channel.pipeline.syncOperations)
             try channel.pipeline.syncOperations.addHandlers(
                 ByteToMessageHandler(decoder, maximumBufferSize: bufferLimit),
                 PeerReceiveHandler(sink: sink)
@@ -228,14 +235,16 @@ final class PeerTransport: Sendable {
 
     /// Starts sending to `id` at `host`:`port`. Adding a peer that exists with another address
     /// replaces its writer (what waited for the old address is dropped).
-    func addPeer(_ id: NodeID, host: String, port: Int) {
+    func addPeer(_ id: NodeID, host: String, port: Int, secure: Bool = false) {
         let context = PeerWriterContext(
             localMember: memberID, codec: codec, configuration: configuration, counters: counters, logger: logger,
             reportUnreachable: unreachable)
-        let writer = PeerWriter(peer: id, host: host, port: port, context: context)
+        let writer = PeerWriter(peer: id, host: host, port: port, secure: secure, context: context)
         let (added, replaced) = state.withLock { state -> (Bool, PeerWriter?) in
             guard !state.shutDown, id != memberID else { return (false, nil) }
-            if let existing = state.writers[id], existing.host == host, existing.port == port { return (false, nil) }
+            if let existing = state.writers[id], existing.host == host, existing.port == port, existing.secure == secure {
+                return (false, nil)
+            }
             defer { state.writers[id] = writer }
             return (true, state.writers[id])
         }
@@ -340,7 +349,7 @@ final class PeerTransport: Sendable {
             (writer, generation) = claimed
         }
         let sender = PeerSnapshotSender(
-            peer: peer, host: writer.host, port: writer.port,
+            peer: peer, host: writer.host, port: writer.port, secure: writer.secure,
             context: PeerWriterContext(
                 localMember: memberID, codec: codec, configuration: configuration, counters: counters, logger: logger,
                 reportUnreachable: unreachable))

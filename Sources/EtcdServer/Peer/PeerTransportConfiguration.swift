@@ -49,12 +49,36 @@ struct PeerTransportConfiguration: Sendable {
     /// Whether received images are synced before they are announced (false: `--unsafe-no-fsync`).
     var syncsSnapshots = true
     var eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
-    /// Seams for peer TLS (not implemented yet): each may add handlers to a new connection's
-    /// pipeline before the transport adds its own, on accepted and on outbound connections.
-    var prepareInboundChannel: (@Sendable (any Channel) -> EventLoopFuture<Void>)? = nil
-    var prepareOutboundChannel: (@Sendable (any Channel) -> EventLoopFuture<Void>)? = nil
+    /// Peer TLS: accepted connections on `https://` listeners and connections to `https://` peers
+    /// start with a TLS handshake (the dialer presenting the peer certificate as its client
+    /// certificate); nil leaves every connection plaintext.
+    var tls: TLSContexts? = nil
 
     init() {}
+
+    /// Connects to a peer (within the connect timeout), with TLS in front when `secure`.
+    func dial(host: String, port: Int, secure: Bool) async throws -> any Channel {
+        let tls = self.tls
+        if secure && tls == nil { throw PeerTLSMissing(host: host, port: port) }
+        return try await ClientBootstrap(group: eventLoopGroup)
+            .connectTimeout(TimeAmount(connectTimeout))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                guard secure, let tls else { return channel.eventLoop.makeSucceededVoidFuture() }
+                return channel.eventLoop.makeCompletedFuture {
+                    try tls.addClientHandler(to: channel.pipeline.syncOperations, host: host)
+                }
+            }
+            .connect(host: host, port: port).get()
+    }
+}
+
+/// A peer's URL is `https://` but this member has no peer TLS set up (no `https://` peer URL at
+/// start and no `--peer-*` TLS flag).
+struct PeerTLSMissing: Error, CustomStringConvertible {
+    let host: String
+    let port: Int
+    var description: String { "https://\(host):\(port) needs peer TLS, which this member was started without" }
 }
 
 /// What a ``PeerTransport`` has done so far, for tests and metrics.

@@ -27,6 +27,8 @@ final class PeerWriter: Sendable {
     let peer: NodeID
     let host: String
     let port: Int
+    /// The peer's URL is `https://`: connections to it start with a TLS handshake.
+    let secure: Bool
     let outbox: PeerOutbox
     private let context: PeerWriterContext
 
@@ -41,10 +43,11 @@ final class PeerWriter: Sendable {
 
     private let link = Mutex(Link())
 
-    init(peer: NodeID, host: String, port: Int, context: PeerWriterContext) {
+    init(peer: NodeID, host: String, port: Int, secure: Bool = false, context: PeerWriterContext) {
         self.peer = peer
         self.host = host
         self.port = port
+        self.secure = secure
         self.context = context
         outbox = PeerOutbox(
             messageLimit: context.configuration.outboxMessageLimit, byteLimit: context.configuration.outboxByteLimit)
@@ -133,13 +136,7 @@ final class PeerWriter: Sendable {
     /// A connection to the peer with the handshake written, registered so that `stop` closes it.
     private func connect() async throws -> any Channel {
         let configuration = context.configuration
-        let channel = try await ClientBootstrap(group: configuration.eventLoopGroup)
-            .connectTimeout(TimeAmount(configuration.connectTimeout))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                configuration.prepareOutboundChannel?(channel) ?? channel.eventLoop.makeSucceededVoidFuture()
-            }
-            .connect(host: host, port: port).get()
+        let channel = try await configuration.dial(host: host, port: port, secure: secure)
         let registered = link.withLock { link in
             guard !link.stopped else { return false }
             link.channel = channel

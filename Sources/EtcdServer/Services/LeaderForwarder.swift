@@ -19,6 +19,8 @@ final class LeaderForwarder: Sendable {
     private let replica: ReplicaHandle
     private let requestTimeout: Duration
     private let logger: Logger
+    /// How the leader's `https://` client URL is dialed.
+    private let security: ServerSecurity
 
     private struct State {
         /// One client per leader URL, with the task that runs its connections.
@@ -28,7 +30,11 @@ final class LeaderForwarder: Sendable {
 
     private let state = Mutex(State())
 
-    init(localMember: MemberID, status: MemberStatusBoard, replica: ReplicaHandle, requestTimeout: Duration, logger: Logger) {
+    init(
+        localMember: MemberID, status: MemberStatusBoard, replica: ReplicaHandle, requestTimeout: Duration, logger: Logger,
+        security: ServerSecurity = .none
+    ) {
+        self.security = security
         self.localMember = localMember
         self.status = status
         self.replica = replica
@@ -51,7 +57,9 @@ final class LeaderForwarder: Sendable {
         guard leader != 0 else { throw EtcdError.noLeader }
         if leader == localMember.rawValue { return .here }
         let urls = try replica.read { $0.membership.members[MemberID(leader)]?.clientURLs ?? [] }
-        guard let url = urls.compactMap({ try? EndpointURL(parsing: $0) }).first(where: { $0.scheme == "http" }) else {
+        // Plaintext where the leader offers it, else TLS.
+        let parsed = urls.compactMap { try? EndpointURL(parsing: $0) }
+        guard let url = parsed.first(where: { $0.scheme == "http" }) ?? parsed.first(where: { $0.scheme == "https" }) else {
             throw EtcdError.noLeader
         }
         return .remote(try client(for: url))
@@ -65,7 +73,8 @@ final class LeaderForwarder: Sendable {
             if let existing = state.clients[key] { return existing.client }
             let target: any ResolvableTarget =
                 host.contains(":") ? .ipv6(address: host, port: url.port) : .ipv4(address: host, port: url.port)
-            let client = GRPCClient(transport: try .http2NIOPosix(target: target, transportSecurity: .plaintext))
+            let client = GRPCClient(
+                transport: try .http2NIOPosix(target: target, transportSecurity: security.transportSecurity(for: url)))
             let logger = self.logger
             let task = Task {
                 do {

@@ -7,12 +7,17 @@ import NIOPosix
 import Synchronization
 
 /// Listeners of the lean gRPC server (the client URLs by default, and
-/// `--experimental-lean-grpc-listen-urls`): plaintext HTTP/2 connections whose streams are
+/// `--experimental-lean-grpc-listen-urls`): HTTP/2 connections, plaintext or TLS (see
+/// ``ListenerPlan``), whose streams are
 /// handled inline (see `LeanRPCServerHandler`), with the PING responder in front (client PINGs,
 /// `--grpc-keepalive-min-time`) and the server's own keepalive behind (`--grpc-keepalive-interval`
 /// and `--grpc-keepalive-timeout`).
 struct LeanGRPCListeners {
+    /// One listener per distinct host:port of the URLs.
     let channels: [any Channel]
+    /// The URLs, and which of ``channels`` serves each.
+    let urls: [EndpointURL]
+    let listenerOfURL: [Int]
     /// The connections accepted and still open, closed with the listeners.
     let connections: OpenConnections
     /// The calls still running on those connections.
@@ -60,7 +65,7 @@ struct LeanGRPCListeners {
     /// Binds every URL; a URL that cannot be bound closes what was bound and throws.
     static func bind(
         _ urls: [EndpointURL], table: LeanServiceTable, configuration: ServerConfiguration,
-        counters: HTTP2ConnectionCounters, http: (any HTTPResponder)? = nil, logger: Logger
+        counters: HTTP2ConnectionCounters, http: (any HTTPResponder)? = nil, tls: TLSContexts? = nil, logger: Logger
     ) async throws -> LeanGRPCListeners {
         let group = MultiThreadedEventLoopGroup.singleton
         var policy = HTTP2PingPolicy()
@@ -93,11 +98,11 @@ struct LeanGRPCListeners {
         var channels: [any Channel] = []
         let connections = OpenConnections()
         let calls = LeanRPCCallTracker()
-        for url in urls {
-            guard url.scheme == "http" else {
-                throw ConfigurationError.unsupported("listening on \(url) needs TLS, which is not supported yet")
-            }
-            let host = url.host == "localhost" ? "127.0.0.1" : url.host
+        // etcd serves the URLs of one host:port on one listener: plaintext, TLS, or both.
+        let listeners = ListenerPlan(urls)
+        for listener in listeners.addresses {
+            let security = try listener.security(tls: tls)
+            let host = listener.host == "localhost" ? "127.0.0.1" : listener.host
             do {
                 let channel = try await ServerBootstrap(group: group)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -106,8 +111,9 @@ struct LeanGRPCListeners {
                         connections.add(channel)
                         return channel.eventLoop.makeCompletedFuture {
                             let pipeline = channel.pipeline.syncOperations
+                            try security.addHandlers(to: pipeline)
                             // etcd's client port also speaks HTTP/1.1 (health, metrics, the
-                            // JSON gateway); the sniffer tells the two apart.
+                            // JSON gateway); the sniffer tells the two apart (behind TLS, if any).
                             if let http {
                                 try pipeline.addHandler(
                                     HTTPPipeline.sniffer(responder: http, maxBodyBytes: configuration.maxMessageBytes))
@@ -126,22 +132,24 @@ struct LeanGRPCListeners {
                                     configuration: handlerConfiguration, tracker: calls))
                         }
                     }
-                    .bind(host: host, port: url.port).get()
+                    .bind(host: host, port: listener.port).get()
                 channels.append(channel)
                 logger.debug(
-                    "lean gRPC listening", metadata: ["address": "\(host):\(channel.localAddress?.port ?? url.port)", "url": "\(url)"])
+                    "lean gRPC listening",
+                    metadata: ["address": "\(host):\(channel.localAddress?.port ?? listener.port)", "urls": "\(listener.urls)"])
             } catch {
                 for channel in channels { try? await channel.close() }
-                throw ConfigurationError.invalid("cannot listen for lean gRPC on \(url): \(error)")
+                throw ConfigurationError.invalid("cannot listen for lean gRPC on \(listener.urls[0]): \(error)")
             }
         }
-        return LeanGRPCListeners(channels: channels, connections: connections, calls: calls)
+        return LeanGRPCListeners(
+            channels: channels, urls: urls, listenerOfURL: listeners.listenerOfURL, connections: connections, calls: calls)
     }
 
-    /// The bound addresses, in the order of the URLs.
+    /// The bound address of each URL, in the order of the URLs (URLs of one host:port share one).
     var addresses: [SocketAddressDescription] {
-        channels.compactMap { channel in
-            guard let address = channel.localAddress, let port = address.port else { return nil }
+        listenerOfURL.compactMap { index in
+            guard let address = channels[index].localAddress, let port = address.port else { return nil }
             return SocketAddressDescription(host: address.ipAddress ?? "", port: port)
         }
     }
