@@ -11,7 +11,8 @@ public enum Curl {
         _ method: String,
         url: String,
         body: String? = nil,
-        timeout: Duration = .seconds(10)
+        timeout: Duration = .seconds(10),
+        extraArguments: [String] = []
     ) async throws -> CurlResult {
         try await withTemporaryDirectory(prefix: "curl") { scratch in
             let output = scratch.appending("stdout")
@@ -29,7 +30,7 @@ public enum Curl {
             }
             let child = try ChildProcess(
                 executable: URL(fileURLWithPath: ProcessInfo.processInfo.environment["CURL_BINARY"] ?? "/usr/bin/curl"),
-                arguments: arguments + [url],
+                arguments: arguments + extraArguments + [url],
                 standardOutput: output,
                 standardError: error
             )
@@ -64,10 +65,11 @@ extension CompatibilitySession {
     /// Sends an HTTP request to this side's client URL and records the status and the body
     /// (JSON is normalized like etcdctl's output).
     @discardableResult
-    public func http(_ method: String, _ path: String, body: String? = nil, baseURL: String? = nil) async throws
-        -> CurlResult
-    {
-        let result = try await Curl.request(method, url: (baseURL ?? server.clientURL) + path, body: body)
+    public func http(
+        _ method: String, _ path: String, body: String? = nil, baseURL: String? = nil, curlArguments: [String] = []
+    ) async throws -> CurlResult {
+        let result = try await Curl.request(
+            method, url: (baseURL ?? server.clientURL) + path, body: body, extraArguments: curlArguments)
         var label = "HTTP \(method) \(path)"
         if let body { label += " " + body }
         record(

@@ -13,7 +13,22 @@ public final class EtcdCluster: Sendable {
     public let token: String
     private let executable: URL
     private let extraArguments: [String]
+    /// The schemes of the members' client and peer URLs (`https` for TLS).
+    public let schemes: Schemes
+    /// Flags every etcdctl run against the cluster gets (TLS's `--cacert`, a client certificate).
+    public let etcdctlArguments: [String]
     private let state: Mutex<State>
+
+    /// The URL schemes a cluster's members listen with.
+    public struct Schemes: Sendable, Hashable {
+        public var client: String
+        public var peer: String
+
+        public init(client: String = "http", peer: String = "http") {
+            self.client = client
+            self.peer = peer
+        }
+    }
 
     /// One member as the cluster launched it.
     public struct Member: Sendable, Hashable {
@@ -25,10 +40,11 @@ public final class EtcdCluster: Sendable {
         /// Words run before the server's own command line, e.g. `ip netns exec <namespace>` to
         /// launch the member inside a network namespace; empty to run it directly.
         public var launchPrefix: [String] = []
+        public var schemes = Schemes()
 
         public var clientEndpoint: String { "\(host):\(clientPort)" }
-        public var clientURL: String { "http://\(clientEndpoint)" }
-        public var peerURL: String { "http://\(host):\(peerPort)" }
+        public var clientURL: String { "\(schemes.client)://\(clientEndpoint)" }
+        public var peerURL: String { "\(schemes.peer)://\(host):\(peerPort)" }
     }
 
     /// Where a member runs when it is not on 127.0.0.1 with ports of its own: an address of its
@@ -57,8 +73,10 @@ public final class EtcdCluster: Sendable {
 
     private init(
         flavor: ServerFlavor, directory: TemporaryDirectory, token: String, executable: URL, extraArguments: [String],
-        members: [Member]
+        members: [Member], schemes: Schemes, etcdctlArguments: [String]
     ) {
+        self.schemes = schemes
+        self.etcdctlArguments = etcdctlArguments
         self.flavor = flavor
         self.directory = directory
         self.token = token
@@ -82,7 +100,7 @@ public final class EtcdCluster: Sendable {
 
     /// An etcdctl pointed at every member (or those given).
     public func etcdctl(_ members: [Member]? = nil, timeout: Duration = .seconds(20)) -> Etcdctl {
-        Etcdctl(endpoints: endpoints(members), timeout: timeout)
+        Etcdctl(endpoints: endpoints(members), timeout: timeout, globalArguments: etcdctlArguments)
     }
 
     public func member(named name: String) -> Member? { members.first { $0.name == name } }
@@ -116,7 +134,7 @@ public final class EtcdCluster: Sendable {
     /// answers `endpoint health`.
     static func start(
         _ flavor: ServerFlavor, size: Int, extraArguments: [String], in directory: TemporaryDirectory,
-        startTimeout: Duration, placements: [Placement]? = nil
+        startTimeout: Duration, placements: [Placement]? = nil, schemes: Schemes = Schemes(), etcdctlArguments: [String] = []
     ) async throws -> EtcdCluster {
         let executable = try flavor.executable()
         var members: [Member] = []
@@ -126,7 +144,7 @@ public final class EtcdCluster: Sendable {
                 members.append(
                     Member(
                         name: "infra\(index + 1)", clientPort: placement.clientPort, peerPort: placement.peerPort,
-                        host: placement.host, launchPrefix: placement.launchPrefix))
+                        host: placement.host, launchPrefix: placement.launchPrefix, schemes: schemes))
             }
         }
         for index in 1...size where placements == nil {
@@ -135,11 +153,12 @@ public final class EtcdCluster: Sendable {
                 let port = try LoopbackPort.allocate()
                 if taken.insert(port).inserted { ports.append(port) }
             }
-            members.append(Member(name: "infra\(index)", clientPort: ports[0], peerPort: ports[1]))
+            members.append(Member(name: "infra\(index)", clientPort: ports[0], peerPort: ports[1], schemes: schemes))
         }
         let cluster = EtcdCluster(
             flavor: flavor, directory: directory, token: "etcd-cluster-\(UInt32.random(in: 1 ... .max))",
-            executable: executable, extraArguments: extraArguments, members: members)
+            executable: executable, extraArguments: extraArguments, members: members, schemes: schemes,
+            etcdctlArguments: etcdctlArguments)
         let initial = members.map { "\($0.name)=\($0.peerURL)" }.joined(separator: ",")
         do {
             for member in members {
@@ -193,7 +212,7 @@ public final class EtcdCluster: Sendable {
                 if let exit = process(of: member)?.exitStatus {
                     throw EtcdTestSupportError.serverDidNotStart("\(member.name) exited (\(exit))\n\(logTails())")
                 }
-                let result = try await Etcdctl(endpoints: member.clientEndpoint, timeout: .seconds(5))
+                let result = try await etcdctl([member], timeout: .seconds(5))
                     .run("endpoint", "health", "--command-timeout=2s", "--dial-timeout=1s")
                 guard result.succeeded, (result.standardOutput + result.standardError).contains("is healthy") else {
                     lastAnswer = "\(member.name) (\(member.clientEndpoint)): \(result)"
@@ -243,7 +262,7 @@ public final class EtcdCluster: Sendable {
             let port = try LoopbackPort.allocate()
             if !used.contains(port) && !ports.contains(port) { ports.append(port) }
         }
-        let member = Member(name: name, clientPort: ports[0], peerPort: ports[1])
+        let member = Member(name: name, clientPort: ports[0], peerPort: ports[1], schemes: schemes)
         state.withLock { $0.members.append(member) }
         return member
     }
@@ -336,13 +355,16 @@ public func withEtcdCluster<Result: Sendable>(
     startTimeout: Duration = .seconds(40),
     keepFilesOnFailure: Bool = false,
     placements: [EtcdCluster.Placement]? = nil,
+    schemes: EtcdCluster.Schemes = EtcdCluster.Schemes(),
+    etcdctlArguments: [String] = [],
     _ body: (EtcdCluster) async throws -> Result
 ) async throws -> Result {
     // Off the cooperative pool, which the rest of the test run may hold for seconds at a time.
     try await withTaskExecutorPreference(HarnessExecutor.shared) {
         try await runCluster(
             flavor, size: size, extraArguments: extraArguments, startTimeout: startTimeout,
-            keepFilesOnFailure: keepFilesOnFailure, placements: placements, body)
+            keepFilesOnFailure: keepFilesOnFailure, placements: placements, schemes: schemes,
+            etcdctlArguments: etcdctlArguments, body)
     }
 }
 
@@ -353,6 +375,8 @@ private func runCluster<Result: Sendable>(
     startTimeout: Duration,
     keepFilesOnFailure: Bool,
     placements: [EtcdCluster.Placement]?,
+    schemes: EtcdCluster.Schemes,
+    etcdctlArguments: [String],
     _ body: (EtcdCluster) async throws -> Result
 ) async throws -> Result {
     try await clusterSlots.withPermit {
@@ -362,7 +386,7 @@ private func runCluster<Result: Sendable>(
             do {
                 let cluster = try await EtcdCluster.start(
                     flavor, size: size, extraArguments: extraArguments, in: directory, startTimeout: startTimeout,
-                    placements: placements)
+                    placements: placements, schemes: schemes, etcdctlArguments: etcdctlArguments)
                 do {
                     outcome = .success(try await body(cluster))
                 } catch {

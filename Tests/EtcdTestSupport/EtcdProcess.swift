@@ -13,14 +13,24 @@ public struct EtcdOptions: Sendable {
     public var startTimeout: Duration
     /// How long the server may take to exit after SIGTERM before it gets SIGKILL.
     public var stopGracePeriod: Duration
+    /// The schemes of the client URLs, all on the one client port: `["https"]` for TLS, both
+    /// `http` and `https` to serve both on one port; the first is advertised.
+    public var clientSchemes: [String]
+    /// Flags every etcdctl run against the server gets (its start-up probe included), e.g.
+    /// `--cacert` and a client certificate for a TLS server.
+    public var etcdctlArguments: [String]
 
     public init(
         name: String = "member0",
         extraArguments: [String] = [],
         logLevel: String = "info",
         startTimeout: Duration = .seconds(30),
-        stopGracePeriod: Duration = .seconds(10)
+        stopGracePeriod: Duration = .seconds(10),
+        clientSchemes: [String] = ["http"],
+        etcdctlArguments: [String] = []
     ) {
+        self.clientSchemes = clientSchemes
+        self.etcdctlArguments = etcdctlArguments
         self.name = name
         self.extraArguments = extraArguments
         self.logLevel = logLevel
@@ -54,12 +64,12 @@ public final class EtcdProcess: Sendable {
 
     /// `127.0.0.1:<clientPort>`, for `--endpoints`.
     public var clientEndpoint: String { "127.0.0.1:\(clientPort)" }
-    /// The client URL, `http://127.0.0.1:<clientPort>`.
-    public var clientURL: String { "http://\(clientEndpoint)" }
+    /// The client URL, `http://127.0.0.1:<clientPort>` (`https://` for a TLS server).
+    public var clientURL: String { "\(options.clientSchemes.first ?? "http")://\(clientEndpoint)" }
     /// The server's data directory (`--data-dir`); it survives ``stop()`` and ``restart()``.
     public var dataDirectory: URL { directory.appending("data") }
     /// An etcdctl pointed at this server.
-    public var etcdctl: Etcdctl { Etcdctl(endpoints: clientEndpoint) }
+    public var etcdctl: Etcdctl { Etcdctl(endpoints: clientEndpoint, globalArguments: options.etcdctlArguments) }
     /// The log file of the current (or last) launch.
     public var logFile: URL { Self.logFile(in: directory, launch: state.withLock { $0.launches }) }
     /// The running process, or `nil` after ``stop()``.
@@ -196,13 +206,13 @@ public final class EtcdProcess: Sendable {
     }
 
     private static func arguments(options: EtcdOptions, dataDirectory: URL, ports: (client: Int, peer: Int)) -> [String] {
-        let clientURL = "http://127.0.0.1:\(ports.client)"
+        let clientURLs = options.clientSchemes.map { "\($0)://127.0.0.1:\(ports.client)" }
         let peerURL = "http://127.0.0.1:\(ports.peer)"
         return [
             "--name=\(options.name)",
             "--data-dir=\(dataDirectory.path)",
-            "--listen-client-urls=\(clientURL)",
-            "--advertise-client-urls=\(clientURL)",
+            "--listen-client-urls=\(clientURLs.joined(separator: ","))",
+            "--advertise-client-urls=\(clientURLs[0])",
             "--listen-peer-urls=\(peerURL)",
             "--initial-advertise-peer-urls=\(peerURL)",
             "--initial-cluster=\(options.name)=\(peerURL)",
@@ -229,7 +239,8 @@ public final class EtcdProcess: Sendable {
         )
         let healthy: Bool
         do {
-            healthy = try await waitUntilHealthy(child: child, clientPort: ports.client, timeout: options.startTimeout)
+            healthy = try await waitUntilHealthy(
+                child: child, clientPort: ports.client, etcdctlArguments: options.etcdctlArguments, timeout: options.startTimeout)
         } catch {
             await child.terminate(gracePeriod: options.stopGracePeriod)
             throw error
@@ -249,8 +260,10 @@ public final class EtcdProcess: Sendable {
 
     /// Polls until the port accepts connections and a linearizable read through etcdctl
     /// (`endpoint health`) succeeds; gives up early when the process exits.
-    private static func waitUntilHealthy(child: ChildProcess, clientPort: Int, timeout: Duration) async throws -> Bool {
-        let etcdctl = Etcdctl(endpoints: "127.0.0.1:\(clientPort)", timeout: .seconds(5))
+    private static func waitUntilHealthy(
+        child: ChildProcess, clientPort: Int, etcdctlArguments: [String], timeout: Duration
+    ) async throws -> Bool {
+        let etcdctl = Etcdctl(endpoints: "127.0.0.1:\(clientPort)", timeout: .seconds(5), globalArguments: etcdctlArguments)
         var exited = false
         let healthy = try await poll(timeout: timeout, interval: .milliseconds(50)) {
             if child.exitStatus != nil {

@@ -8,9 +8,12 @@ public struct Etcdctl: Sendable {
     public var executable: URL
     /// How long one invocation may run before it is killed.
     public var timeout: Duration
+    /// Flags given to every invocation right after `--endpoints`, e.g. TLS's `--cacert`.
+    public var globalArguments: [String]
 
-    public init(endpoints: String, timeout: Duration = .seconds(20)) {
+    public init(endpoints: String, timeout: Duration = .seconds(20), globalArguments: [String] = []) {
         self.endpoints = endpoints
+        self.globalArguments = globalArguments
         self.executable = URL(
             fileURLWithPath: ProcessInfo.processInfo.environment["ETCDCTL_BINARY"] ?? "/usr/bin/etcdctl"
         )
@@ -34,7 +37,7 @@ public struct Etcdctl: Sendable {
             }
             let child = try ChildProcess(
                 executable: executable,
-                arguments: ["--endpoints=\(endpoints)"] + arguments,
+                arguments: ["--endpoints=\(endpoints)"] + globalArguments + arguments,
                 environment: Self.environment(),
                 standardOutput: output,
                 standardError: error,
