@@ -3,44 +3,39 @@ import Foundation
 extension ServerConfiguration {
     /// The TLS flags of both sides, checked as etcd 3.5 checks them at start.
     mutating func readTLS(_ flags: FlagValues) throws(ConfigurationError) {
-        func bool(_ flag: String) -> Bool { FlagValues.parseBool(flags[flag]) ?? false }
-        // etcd 3.5.15 takes comma-separated lists in the allowed CN and hostname flags.
-        func list(_ flag: String) -> [String] {
-            flags[flag].split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        }
-        var client = TLSSettings()
-        client.certFile = flags["cert-file"]
-        client.keyFile = flags["key-file"]
-        client.trustedCAFile = flags["trusted-ca-file"]
-        client.clientCertAuth = bool("client-cert-auth")
-        client.crlFile = flags["client-crl-file"]
-        client.allowedHostnames = list("client-cert-allowed-hostname")
-        client.autoTLS = bool("auto-tls")
-        client.clientCertFile = flags["client-cert-file"]
-        client.clientKeyFile = flags["client-key-file"]
-        clientTLS = client
-
-        var peer = TLSSettings()
-        peer.certFile = flags["peer-cert-file"]
-        peer.keyFile = flags["peer-key-file"]
-        peer.trustedCAFile = flags["peer-trusted-ca-file"]
-        peer.clientCertAuth = bool("peer-client-cert-auth")
-        peer.crlFile = flags["peer-crl-file"]
-        peer.allowedCommonNames = list("peer-cert-allowed-cn")
-        peer.allowedHostnames = list("peer-cert-allowed-hostname")
-        peer.autoTLS = bool("peer-auto-tls")
-        peer.clientCertFile = flags["peer-client-cert-file"]
-        peer.clientKeyFile = flags["peer-client-key-file"]
-        peer.skipClientSANVerification = bool("experimental-peer-skip-client-san-verification")
-        peerTLS = peer
-
+        clientTLS = Self.readSide(flags, .client)
+        peerTLS = Self.readSide(flags, .peer)
         var shared = TLSProtocolSettings()
-        shared.cipherSuites = list("cipher-suites")
+        shared.cipherSuites = Self.list(flags["cipher-suites"])
         shared.minimumVersion = TLSProtocolSettings.Version(rawValue: flags["tls-min-version"]) ?? .tls12
         shared.maximumVersion = TLSProtocolSettings.Version(rawValue: flags["tls-max-version"])
         shared.selfSignedCertValidityYears = Int(clamping: FlagValues.parseInteger(flags["self-signed-cert-validity"]) ?? 1)
         tlsProtocol = shared
         try Self.checkTLSProtocol(shared, minimumText: flags["tls-min-version"], maximumText: flags["tls-max-version"])
+    }
+
+    /// One side's settings from its flags.
+    private static func readSide(_ flags: FlagValues, _ names: TLSSettings.FlagNames) -> TLSSettings {
+        func bool(_ flag: String?) -> Bool { flag.flatMap { FlagValues.parseBool(flags[$0]) } ?? false }
+        var side = TLSSettings()
+        side.certFile = flags[names.cert]
+        side.keyFile = flags[names.key]
+        side.trustedCAFile = flags[names.trustedCA]
+        side.clientCertAuth = bool(names.clientCertAuth)
+        side.crlFile = flags[names.crl]
+        side.allowedCommonNames = names.allowedCommonNames.map { list(flags[$0]) } ?? []
+        side.allowedHostnames = list(flags[names.allowedHostnames])
+        side.autoTLS = bool(names.autoTLS)
+        side.clientCertFile = flags[names.clientCert]
+        side.clientKeyFile = flags[names.clientKey]
+        side.skipClientSANVerification = bool(names.skipClientSANVerification)
+        return side
+    }
+
+    /// A comma-separated flag's values (etcd 3.5.15 takes lists in the allowed CN and hostname
+    /// flags, and `--cipher-suites` always did).
+    private static func list(_ value: String) -> [String] {
+        value.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
 
     /// etcd 3.5's checks of the versions and cipher suites, with its messages.

@@ -13,25 +13,13 @@ struct TLSContexts: Sendable {
     let admission: CertificateAdmission
     let failures: TLSFailureLog
 
-    /// Which flags name this side's files, for messages.
-    struct FlagNames: Sendable {
-        var cert: String
-        var key: String
-        var trustedCA: String
-        var crl: String
-
-        static let client = FlagNames(cert: "cert-file", key: "key-file", trustedCA: "trusted-ca-file", crl: "client-crl-file")
-        static let peer = FlagNames(
-            cert: "peer-cert-file", key: "peer-key-file", trustedCA: "peer-trusted-ca-file", crl: "peer-crl-file")
-    }
-
     /// - Parameters:
     ///   - applicationProtocols: ALPN protocols a server offers, in its order of preference.
     ///   - checksRemoteAddress: etcd's `checkSAN` (peer listeners).
     ///   - reportsCommonName: the verified client certificate's CommonName is the caller's
     ///     identity (client listeners with `--client-cert-auth`).
     init(
-        settings: TLSSettings, protocolSettings: TLSProtocolSettings, flags: FlagNames, applicationProtocols: [String],
+        settings: TLSSettings, protocolSettings: TLSProtocolSettings, flags: TLSSettings.FlagNames, applicationProtocols: [String],
         checksRemoteAddress: Bool, reportsCommonName: Bool, logger: Logger, listener: String
     ) throws(ConfigurationError) {
         self.settings = settings

@@ -48,6 +48,33 @@ public struct TLSSettings: Sendable, Hashable {
     }
 }
 
+extension TLSSettings {
+    /// The flags of one side, for reading them and for messages.
+    struct FlagNames: Sendable {
+        var cert: String
+        var key: String
+        var trustedCA: String
+        var clientCertAuth: String
+        var crl: String
+        var allowedCommonNames: String?
+        var allowedHostnames: String
+        var autoTLS: String
+        var clientCert: String
+        var clientKey: String
+        var skipClientSANVerification: String?
+
+        static let client = FlagNames(
+            cert: "cert-file", key: "key-file", trustedCA: "trusted-ca-file", clientCertAuth: "client-cert-auth",
+            crl: "client-crl-file", allowedCommonNames: nil, allowedHostnames: "client-cert-allowed-hostname",
+            autoTLS: "auto-tls", clientCert: "client-cert-file", clientKey: "client-key-file", skipClientSANVerification: nil)
+        static let peer = FlagNames(
+            cert: "peer-cert-file", key: "peer-key-file", trustedCA: "peer-trusted-ca-file",
+            clientCertAuth: "peer-client-cert-auth", crl: "peer-crl-file", allowedCommonNames: "peer-cert-allowed-cn",
+            allowedHostnames: "peer-cert-allowed-hostname", autoTLS: "peer-auto-tls", clientCert: "peer-client-cert-file",
+            clientKey: "peer-client-key-file", skipClientSANVerification: "experimental-peer-skip-client-san-verification")
+    }
+}
+
 /// What both sides share: the protocol versions, cipher suites and the validity of self-signed
 /// certificates (`--tls-min-version`, `--tls-max-version`, `--cipher-suites`,
 /// `--self-signed-cert-validity`).
