@@ -182,6 +182,34 @@ struct TLSTests {
         }
     }
 
+    @Test("certificate files replaced on disk are served from the next handshake, as etcd reads them at each one")
+    func certificateRotation() async throws {
+        try await withTemporaryDirectory(prefix: "tls-unit") { directory in
+            let fixtures = try await TLSFixtures.make(in: directory.url, peers: ["rotated"])
+            let liveCert = directory.appending("live.crt").path
+            let liveKey = directory.appending("live.key").path
+            try FileManager.default.copyItem(atPath: fixtures.serverCert, toPath: liveCert)
+            try FileManager.default.copyItem(atPath: fixtures.serverKey, toPath: liveKey)
+            var settings = TLSSettings()
+            settings.certFile = liveCert
+            settings.keyFile = liveKey
+            let contexts = try TLSContexts(
+                settings: settings, protocolSettings: TLSProtocolSettings(), flags: .client, applicationProtocols: [],
+                checksRemoteAddress: false, reportsCommonName: false, logger: Logger(label: "etcd.tls.test"), listener: "test")
+            let server = try await GuardedEchoServer.start(contexts)
+            defer { Task { try? await server.channel.close() } }
+            #expect(try await server.servedCommonName(fixtures) == "etcd-server")
+            for (from, to) in [(fixtures.peerCert("rotated"), liveCert), (fixtures.peerKey("rotated"), liveKey)] {
+                try FileManager.default.removeItem(atPath: to)
+                try FileManager.default.copyItem(atPath: from, toPath: to)
+            }
+            #expect(try await server.servedCommonName(fixtures) == "rotated")
+            // A broken file leaves the last good certificate in use.
+            try Data("garbage".utf8).write(to: URL(fileURLWithPath: liveKey))
+            #expect(try await server.servedCommonName(fixtures) == "rotated")
+        }
+    }
+
     // MARK: Peers
 
     static func peerConfiguration(_ fixtures: TLSFixtures, allowedCommonNames: [String] = []) throws -> PeerTransportConfiguration {
@@ -286,6 +314,32 @@ final class GuardedEchoServer: Sendable {
             }
             .bind(host: "127.0.0.1", port: 0).get()
         return GuardedEchoServer(channel: channel, recorder: recorder)
+    }
+
+    /// Connects without a client certificate and returns the CommonName of the server's.
+    func servedCommonName(_ fixtures: TLSFixtures) async throws -> String? {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.trustRoots = .file(fixtures.caFile)
+        let context = try NIOSSLContext(configuration: configuration)
+        let port = try #require(channel.localAddress?.port)
+        let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: context, serverHostname: nil))
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        defer { client.close(promise: nil) }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            let certificate = try await client.eventLoop.submit {
+                try? client.pipeline.syncOperations.handler(type: NIOSSLHandler.self).peerCertificate
+            }.get()
+            guard client.isActive else { return nil }
+            if let certificate { return certificate.subjectName.last { $0.type == .commonName }?.value }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return nil
     }
 
     /// Connects with `client`'s certificate (none for nil), sends a line and waits for the echo.

@@ -4,7 +4,8 @@ import NIOSSL
 
 /// One side's TLS (client or peer), ready for connections: BoringSSL contexts for accepting and
 /// for dialing, built once at start from ``TLSSettings`` (a certificate or key that cannot be
-/// loaded stops the start), and what an accepted certificate must also satisfy.
+/// loaded stops the start; the served one is read again when its files change, see
+/// ``CertificateFiles``), and what an accepted certificate must also satisfy.
 struct TLSContexts: Sendable {
     let settings: TLSSettings
     /// nil without a certificate to serve with (a member that only dials https peers).
@@ -31,18 +32,18 @@ struct TLSContexts: Sendable {
         }
         var server: TLSConfiguration?
         if !settings.isEmpty {
-            let chain: [NIOSSLCertificateSource]
-            let key: NIOSSLPrivateKeySource
+            let files: CertificateFiles
             do {
-                chain = try NIOSSLCertificate.fromPEMFile(settings.certFile).map { .certificate($0) }
-                key = .privateKey(try NIOSSLPrivateKey(file: settings.keyFile, format: .pem))
+                files = try CertificateFiles(certPath: settings.certFile, keyPath: settings.keyFile, logger: logger)
             } catch {
                 throw .invalid(
                     "cannot load the TLS certificate and key (--\(flags.cert)=\(settings.certFile), "
                         + "--\(flags.key)=\(settings.keyFile)): \(error)")
             }
-            var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: key)
+            var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: files.chain, privateKey: files.key)
             common(&configuration)
+            // Replaced certificate files take effect at the next handshake, as in etcd.
+            configuration.sslContextCallback = { _, promise in files.complete(promise) }
             configuration.applicationProtocols = applicationProtocols
             if settings.requiresClientCertificate {
                 // etcd: a trusted CA file (or --client-cert-auth) makes client certificates
