@@ -11,10 +11,14 @@ struct HTTPRequest: Sendable {
     /// The query's parameters in order, decoded; a name may repeat (`?exclude=A&exclude=B`).
     var query: [(name: String, value: String)]
     var body: ByteBuffer
+    /// The auth token the request carries, as grpc-gateway forwards it: `Grpc-Metadata-Token`
+    /// (gRPC metadata `token`), else `Authorization` (metadata `authorization`).
+    var token: String?
 
-    init(method: HTTPMethod, uri: String, body: ByteBuffer) {
+    init(method: HTTPMethod, uri: String, body: ByteBuffer, headers: HTTPHeaders = [:]) {
         self.method = method
         self.body = body
+        token = headers.first(name: "Grpc-Metadata-Token") ?? headers.first(name: "Authorization")
         let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         path = parts.first.map(String.init) ?? uri
         query = parts.count > 1 ? Self.parseQuery(parts[1]) : []
@@ -131,7 +135,7 @@ final class HTTPEndpointHandler: ChannelInboundHandler {
                 write(HTTPResponse.goError(.payloadTooLarge, "Request Entity Too Large"), for: head, context: context)
                 return
             }
-            let request = HTTPRequest(method: head.method, uri: head.uri, body: body)
+            let request = HTTPRequest(method: head.method, uri: head.uri, body: body, headers: head.headers)
             body = ByteBuffer()
             let responder = self.responder
             let answered = context.eventLoop.makePromise(of: HTTPResponse.self)
