@@ -56,6 +56,8 @@ let package = Package(
         // etcd's /metrics: instruments through swift-metrics' API, exported by swift-prometheus.
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // bcrypt for auth passwords (only its HummingbirdBcrypt library is built).
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
         // TLS for clients and peers (BoringSSL through swift-nio-ssl), self-signed certificates
         // for --auto-tls, and the DER of certificate revocation lists.
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
@@ -101,17 +103,27 @@ let package = Package(
             dependencies: ["EtcdBackend", .product(name: "HeapModule", package: "swift-collections")],
             swiftSettings: strictSettings
         ),
+        // Users, roles, key permissions and tokens (etcd's auth store); persisted in the backend.
+        .target(
+            name: "EtcdAuth",
+            dependencies: [
+                "EtcdCommon", "EtcdAPI", "EtcdBackend", swiftProtobuf,
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .target(
             name: "EtcdReplica",
             dependencies: [
-                "EtcdCommon", "EtcdAPI", "EtcdMVCC", "EtcdLease", "EtcdBackend", "EtcdRaft", "EtcdWAL", logging, swiftProtobuf,
+                "EtcdCommon", "EtcdAPI", "EtcdMVCC", "EtcdLease", "EtcdBackend", "EtcdRaft", "EtcdWAL", "EtcdAuth", logging,
+                swiftProtobuf,
             ],
             swiftSettings: strictSettings
         ),
         .target(
             name: "EtcdServer",
             dependencies: [
-                "EtcdCommon", "EtcdAPI", "EtcdReplica", "EtcdMVCC", "EtcdLease", "EtcdBackend", "EtcdRaft", "EtcdTransport",
+                "EtcdCommon", "EtcdAPI", "EtcdReplica", "EtcdMVCC", "EtcdLease", "EtcdBackend", "EtcdRaft", "EtcdTransport", "EtcdAuth",
                 "EtcdLeanRPC", .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 "EtcdPeer", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, logging, nioCore, nioPosix, nioHTTP2, crypto,
                 dequeModule, serviceLifecycle, nioConcurrencyHelpers, nioHTTP1, coreMetrics, prometheus,
@@ -185,7 +197,7 @@ let package = Package(
             name: "EtcdServerTests",
             dependencies: [
                 "EtcdServer", "EtcdAPI", "EtcdCommon", "EtcdMVCC", "EtcdBackend", "EtcdReplica", "EtcdLease", "EtcdRaft",
-                "EtcdPeer", "EtcdTestSupport", "EtcdTransport", grpcCore, grpcHTTP2, swiftProtobuf,
+                "EtcdPeer", "EtcdTestSupport", "EtcdAuth", "EtcdTransport", grpcCore, grpcHTTP2, swiftProtobuf,
                 nioCore, nioPosix, nioHTTP1, .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "NIOEmbedded", package: "swift-nio"), logging, "EtcdLeanRPC", nioSSL, nioConcurrencyHelpers,
             ],

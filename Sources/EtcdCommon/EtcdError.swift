@@ -58,6 +58,9 @@ public enum EtcdError: Error, Hashable, Sendable, CaseIterable {
     case invalidAuthToken
     case invalidAuthManagement
     case authOldRevision
+    case permissionNotGiven
+    /// Not in etcd's gRPC table: clients get the auth store's own text with code Unknown.
+    case noPasswordUser
 
     // Cluster state.
     case noLeader
@@ -79,7 +82,7 @@ public enum EtcdError: Error, Hashable, Sendable, CaseIterable {
         switch self {
         case .emptyKey, .keyNotFound, .valueProvided, .leaseProvided, .tooManyOperations, .duplicateKey,
             .requestTooLarge, .memberBadURLs, .userEmpty, .roleEmpty, .authFailed, .invalidAuthManagement,
-            .authOldRevision, .invalidSortOption:
+            .authOldRevision, .invalidSortOption, .permissionNotGiven:
             return .invalidArgument
         case .compacted, .futureRevision, .leaseTTLTooLarge:
             return .outOfRange
@@ -103,6 +106,8 @@ public enum EtcdError: Error, Hashable, Sendable, CaseIterable {
             return .unavailable
         case .corrupt:
             return .dataLoss
+        case .noPasswordUser:
+            return .unknown
         }
     }
 
@@ -150,6 +155,8 @@ public enum EtcdError: Error, Hashable, Sendable, CaseIterable {
         case .invalidAuthToken: return "etcdserver: invalid auth token"
         case .invalidAuthManagement: return "etcdserver: invalid auth management"
         case .authOldRevision: return "etcdserver: revision of auth store is old"
+        case .permissionNotGiven: return "etcdserver: permission not given"
+        case .noPasswordUser: return "auth: authentication failed, password was given for no password user"
         case .noLeader: return "etcdserver: no leader"
         case .notLeader: return "etcdserver: not leader"
         case .leaderChanged: return "etcdserver: leader changed"

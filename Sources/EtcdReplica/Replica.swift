@@ -1,11 +1,12 @@
 public import EtcdAPI
+public import EtcdAuth
 import EtcdBackend
 import EtcdCommon
 public import EtcdLease
 public import EtcdMVCC
 public import EtcdRaft
 public import Logging
-import SwiftProtobuf
+public import SwiftProtobuf
 
 /// What applying one log entry produced.
 public enum ApplyResponse: Sendable {
@@ -22,6 +23,8 @@ public enum ApplyResponse: Sendable {
     case membership
     /// A membership change applied: the membership after it (a refused change is a failure).
     case membershipChanged(ClusterMembership)
+    /// An auth request's response (the Auth service's response message for it).
+    case auth(any SwiftProtobuf.Message)
 }
 
 /// The result of one applied request, under the ID its proposer gave it (`header.id`), so that
@@ -64,6 +67,13 @@ public final class Replica {
     let alarmTable: AlarmTable
     /// The raised alarms, ordered by type then member (replicated state, see ``AlarmTable``).
     public internal(set) var alarms: [Etcdserverpb_AlarmMember]
+    let authTable: AuthTable
+    /// Users, roles and permissions, and whether auth is on (replicated state, see ``AuthTable``).
+    public internal(set) var auth: AuthStore
+    /// What request handlers see of ``auth`` without the replica's lock, and this member's
+    /// simple tokens, assigned as Authenticate entries are applied (not replicated state: the
+    /// owner keeps the board across backend swaps).
+    public let authBoard: AuthBoard
     /// Membership entries that the membership refused when applied, by log index: Raft must not
     /// apply those to its configuration either (etcd applies them as a change of no node).
     private var refusedConfChanges: [UInt64] = []
@@ -98,9 +108,11 @@ public final class Replica {
         store: MVCCStore,
         logger: Logger,
         leases: Lessor.Configuration = Lessor.Configuration(minTTLSeconds: 2),
+        authBoard: AuthBoard = AuthBoard(),
         clock: @escaping @Sendable () -> MonotonicTime = Replica.processClock
     ) throws(ReplicaError) {
         self.store = store
+        self.authBoard = authBoard
         self.logger = logger
         self.clock = clock
         lessor = Lessor(configuration: leases)
@@ -112,6 +124,9 @@ public final class Replica {
             clusterVersion = try membershipTable.clusterVersion()
             alarmTable = try AlarmTable(backend: store.backend)
             alarms = try alarmTable.all()
+            authTable = try AuthTable(backend: store.backend)
+            auth = try authTable.load()
+            authBoard.publish(auth)
         } catch {
             throw .storage("\(error)")
         }
@@ -134,6 +149,10 @@ public final class Replica {
         if let saved = try? membershipTable.load(maxLearners: membership.maxLearners) { membership = saved }
         clusterVersion = (try? membershipTable.clusterVersion()) ?? nil
         if let saved = try? alarmTable.all() { alarms = saved }
+        if let saved = try? authTable.load() {
+            auth = saved
+            authBoard.publish(saved)
+        }
         refusedConfChanges.removeAll()
     }
 
@@ -350,6 +369,7 @@ public final class Replica {
     private func apply(_ request: Etcdserverpb_InternalRaftRequest, index: UInt64) -> Result<ApplyResponse, ReplicaError> {
         do throws(ReplicaError) {
             if let refusal = alarmRefusal(request) { return .failure(refusal) }
+            try checkWritePermissions(request)
             if request.hasPut { return .success(.put(try applier.put(request.put))) }
             if request.hasDeleteRange { return .success(.deleteRange(try applier.deleteRange(request.deleteRange))) }
             if request.hasTxn { return .success(.txn(try applier.txn(request.txn))) }
@@ -375,6 +395,7 @@ public final class Replica {
                 }
                 return .success(.membership)
             }
+            if let response = try applyAuth(request, index: index) { return .success(.auth(response)) }
             return .failure(.storage("log entry \(index) holds no request this member can apply"))
         } catch {
             return .failure(error)

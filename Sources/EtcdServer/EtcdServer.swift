@@ -1,6 +1,7 @@
 public import Logging
 public import ServiceLifecycle
 import EtcdAPI
+import EtcdAuth
 import EtcdBackend
 import EtcdCommon
 import EtcdLease
@@ -81,7 +82,11 @@ public final class EtcdServer: Service, Sendable {
         )
         let lock = try DataDirectoryLock(dataDirectory: dataDirectory)
         defer { withExtendedLifetime(lock) {} }
-        let handle = ReplicaHandle(try Self.openReplica(dataDirectory: dataDirectory, leases: leaseConfiguration, logger: logger))
+        // The member's view of auth for request handlers, and its simple tokens: kept across
+        // backend swaps (snapshot installs).
+        let authBoard = AuthBoard(tokens: SimpleTokenRegistry(ttl: .seconds(configuration.authTokenTTLSeconds)))
+        let handle = ReplicaHandle(
+            try Self.openReplica(dataDirectory: dataDirectory, leases: leaseConfiguration, authBoard: authBoard, logger: logger))
         let persisted = try handle.withReplica { replica in try replica.resolveIdentity(identity) }
         // This member as the membership records it: its ID and peer URLs (raft attributes),
         // then, published through Raft once it runs, its name and client URLs.
@@ -220,8 +225,13 @@ public final class EtcdServer: Service, Sendable {
         let quota = BackendQuota(
             limitBytes: BackendQuota.limit(forFlag: configuration.quotaBackendBytes), status: status, proposer: proposer,
             memberID: persisted.member, replica: handle)
+        let authenticator = Authenticator(
+            board: authBoard, replica: handle, status: status, hasher: PasswordHasher(cost: configuration.bcryptCost),
+            clientCertificateAuth: configuration.clientCertAuth, requestTimeout: configuration.requestTimeout)
+        let authService = AuthService(proposer: proposer, replica: handle, header: header, authenticator: authenticator)
         let kvService = KVService(
-            writer: proposer, replica: handle, header: header, maxTxnOperations: configuration.maxTxnOperations, quota: quota)
+            writer: proposer, replica: handle, header: header, maxTxnOperations: configuration.maxTxnOperations, quota: quota,
+            authenticator: authenticator)
         let maintenanceService = MaintenanceService(
             replica: handle, header: header, statusBoard: status, mailbox: mailbox,
             requestTimeout: configuration.requestTimeout, proposer: proposer,
@@ -229,24 +239,26 @@ public final class EtcdServer: Service, Sendable {
             commitBackend: { [applier = loop.applier] in try await applier.commitNow() },
             snapshots: SnapshotStreamer(
                 databasePath: databasePath, snapshotDirectory: snapshotDirectory),
-            logger: logger)
+            logger: logger, authenticator: authenticator)
         let clusterService = ClusterService(
             header: header, replica: handle, proposer: proposer, status: status,
             activeSince: { transport.activeSince(NodeID($0.rawValue)) }, forwarder: forwarder,
-            strictReconfigCheck: configuration.strictReconfigCheck)
+            strictReconfigCheck: configuration.strictReconfigCheck, authenticator: authenticator)
         let leaseService = LeaseService(
             writer: proposer, replica: handle, header: header, forwarder: forwarder,
             requestTimeout: configuration.requestTimeout,
-            pollInterval: .milliseconds(configuration.heartbeatIntervalMilliseconds), shutdown: shutdown, quota: quota
+            pollInterval: .milliseconds(configuration.heartbeatIntervalMilliseconds), shutdown: shutdown, quota: quota,
+            authenticator: authenticator
         )
         let watchService = WatchService(
             hub: watchHub, header: header,
             fragmentLimit: configuration.maxMessageBytes,
-            progressNotifyInterval: configuration.watchProgressNotifyInterval
+            progressNotifyInterval: configuration.watchProgressNotifyInterval,
+            authenticator: authenticator, replica: handle
         )
         let leanTable = LeanServiceTable(
             kv: kvService, lease: leaseService, maintenance: maintenanceService, cluster: clusterService,
-            watch: watchService, status: status,
+            watch: watchService, auth: authService, status: status,
             leaderCheckInterval: .milliseconds(configuration.electionTimeoutMilliseconds), metrics: metrics)
         metrics.attach(
             MetricsSources(
@@ -257,11 +269,13 @@ public final class EtcdServer: Service, Sendable {
         let health = HealthEndpoints(kv: kvService, replica: handle, status: status, metrics: metrics)
         let gateway = JSONGateway(
             kv: kvService, lease: leaseService, maintenance: maintenanceService, cluster: clusterService,
-            watch: watchService, metrics: metrics.grpc)
+            watch: watchService, auth: authService, metrics: metrics.grpc)
         let httpEndpoints = HTTPEndpoints(
             health: health, metrics: metrics, gateway: configuration.enableGRPCGateway ? gateway : nil, isClientPort: true)
         let metricsEndpoints = HTTPEndpoints(health: health, metrics: metrics, gateway: nil, isClientPort: false)
-        let services: [any RegistrableRPCService] = [kvService, maintenanceService, clusterService, leaseService, watchService]
+        let services: [any RegistrableRPCService] = [
+            kvService, maintenanceService, clusterService, leaseService, watchService, authService,
+        ]
         // The client URLs are served by one of the two gRPC servers (--experimental-grpc-server).
         let grpcSwiftURLs = configuration.grpcServer == .grpcSwift ? configuration.listenClientURLs : []
         let leanClientURLs = configuration.grpcServer == .lean ? configuration.listenClientURLs : []
@@ -270,6 +284,7 @@ public final class EtcdServer: Service, Sendable {
                 transport: try makeTransport(for: url, http: httpEndpoints), services: services,
                 interceptors: [
                     GRPCMetricsInterceptor(metrics: metrics.grpc),
+                    CredentialsInterceptor(),
                     RequireLeaderInterceptor(
                         status: status, checkInterval: .milliseconds(configuration.electionTimeoutMilliseconds))
                 ])
@@ -278,6 +293,10 @@ public final class EtcdServer: Service, Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await loop.run() }
             group.addTask { await watchHub.runCatchUp() }
+            group.addTask {
+                // Expired simple tokens are refused anyway; forgetting them bounds their memory.
+                while await shutdown.sleep(.seconds(1)) { authBoard.tokens.sweep() }
+            }
             let removalWatch = RemovalWatch(
                 localMember: persisted.member, cluster: persisted.cluster, status: status, replica: handle,
                 interval: .milliseconds(configuration.electionTimeoutMilliseconds), tls: security.peer)
@@ -584,10 +603,12 @@ public final class EtcdServer: Service, Sendable {
         }
     }
 
-    private static func openReplica(dataDirectory: String, leases: Lessor.Configuration, logger: Logger) throws -> Replica {
+    private static func openReplica(
+        dataDirectory: String, leases: Lessor.Configuration, authBoard: AuthBoard, logger: Logger
+    ) throws -> Replica {
         let backend = try Backend(dataDirectory: dataDirectory, automaticCheckpoints: false)
         let store = try MVCCStore(backend: backend)
-        return try Replica(store: store, logger: logger, leases: leases)
+        return try Replica(store: store, logger: logger, leases: leases, authBoard: authBoard)
     }
 
     /// etcd's lessor settings: the minimum TTL from the election timeout, checkpoints (on and

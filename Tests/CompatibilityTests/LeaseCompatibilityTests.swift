@@ -34,6 +34,11 @@ struct LeaseCompatibilityTests {
     /// Runs etcdctl and records its output with lease IDs masked and the header removed.
     @discardableResult
     static func etcdctlMasked(_ side: CompatibilitySession, _ arguments: String...) async throws -> EtcdctlResult {
+        try await etcdctlMasked(side, arguments)
+    }
+
+    @discardableResult
+    static func etcdctlMasked(_ side: CompatibilitySession, _ arguments: [String]) async throws -> EtcdctlResult {
         let result = try await side.etcdctl(arguments, record: false)
         var output = maskingLeaseIDs(result.standardOutput)
         output = output.replacingOccurrences(

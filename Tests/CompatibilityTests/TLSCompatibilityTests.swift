@@ -47,6 +47,29 @@ struct TLSCompatibilityTests {
         }
     }
 
+    @Test("with auth on and --client-cert-auth, the verified certificate's CommonName is the user of calls without a token")
+    func commonNameIdentity() async throws {
+        try await withTemporaryDirectory(prefix: "tls-fixtures") { directory in
+            let tls = try await TLSFixtures.make(in: directory.url)
+            let options = EtcdOptions(extraArguments: tls.serverFlags, clientSchemes: ["https"], etcdctlArguments: tls.etcdctlFlags())
+            try await expectCompatible(
+                "client certificate CommonName as the user", options: options, referenceMentions: ["permission denied"]
+            ) { side in
+                try await side.etcdctl("user", "add", "root", "--new-user-password=rootpw")
+                try await side.etcdctl("user", "add", "alice", "--new-user-password=alicepw")
+                try await side.etcdctl("role", "add", "app")
+                try await side.etcdctl("role", "grant-permission", "app", "readwrite", "a", "--prefix")
+                try await side.etcdctl("user", "grant-role", "alice", "app")
+                try await side.etcdctl("auth", "enable")
+                try await side.etcdctl("put", "a1", "by-alice")
+                try await side.etcdctl("get", "a1", "--print-value-only")
+                try await side.etcdctl("put", "b1", "refused")
+                try await side.etcdctl("--user=root:rootpw", "put", "b1", "by-root")
+                try await side.etcdctl("--user=root:rootpw", "auth", "disable")
+            }
+        }
+    }
+
     @Test("--auto-tls: a self-signed certificate in the data directory's fixtures/client, used with etcdctl --insecure-skip-tls-verify")
     func autoTLS() async throws {
         let options = EtcdOptions(

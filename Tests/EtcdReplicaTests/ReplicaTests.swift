@@ -49,6 +49,7 @@ struct ReplicaTests {
         case .success(.leaseRevoke(let response)): return response.header.revision
         case .success(.leaseCheckpoint(let response)): return response.header.revision
         case .success(.alarm(let response)): return response.header.revision
+        case .success(.auth(let response)): return (response as? any AuthResponseWithHeader)?.header.revision
         case .success(.membership), .success(.membershipChanged), .failure: return nil
         }
     }

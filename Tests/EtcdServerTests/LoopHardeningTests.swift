@@ -1,4 +1,5 @@
 import EtcdAPI
+import EtcdAuth
 import EtcdBackend
 import EtcdCommon
 import EtcdLease
@@ -198,7 +199,10 @@ struct LoopHardeningTests {
                     logger: Logger(label: "test")),
                 requestTimeout: .seconds(10), pollInterval: .milliseconds(10), shutdown: ShutdownSignal(),
                 quota: BackendQuota(
-                    limitBytes: nil, status: loop.status, proposer: proposer, memberID: MemberID(1), replica: replica))
+                    limitBytes: nil, status: loop.status, proposer: proposer, memberID: MemberID(1), replica: replica),
+                authenticator: Authenticator(
+                    board: replica.withReplica { $0.authBoard }, replica: replica, status: loop.status,
+                    hasher: PasswordHasher(cost: 4), clientCertificateAuth: false, requestTimeout: .seconds(10)))
             var grant = Etcdserverpb_InternalRaftRequest()
             grant.leaseGrant.id = 5
             grant.leaseGrant.ttl = 60

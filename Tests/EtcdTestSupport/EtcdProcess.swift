@@ -272,8 +272,10 @@ public final class EtcdProcess: Sendable {
             }
             guard LoopbackPort.isAccepting(port: clientPort) else { return false }
             let result = try await etcdctl.run("endpoint", "health", "--command-timeout=2s", "--dial-timeout=1s")
-            // etcdctl 3.4 prints the health line on standard error.
-            return result.succeeded && (result.standardOutput + result.standardError).contains("is healthy")
+            // etcdctl 3.4 prints the health line on standard error. With auth on, the health
+            // read has no user: its refusal also shows that the server serves.
+            let printed = result.standardOutput + result.standardError
+            return (result.succeeded && printed.contains("is healthy")) || printed.contains("user name is empty")
         }
         return healthy && !exited
     }

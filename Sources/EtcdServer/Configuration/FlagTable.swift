@@ -152,9 +152,9 @@ public enum FlagTable {
         FlagSpec("cors", .strings, "*", .notYetEffective("the HTTP endpoints do not send CORS headers"), "Comma-separated whitelist of origins for CORS, or cross-origin resource sharing, (empty or * means allow all)."),
         FlagSpec("host-whitelist", .strings, "*", .notYetEffective("the HTTP endpoints do not check the Host header"), "Acceptable hostnames from HTTP client requests, if server is not secure (empty or * means allow all)."),
         // auth
-        FlagSpec("auth-token", .string, "simple", .notYetEffective("authentication is not built"), "Specify a v3 authentication token type and its options ('simple' or 'jwt')."),
-        FlagSpec("bcrypt-cost", .unsigned, "10", .notYetEffective("authentication is not built"), "Specify the cost/strength of the bcrypt algorithm for hashing auth passwords. Valid values are between 4 and 31."),
-        FlagSpec("auth-token-ttl", .unsigned, "300", .notYetEffective("authentication is not built"), "Time (in seconds) of the auth-token-ttl."),
+        FlagSpec("auth-token", .string, "simple", .supported, "Specify a v3 authentication token type and its options ('simple' or 'jwt')."),
+        FlagSpec("bcrypt-cost", .unsigned, "10", .supported, "Specify the cost/strength of the bcrypt algorithm for hashing auth passwords. Valid values are between 4 and 31."),
+        FlagSpec("auth-token-ttl", .unsigned, "300", .supported, "Time (in seconds) of the auth-token-ttl."),
         // profiling, monitoring and logging
         FlagSpec("enable-pprof", .bool, "false", .notYetEffective("there are no profiling endpoints"), "Enable runtime profiling data via HTTP server."),
         FlagSpec("metrics", .string, "basic", .notYetEffective("the basic metrics are exported; 'extensive' adds no gRPC latency histograms yet", harmless: ["basic"]), "Set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics."),

@@ -75,7 +75,9 @@ extension ServerConfiguration {
         guard (4...31).contains(bcryptCost) else {
             throw .invalidValue(flag: "bcrypt-cost", value: "\(bcryptCost)", reason: "must be between 4 and 31")
         }
+        // etcd takes a TTL of 0 as its default.
         authTokenTTLSeconds = Self.integer(flags, "auth-token-ttl")
+        if authTokenTTLSeconds <= 0 { authTokenTTLSeconds = 300 }
         metrics = flags["metrics"]
         initialCorruptCheck = Self.bool(flags, "experimental-initial-corrupt-check")
         corruptCheckTime = Self.duration(flags, "experimental-corrupt-check-time")
@@ -115,6 +117,10 @@ extension ServerConfiguration {
         let kind = token.split(separator: ",", omittingEmptySubsequences: false).first.map(String.init) ?? ""
         guard kind == "simple" || kind == "jwt" else {
             throw .invalidValue(flag: "auth-token", value: token, reason: "unknown token type (auth: invalid auth options)")
+        }
+        // Starting with simple tokens instead would hand out tokens the operator did not ask for.
+        guard kind == "simple" else {
+            throw .invalidValue(flag: "auth-token", value: token, reason: "JWT tokens are not supported yet; use 'simple'")
         }
     }
 

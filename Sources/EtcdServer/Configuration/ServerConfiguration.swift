@@ -106,6 +106,13 @@ public struct ServerConfiguration: Sendable {
     public var bcryptCost: Int = 10
     /// Lifetime of a simple auth token (`--auth-token-ttl`, seconds).
     public var authTokenTTLSeconds: Int = 300
+    /// `--client-cert-auth`: clients must present a certificate the trusted CA signed, and with
+    /// auth on, its CommonName names the user of a call that carries no token (the client side's
+    /// TLS setting, ``TLSSettings/clientCertAuth``).
+    public var clientCertAuth: Bool {
+        get { clientTLS.clientCertAuth }
+        set { clientTLS.clientCertAuth = newValue }
+    }
     /// Where metrics and health are served apart from the client URLs (`--listen-metrics-urls`).
     public var listenMetricsURLs: [EndpointURL] = []
     /// `--metrics`: `basic` or `extensive`.

@@ -11,14 +11,18 @@ struct HTTPRequest: Sendable {
     /// The query's parameters in order, decoded; a name may repeat (`?exclude=A&exclude=B`).
     var query: [(name: String, value: String)]
     var body: ByteBuffer
+    /// The auth token the request carries, as grpc-gateway forwards it: `Grpc-Metadata-Token`
+    /// (gRPC metadata `token`), else `Authorization` (metadata `authorization`).
+    var token: String?
     /// The CommonName of the client's verified certificate, on a TLS connection of a server with
     /// `--client-cert-auth` (see ``TLSConnectionGuard``); nil otherwise. etcd refuses gateway
     /// requests that carry one when auth is on.
     var clientCertificateCommonName: String?
 
-    init(method: HTTPMethod, uri: String, body: ByteBuffer) {
+    init(method: HTTPMethod, uri: String, body: ByteBuffer, headers: HTTPHeaders = [:]) {
         self.method = method
         self.body = body
+        token = headers.first(name: "Grpc-Metadata-Token") ?? headers.first(name: "Authorization")
         let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         path = parts.first.map(String.init) ?? uri
         query = parts.count > 1 ? Self.parseQuery(parts[1]) : []
@@ -142,7 +146,7 @@ final class HTTPEndpointHandler: ChannelInboundHandler {
                 write(HTTPResponse.goError(.payloadTooLarge, "Request Entity Too Large"), for: head, context: context)
                 return
             }
-            var parsed = HTTPRequest(method: head.method, uri: head.uri, body: body)
+            var parsed = HTTPRequest(method: head.method, uri: head.uri, body: body, headers: head.headers)
             parsed.clientCertificateCommonName = clientCommonName
             let request = parsed
             body = ByteBuffer()

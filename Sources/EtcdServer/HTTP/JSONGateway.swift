@@ -21,7 +21,7 @@ struct JSONGateway: Sendable {
 
     init(
         kv: KVService, lease: LeaseService, maintenance: MaintenanceService, cluster: ClusterService, watch: WatchService,
-        metrics: GRPCServerMetrics?
+        auth: AuthService, metrics: GRPCServerMetrics?
     ) {
         var routes: [String: Call] = [:]
         func add<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
@@ -58,7 +58,7 @@ struct JSONGateway: Sendable {
         add(["/v3/cluster/member/update"], Etcdserverpb_Cluster.Method.MemberUpdate.descriptor, withoutContext: cluster.memberUpdate)
         add(["/v3/cluster/member/promote"], Etcdserverpb_Cluster.Method.MemberPromote.descriptor, withoutContext: cluster.memberPromote)
         add(["/v3/maintenance/status"], Etcdserverpb_Maintenance.Method.Status.descriptor, withoutContext: {
-            (_: Etcdserverpb_StatusRequest) in try maintenance.status()
+            (_: Etcdserverpb_StatusRequest) in try await maintenance.status()
         })
         add(["/v3/maintenance/alarm"], Etcdserverpb_Maintenance.Method.Alarm.descriptor, withoutContext: maintenance.alarm)
         add(["/v3/maintenance/hash"], Etcdserverpb_Maintenance.Method.Hash.descriptor, withoutContext: {
@@ -68,6 +68,23 @@ struct JSONGateway: Sendable {
         add(
             ["/v3/maintenance/transfer-leadership"], Etcdserverpb_Maintenance.Method.MoveLeader.descriptor,
             withoutContext: maintenance.moveLeader)
+        add(["/v3/auth/enable"], Etcdserverpb_Auth.Method.AuthEnable.descriptor, auth.authEnable)
+        add(["/v3/auth/disable"], Etcdserverpb_Auth.Method.AuthDisable.descriptor, auth.authDisable)
+        add(["/v3/auth/status"], Etcdserverpb_Auth.Method.AuthStatus.descriptor, auth.authStatus)
+        add(["/v3/auth/authenticate"], Etcdserverpb_Auth.Method.Authenticate.descriptor, auth.authenticate)
+        add(["/v3/auth/user/add"], Etcdserverpb_Auth.Method.UserAdd.descriptor, auth.userAdd)
+        add(["/v3/auth/user/get"], Etcdserverpb_Auth.Method.UserGet.descriptor, auth.userGet)
+        add(["/v3/auth/user/list"], Etcdserverpb_Auth.Method.UserList.descriptor, auth.userList)
+        add(["/v3/auth/user/delete"], Etcdserverpb_Auth.Method.UserDelete.descriptor, auth.userDelete)
+        add(["/v3/auth/user/changepw"], Etcdserverpb_Auth.Method.UserChangePassword.descriptor, auth.userChangePassword)
+        add(["/v3/auth/user/grant"], Etcdserverpb_Auth.Method.UserGrantRole.descriptor, auth.userGrantRole)
+        add(["/v3/auth/user/revoke"], Etcdserverpb_Auth.Method.UserRevokeRole.descriptor, auth.userRevokeRole)
+        add(["/v3/auth/role/add"], Etcdserverpb_Auth.Method.RoleAdd.descriptor, auth.roleAdd)
+        add(["/v3/auth/role/get"], Etcdserverpb_Auth.Method.RoleGet.descriptor, auth.roleGet)
+        add(["/v3/auth/role/list"], Etcdserverpb_Auth.Method.RoleList.descriptor, auth.roleList)
+        add(["/v3/auth/role/delete"], Etcdserverpb_Auth.Method.RoleDelete.descriptor, auth.roleDelete)
+        add(["/v3/auth/role/grant"], Etcdserverpb_Auth.Method.RoleGrantPermission.descriptor, auth.roleGrantPermission)
+        add(["/v3/auth/role/revoke"], Etcdserverpb_Auth.Method.RoleRevokePermission.descriptor, auth.roleRevokePermission)
         // The streaming calls.
         let watchMethod = Etcdserverpb_Watch.Method.Watch.descriptor
         let watchCounters = metrics?.counters(path: "/" + watchMethod.fullyQualifiedMethod)
@@ -101,7 +118,9 @@ struct JSONGateway: Sendable {
         // grpc-gateway's own answers: an unknown path, and a known one with another method.
         guard let call = routes[path] else { return .goError(.notFound, "Not Found") }
         guard request.method == .POST else { return .goError(.methodNotAllowed, "Method Not Allowed") }
-        return await call(request.body)
+        return await RequestCredentials.with(request.token.map { RequestCredentials(token: $0) }) {
+            await call(request.body)
+        }
     }
 
     static let decodingOptions: JSONDecodingOptions = {

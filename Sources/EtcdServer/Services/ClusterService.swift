@@ -18,6 +18,8 @@ struct ClusterService: RegistrableRPCService {
     let forwarder: LeaderForwarder
     /// `--strict-reconfig-check`: refuse changes that could cost the cluster its quorum.
     let strictReconfigCheck: Bool
+    /// With auth on: changes are an admin's, the list any user's.
+    let authenticator: Authenticator
 
     func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
         router.registerUnary(Etcdserverpb_Cluster.Method.MemberList.descriptor) {
@@ -38,6 +40,7 @@ struct ClusterService: RegistrableRPCService {
     }
 
     func memberList(_ request: Etcdserverpb_MemberListRequest) async throws -> Etcdserverpb_MemberListResponse {
+        _ = try await authenticator.requireUser()
         // etcd 3.5's `linearizable` option: the list as of a read barrier, not this member's view.
         if request.linearizable { try await proposer.waitForLinearizableRead() }
         var response = Etcdserverpb_MemberListResponse()
@@ -48,6 +51,7 @@ struct ClusterService: RegistrableRPCService {
     }
 
     func memberAdd(_ request: Etcdserverpb_MemberAddRequest) async throws -> Etcdserverpb_MemberAddResponse {
+        try await authenticator.requireAdmin()
         let peerURLs = try Self.validatedURLs(request.peerUrls)
         let membership = try replica.read { $0.membership }
         if strictReconfigCheck {
@@ -71,6 +75,7 @@ struct ClusterService: RegistrableRPCService {
     }
 
     func memberRemove(_ request: Etcdserverpb_MemberRemoveRequest) async throws -> Etcdserverpb_MemberRemoveResponse {
+        try await authenticator.requireAdmin()
         let id = MemberID(request.id)
         let membership = try replica.read { $0.membership }
         try membership.validate(.remove(id))
@@ -91,6 +96,7 @@ struct ClusterService: RegistrableRPCService {
     }
 
     func memberUpdate(_ request: Etcdserverpb_MemberUpdateRequest) async throws -> Etcdserverpb_MemberUpdateResponse {
+        try await authenticator.requireAdmin()
         let peerURLs = try Self.validatedURLs(request.peerUrls)
         let id = MemberID(request.id)
         let membership = try replica.read { $0.membership }
@@ -105,6 +111,7 @@ struct ClusterService: RegistrableRPCService {
     }
 
     func memberPromote(_ request: Etcdserverpb_MemberPromoteRequest) async throws -> Etcdserverpb_MemberPromoteResponse {
+        try await authenticator.requireAdmin()
         let id = MemberID(request.id)
         let membership = try replica.read { $0.membership }
         try membership.validate(.promote(id))

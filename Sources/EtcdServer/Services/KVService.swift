@@ -13,6 +13,7 @@ struct KVService: Etcdserverpb_KV.SimpleServiceProtocol {
     let header: ResponseHeaderSource
     let maxTxnOperations: Int
     let quota: BackendQuota
+    let authenticator: Authenticator
 
     func range(request: Etcdserverpb_RangeRequest, context: ServerContext) async throws
         -> Etcdserverpb_RangeResponse
@@ -22,7 +23,11 @@ struct KVService: Etcdserverpb_KV.SimpleServiceProtocol {
         // arrived (Raft's ReadIndex, shared by all reads that arrive together); a serializable
         // one reads whatever this member has applied.
         if !request.serializable { try await writer.waitForLinearizableRead() }
-        var response = try replica.read { (replica) throws(ReplicaError) in try replica.range(request) }
+        let identity = try await authenticator.identity()
+        var response = try replica.read { (replica) throws(ReplicaError) in
+            try replica.checkRead(identity, key: request.key, rangeEnd: request.rangeEnd)
+            return try replica.range(request)
+        }
         header.fill(&response.header)
         return response
     }
@@ -31,7 +36,7 @@ struct KVService: Etcdserverpb_KV.SimpleServiceProtocol {
         // The quota first, as etcd's quota layer wraps the KV service.
         try await quota.check(cost: QuotaCost.of(request))
         try RequestValidation.check(request)
-        var entry = Etcdserverpb_InternalRaftRequest()
+        var entry = try await authenticator.entry()
         entry.put = request
         guard case .put(var response) = try await writer.propose(consume entry) else {
             preconditionFailure("a put was answered with another kind of response")
@@ -44,7 +49,7 @@ struct KVService: Etcdserverpb_KV.SimpleServiceProtocol {
         -> Etcdserverpb_DeleteRangeResponse
     {
         try RequestValidation.check(request)
-        var entry = Etcdserverpb_InternalRaftRequest()
+        var entry = try await authenticator.entry()
         entry.deleteRange = request
         guard case .deleteRange(var response) = try await writer.propose(consume entry) else {
             preconditionFailure("a delete was answered with another kind of response")
@@ -61,9 +66,13 @@ struct KVService: Etcdserverpb_KV.SimpleServiceProtocol {
             // Only reads: served like a Range, without a log entry or a new revision, and
             // linearizable unless every range in it asks to be serializable (as etcd decides).
             if !Self.isSerializable(request) { try await writer.waitForLinearizableRead() }
-            response = try replica.read { (replica) throws(ReplicaError) in try replica.readOnlyTxn(request) }
+            let identity = try await authenticator.identity()
+            response = try replica.read { (replica) throws(ReplicaError) in
+                try replica.checkTxnPermissions(identity, request)
+                return try replica.readOnlyTxn(request)
+            }
         } else {
-            var entry = Etcdserverpb_InternalRaftRequest()
+            var entry = try await authenticator.entry()
             entry.txn = request
             guard case .txn(let applied) = try await writer.propose(consume entry) else {
                 preconditionFailure("a txn was answered with another kind of response")
@@ -77,6 +86,8 @@ struct KVService: Etcdserverpb_KV.SimpleServiceProtocol {
     func compact(request: Etcdserverpb_CompactionRequest, context: ServerContext) async throws
         -> Etcdserverpb_CompactionResponse
     {
+        // Compacting history is an admin's business (etcd 3.5.28 on).
+        try await authenticator.requireAdmin()
         var entry = Etcdserverpb_InternalRaftRequest()
         entry.compaction = request
         // The compaction takes effect when applied; its rows are deleted afterwards in bounded

@@ -99,7 +99,7 @@ final class LeaderForwarder: Sendable {
         var request = Etcdserverpb_LeaseKeepAliveRequest()
         request.id = id
         return try await Etcdserverpb_Lease.Client(wrapping: client).leaseKeepAlive(
-            options: callOptions,
+            metadata: Self.callerMetadata, options: callOptions,
             requestProducer: { [request] writer in try await writer.write(request) }
         ) { response in
             for try await answer in response.messages where answer.id == id { return answer.ttl }
@@ -110,13 +110,22 @@ final class LeaderForwarder: Sendable {
     func timeToLive(
         _ request: Etcdserverpb_LeaseTimeToLiveRequest, on client: GRPCClient<Transport>
     ) async throws -> Etcdserverpb_LeaseTimeToLiveResponse {
-        try await Etcdserverpb_Lease.Client(wrapping: client).leaseTimeToLive(request, options: callOptions)
+        try await Etcdserverpb_Lease.Client(wrapping: client).leaseTimeToLive(
+            request, metadata: Self.callerMetadata, options: callOptions)
     }
 
     func promote(
         _ request: Etcdserverpb_MemberPromoteRequest, on client: GRPCClient<Transport>
     ) async throws -> Etcdserverpb_MemberPromoteResponse {
-        try await Etcdserverpb_Cluster.Client(wrapping: client).memberPromote(request, options: callOptions)
+        try await Etcdserverpb_Cluster.Client(wrapping: client).memberPromote(
+            request, metadata: Self.callerMetadata, options: callOptions)
+    }
+
+    /// The caller's token, passed on so that the leader checks the same identity.
+    private static var callerMetadata: Metadata {
+        var metadata = Metadata()
+        if let token = RequestCredentials.current.token { metadata.addString(token, forKey: "token") }
+        return metadata
     }
 
     /// Closes every connection to a leader (at shutdown).

@@ -40,7 +40,7 @@ struct LeanServiceTable: LeanRPCDispatcher {
 
     init(
         kv: KVService, lease: LeaseService, maintenance: MaintenanceService, cluster: ClusterService, watch: WatchService,
-        status: MemberStatusBoard, leaderCheckInterval: Duration, metrics: ServerMetrics? = nil
+        auth: AuthService, status: MemberStatusBoard, leaderCheckInterval: Duration, metrics: ServerMetrics? = nil
     ) {
         var methods: [Method] = []
         func add<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
@@ -67,7 +67,24 @@ struct LeanServiceTable: LeanRPCDispatcher {
         ) {
             add(descriptor) { (request: Request, _: ServerContext) in try await handler(request) }
         }
-        addWithoutContext(Etcdserverpb_Maintenance.Method.Status.descriptor) { (_: Etcdserverpb_StatusRequest) in try maintenance.status() }
+        add(Etcdserverpb_Auth.Method.AuthEnable.descriptor, auth.authEnable)
+        add(Etcdserverpb_Auth.Method.AuthDisable.descriptor, auth.authDisable)
+        add(Etcdserverpb_Auth.Method.AuthStatus.descriptor, auth.authStatus)
+        add(Etcdserverpb_Auth.Method.Authenticate.descriptor, auth.authenticate)
+        add(Etcdserverpb_Auth.Method.UserAdd.descriptor, auth.userAdd)
+        add(Etcdserverpb_Auth.Method.UserGet.descriptor, auth.userGet)
+        add(Etcdserverpb_Auth.Method.UserList.descriptor, auth.userList)
+        add(Etcdserverpb_Auth.Method.UserDelete.descriptor, auth.userDelete)
+        add(Etcdserverpb_Auth.Method.UserChangePassword.descriptor, auth.userChangePassword)
+        add(Etcdserverpb_Auth.Method.UserGrantRole.descriptor, auth.userGrantRole)
+        add(Etcdserverpb_Auth.Method.UserRevokeRole.descriptor, auth.userRevokeRole)
+        add(Etcdserverpb_Auth.Method.RoleAdd.descriptor, auth.roleAdd)
+        add(Etcdserverpb_Auth.Method.RoleGet.descriptor, auth.roleGet)
+        add(Etcdserverpb_Auth.Method.RoleList.descriptor, auth.roleList)
+        add(Etcdserverpb_Auth.Method.RoleDelete.descriptor, auth.roleDelete)
+        add(Etcdserverpb_Auth.Method.RoleGrantPermission.descriptor, auth.roleGrantPermission)
+        add(Etcdserverpb_Auth.Method.RoleRevokePermission.descriptor, auth.roleRevokePermission)
+        addWithoutContext(Etcdserverpb_Maintenance.Method.Status.descriptor) { (_: Etcdserverpb_StatusRequest) in try await maintenance.status() }
         addWithoutContext(Etcdserverpb_Maintenance.Method.Alarm.descriptor, maintenance.alarm)
         addWithoutContext(Etcdserverpb_Maintenance.Method.MoveLeader.descriptor, maintenance.moveLeader)
         addWithoutContext(Etcdserverpb_Maintenance.Method.HashKV.descriptor, maintenance.hashKV)
@@ -182,7 +199,9 @@ struct LeanServiceTable: LeanRPCDispatcher {
             let response = try await withServerContextRPCCancellationHandle { cancellation in
                 let context = ServerContext(
                     descriptor: method.descriptor, remotePeer: "", localPeer: "", cancellation: cancellation)
-                return try await method.call(request, context)
+                return try await RequestCredentials.with(RequestCredentials(head: head)) {
+                    try await method.call(request, context)
+                }
             }
             return .response(response)
         } catch {
@@ -214,6 +233,7 @@ struct LeanServiceTable: LeanRPCDispatcher {
                 // The services learn that the client went away from the context's handle (as
                 // grpc-swift tells them), and this task is cancelled when it does.
                 try await withTaskCancellationHandler {
+                    try await RequestCredentials.with(RequestCredentials(head: head)) {
                     if requiresLeader {
                         // As RequireLeaderInterceptor on the grpc-swift path.
                         try await RequireLeaderInterceptor.failingWithoutLeader(status: status, checkInterval: interval) {
@@ -221,6 +241,7 @@ struct LeanServiceTable: LeanRPCDispatcher {
                         }
                     } else {
                         try await method.call(requests, responses, context)
+                    }
                     }
                 } onCancel: {
                     cancellation.cancel()

@@ -1,4 +1,5 @@
 import EtcdAPI
+import EtcdAuth
 import EtcdCommon
 import EtcdLease
 import EtcdMVCC
@@ -26,11 +27,15 @@ struct LeaseService: Etcdserverpb_Lease.SimpleServiceProtocol {
     let shutdown: ShutdownSignal
     /// Grants are refused once the backend is full (etcd's quota lease server).
     let quota: BackendQuota
+    /// With auth on, every lease call needs a known user (etcd 3.5.28 on), and the keys attached
+    /// to a lease guard what may be done with it.
+    let authenticator: Authenticator
 
     func leaseGrant(request: Etcdserverpb_LeaseGrantRequest, context: ServerContext) async throws
         -> Etcdserverpb_LeaseGrantResponse
     {
         try await quota.check(cost: QuotaCost.leaseGrant)
+        _ = try await authenticator.requireUser()
         var entry = Etcdserverpb_InternalRaftRequest()
         entry.leaseGrant = request
         // The leader picks an ID when the client does not, before proposing, so that every
@@ -46,7 +51,8 @@ struct LeaseService: Etcdserverpb_Lease.SimpleServiceProtocol {
     func leaseRevoke(request: Etcdserverpb_LeaseRevokeRequest, context: ServerContext) async throws
         -> Etcdserverpb_LeaseRevokeResponse
     {
-        var entry = Etcdserverpb_InternalRaftRequest()
+        // Write permission on the attached keys is checked at apply, under this identity.
+        var entry = try await authenticator.entry()
         entry.leaseRevoke = request
         // From here until the revocation is applied (or fails), a keepalive of this lease waits
         // for it rather than renewing a lease that is about to go: etcd makes renewals wait for
@@ -94,9 +100,16 @@ struct LeaseService: Etcdserverpb_Lease.SimpleServiceProtocol {
         response: RPCWriter<Etcdserverpb_LeaseKeepAliveResponse>
     ) async throws {
         let deferred = DeferredAnswers()
+        let identity = try await authenticator.requireUser()
         try await withThrowingDiscardingTaskGroup { group in
             for try await keepAlive in request {
                 let id = LeaseID(keepAlive.id)
+                // Keeping a lease alive keeps its keys: it needs write permission on them.
+                if authenticator.isEnabled {
+                    try replica.read { (replica) throws(ReplicaError) in
+                        try replica.checkLeaseKeys(identity, lease: keepAlive.id, .write)
+                    }
+                }
                 // The header is taken before the renewal, as etcd does, so that its revision is
                 // never newer than the moment the lease was renewed.
                 var answer = Etcdserverpb_LeaseKeepAliveResponse()
@@ -205,6 +218,13 @@ struct LeaseService: Etcdserverpb_Lease.SimpleServiceProtocol {
     func leaseTimeToLive(request: Etcdserverpb_LeaseTimeToLiveRequest, context: ServerContext) async throws
         -> Etcdserverpb_LeaseTimeToLiveResponse
     {
+        let identity = try await authenticator.requireUser()
+        if request.keys && authenticator.isEnabled {
+            // Listing the keys shows them: read permission on each (etcd 3.5.9 on).
+            try replica.read { (replica) throws(ReplicaError) in
+                try replica.checkLeaseKeys(identity, lease: request.id, .read)
+            }
+        }
         // Only the leader knows how long a lease has left; others ask it, as etcd's followers do.
         if case .remote(let leader) = try forwarder.leader() {
             var response = try await forwarder.timeToLive(request, on: leader)
@@ -236,8 +256,14 @@ struct LeaseService: Etcdserverpb_Lease.SimpleServiceProtocol {
     func leaseLeases(request: Etcdserverpb_LeaseLeasesRequest, context: ServerContext) async throws
         -> Etcdserverpb_LeaseLeasesResponse
     {
+        let identity = try await authenticator.requireUser()
         var response = Etcdserverpb_LeaseLeasesResponse()
-        response.leases = try replica.read { $0.lessor.leasesByExpiry() }.map { id in
+        response.leases = try replica.read { (replica) throws(ReplicaError) in
+            let leases = replica.lessor.leasesByExpiry()
+            // Every lease's keys must be readable to list them (etcd 3.5.28 on).
+            for id in leases { try replica.checkLeaseKeys(identity, lease: id.rawValue, .read) }
+            return leases
+        }.map { id in
             var status = Etcdserverpb_LeaseStatus()
             status.id = id.rawValue
             return status

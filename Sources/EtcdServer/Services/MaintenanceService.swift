@@ -26,13 +26,15 @@ struct MaintenanceService: RegistrableRPCService {
     let commitBackend: @Sendable () async throws -> Void
     let snapshots: SnapshotStreamer
     let logger: Logger
+    /// With auth on: admins only, but for Status (any user) and listing alarms (any user).
+    let authenticator: Authenticator
 
     func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
         router.registerUnary(Etcdserverpb_Maintenance.Method.MoveLeader.descriptor) {
             (request: Etcdserverpb_MoveLeaderRequest, _) in try await moveLeader(request)
         }
         router.registerUnary(Etcdserverpb_Maintenance.Method.Status.descriptor) {
-            (request: Etcdserverpb_StatusRequest, _) in try status()
+            (request: Etcdserverpb_StatusRequest, _) in try await status()
         }
         router.registerUnary(Etcdserverpb_Maintenance.Method.Alarm.descriptor) {
             (request: Etcdserverpb_AlarmRequest, _) in try await alarm(request)
@@ -64,6 +66,7 @@ struct MaintenanceService: RegistrableRPCService {
         response: RPCWriter<Etcdserverpb_SnapshotResponse>,
         context: ServerContext
     ) async throws {
+        try await authenticator.requireAdminForMaintenance()
         logger.info("sending database snapshot to client")
         // The copy reads what the backend has committed: everything applied goes in, as etcd's.
         try await commitBackend()
@@ -81,6 +84,7 @@ struct MaintenanceService: RegistrableRPCService {
     /// deletions cannot keep it going forever). Local to this member, as in etcd. The response
     /// carries no header, as etcd's.
     func defragment() async throws -> Etcdserverpb_DefragmentResponse {
+        try await authenticator.requireAdminForMaintenance()
         let started = ContinuousClock.now
         let sizeBefore = statusBoard.databaseSize
         logger.info("defragmenting", metadata: ["current-db-size-bytes": "\(sizeBefore)"])
@@ -106,6 +110,7 @@ struct MaintenanceService: RegistrableRPCService {
     /// etcd's HashKV: a CRC-32C of the MVCC history up to a revision, equal on members (and Go
     /// etcd servers) that saw the same history; see ``MVCCStore/hashKV(revision:)``.
     func hashKV(_ request: Etcdserverpb_HashKVRequest) async throws -> Etcdserverpb_HashKVResponse {
+        try await authenticator.requireAdminForMaintenance()
         let result = try await replica.hashKV(revision: request.revision)
         var response = Etcdserverpb_HashKVResponse()
         response.hash = result.hash
@@ -121,6 +126,7 @@ struct MaintenanceService: RegistrableRPCService {
     /// hashes the MVCC rows (as HashKV at the current revision would with nothing compacted);
     /// like etcd's, it is only comparable between members of one implementation.
     func hash() async throws -> Etcdserverpb_HashResponse {
+        try await authenticator.requireAdminForMaintenance()
         let result = try await replica.hashAllRows()
         var response = Etcdserverpb_HashResponse()
         response.hash = result.hash
@@ -129,8 +135,9 @@ struct MaintenanceService: RegistrableRPCService {
         return response
     }
 
-    func status() throws -> Etcdserverpb_StatusResponse {
-        try replica.read { (replica) throws(ReplicaError) in
+    func status() async throws -> Etcdserverpb_StatusResponse {
+        _ = try await authenticator.requireUser()
+        return try replica.read { (replica) throws(ReplicaError) in
             var response = Etcdserverpb_StatusResponse()
             do throws(BackendError) {
                 response.dbSize = try replica.store.backend.sizeBytes
@@ -157,6 +164,7 @@ struct MaintenanceService: RegistrableRPCService {
     /// answers once the transferee leads, or "leader transfer took too long" after the request
     /// timeout.
     func moveLeader(_ request: Etcdserverpb_MoveLeaderRequest) async throws -> Etcdserverpb_MoveLeaderResponse {
+        try await authenticator.requireAdmin()
         let local = header.memberID.rawValue
         guard statusBoard.leader == local else { throw EtcdError.notLeader }
         let transferee = MemberID(request.targetID)
@@ -179,6 +187,12 @@ struct MaintenanceService: RegistrableRPCService {
     /// too, so it is linearizable as in etcd); an action outside the protocol's three answers
     /// with nothing, as etcd's applier does.
     func alarm(_ request: Etcdserverpb_AlarmRequest) async throws -> Etcdserverpb_AlarmResponse {
+        // Any user may list the alarms; raising or clearing one is an admin's (etcd 3.5.29 on).
+        if request.action == .get {
+            _ = try await authenticator.requireUser()
+        } else {
+            try await authenticator.requireAdmin()
+        }
         var response = Etcdserverpb_AlarmResponse()
         if case .UNRECOGNIZED = request.action {
             header.fill(&response.header)

@@ -1,3 +1,4 @@
+import EtcdAuth
 import EtcdBackend
 import EtcdLease
 import EtcdMVCC
@@ -95,6 +96,9 @@ enum SnapshotInstaller {
         clock: @escaping @Sendable () -> MonotonicTime = Replica.processClock
     ) throws(SnapshotInstallError) -> InstalledSnapshot {
         let identity: MemberIdentity.Resolved
+        // The member's auth board carries over to the new replica (its simple tokens stay
+        // valid); the stand-in gets one of its own, so that its empty store is never published.
+        let authBoard = handle.withReplica { $0.authBoard }
         do {
             guard let recorded = try handle.withReplica({ replica in try replica.recordedIdentity() }) else {
                 throw SnapshotInstallError.memberStopped("the member has no recorded identity")
@@ -108,7 +112,7 @@ enum SnapshotInstaller {
         let imageIndex = try prepare(imagePath: imagePath, snapshotIndex: snapshotIndex, identity: identity, logger: logger)
         let databasePath = Backend.databasePath(dataDirectory: dataDirectory)
         let opener = ReplicaOpener(
-            databasePath: databasePath, leases: leases, logger: logger, clock: clock)
+            databasePath: databasePath, leases: leases, logger: logger, clock: clock, authBoard: authBoard)
         // An in-memory stand-in holds the handle's place while no file is open, so that the old
         // replica (and its SQLite connection) can be released.
         let standIn: Replica
@@ -257,11 +261,12 @@ private struct ReplicaOpener {
     let leases: Lessor.Configuration
     let logger: Logger
     let clock: @Sendable () -> MonotonicTime
+    let authBoard: AuthBoard
 
     func open() throws -> (replica: Replica, installed: InstalledSnapshot) {
         let backend = try Backend(path: databasePath, automaticCheckpoints: false)
         let store = try MVCCStore(backend: backend)
-        let replica = try Replica(store: store, logger: logger, leases: leases, clock: clock)
+        let replica = try Replica(store: store, logger: logger, leases: leases, authBoard: authBoard, clock: clock)
         replica.store.recordsChanges = true
         let installed = InstalledSnapshot(
             appliedIndex: replica.appliedIndex, appliedTerm: replica.appliedTerm, revision: store.currentRevision,

@@ -222,6 +222,24 @@ final class WatchHub: Sendable {
         if needsCatchUp { catchUpSignal.continuation.yield() }
     }
 
+    /// A create request refused before any watcher was made (its caller may not read the
+    /// range): answered as etcd answers it, created and canceled at once, with watch ID -1 and
+    /// the refusal as the reason.
+    func refuseCreate(on stream: UInt64, reason: String) {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard state.streams[stream] != nil else { return nil }
+            var response = Etcdserverpb_WatchResponse()
+            response.header.revision = state.groups.currentRevision
+            response.watchID = -1
+            response.created = true
+            response.canceled = true
+            response.cancelReason = reason
+            state.streams[stream]?.enqueue(.control(response))
+            return state.streams[stream]?.takeSender()
+        }
+        waiter?.resume()
+    }
+
     /// etcd's cancel request: a known watcher is removed and answered with `canceled`; an unknown
     /// ID gets no answer (as etcd).
     func cancel(on stream: UInt64, watchID: Int64) {

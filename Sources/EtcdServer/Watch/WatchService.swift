@@ -1,6 +1,7 @@
 import DequeModule
 import EtcdAPI
 import EtcdCommon
+import EtcdLeanRPC
 import EtcdMVCC
 import EtcdReplica
 import Foundation
@@ -22,6 +23,9 @@ struct WatchService: RegistrableRPCService {
     let fragmentLimit: Int
     /// etcd's `--experimental-watch-progress-notify-interval`.
     let progressNotifyInterval: Duration
+    /// Who may watch what: a watcher needs read permission on its range when it is created.
+    let authenticator: Authenticator
+    let replica: ReplicaHandle
 
     /// Registered by hand rather than through the generated protocol, so that responses can reach
     /// the transport already encoded (``WatchWire``).
@@ -62,7 +66,7 @@ struct WatchService: RegistrableRPCService {
             group.addTask {
                 for try await message in request {
                     await hub.waitForRoom(on: stream)
-                    handle(message, on: stream)
+                    await handle(message, on: stream)
                 }
                 // The client stopped sending; its watchers stay until it closes the stream.
                 while true { try await Task.sleep(for: .seconds(3_600)) }
@@ -79,13 +83,46 @@ struct WatchService: RegistrableRPCService {
         }
     }
 
-    private func handle(_ message: Etcdserverpb_WatchRequest, on stream: UInt64) {
+    private func handle(_ message: Etcdserverpb_WatchRequest, on stream: UInt64) async {
         switch message.requestUnion {
-        case .createRequest(let create): hub.create(on: stream, create)
+        case .createRequest(let create):
+            if let refusal = await authorizationRefusal(of: create) {
+                hub.refuseCreate(on: stream, reason: refusal)
+            } else {
+                hub.create(on: stream, create)
+            }
         case .cancelRequest(let cancel): hub.cancel(on: stream, watchID: cancel.watchID)
         case .progressRequest: hub.requestProgress(on: stream)
         case nil: break  // etcd ignores requests it does not know
         }
+    }
+
+    /// Why the caller may not watch the range (in etcd's words: the whole gRPC error as its
+    /// text), or nil if it may. Checked once, at creation, as etcd does; a range ending in one
+    /// zero byte is checked as every key from its start.
+    private func authorizationRefusal(of create: Etcdserverpb_WatchCreateRequest) async -> String? {
+        guard authenticator.isEnabled else { return nil }
+        do {
+            let identity = try await authenticator.identity()
+            let key = create.key.isEmpty ? Data([0]) : create.key
+            try replica.read { (replica) throws(ReplicaError) in
+                try replica.checkRead(identity, key: key, rangeEnd: create.rangeEnd)
+            }
+            return nil
+        } catch {
+            let status = LeanServiceTable.status(of: error)
+            return "rpc error: code = \(Self.goCodeName(status.code.rawValue)) desc = \(status.message)"
+        }
+    }
+
+    /// grpc-go's names of status codes, as its errors print them.
+    static func goCodeName(_ code: Int) -> String {
+        let names = [
+            "OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound", "AlreadyExists",
+            "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted", "OutOfRange", "Unimplemented",
+            "Internal", "Unavailable", "DataLoss", "Unauthenticated",
+        ]
+        return names.indices.contains(code) ? names[code] : "Code(\(code))"
     }
 
     /// Writes one batch taken from the outbox as one write to the transport (one flush for all).
