@@ -233,8 +233,8 @@ final class PeerTransport: Sendable {
 
     // MARK: Peers
 
-    /// Starts sending to `id` at `host`:`port`. Adding a peer that exists with another address
-    /// replaces its writer (what waited for the old address is dropped).
+    /// Starts sending to `id` at `host`:`port` (over TLS when `secure`). Adding a peer that exists
+    /// with another address or scheme replaces its writer (what waited for the old one is dropped).
     func addPeer(_ id: NodeID, host: String, port: Int, secure: Bool = false) {
         let context = PeerWriterContext(
             localMember: memberID, codec: codec, configuration: configuration, counters: counters, logger: logger,

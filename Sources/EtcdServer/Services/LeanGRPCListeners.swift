@@ -15,8 +15,7 @@ import Synchronization
 struct LeanGRPCListeners {
     /// One listener per distinct host:port of the URLs.
     let channels: [any Channel]
-    /// The URLs, and which of ``channels`` serves each.
-    let urls: [EndpointURL]
+    /// For each URL, in order, which of ``channels`` serves it.
     let listenerOfURL: [Int]
     /// The connections accepted and still open, closed with the listeners.
     let connections: OpenConnections
@@ -101,9 +100,9 @@ struct LeanGRPCListeners {
         // etcd serves the URLs of one host:port on one listener: plaintext, TLS, or both.
         let listeners = ListenerPlan(urls)
         for listener in listeners.addresses {
-            let security = try listener.security(tls: tls)
             let host = listener.host == "localhost" ? "127.0.0.1" : listener.host
             do {
+                let security = try listener.security(tls: tls)
                 let channel = try await ServerBootstrap(group: group)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                     .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -143,7 +142,7 @@ struct LeanGRPCListeners {
             }
         }
         return LeanGRPCListeners(
-            channels: channels, urls: urls, listenerOfURL: listeners.listenerOfURL, connections: connections, calls: calls)
+            channels: channels, listenerOfURL: listeners.listenerOfURL, connections: connections, calls: calls)
     }
 
     /// The bound address of each URL, in the order of the URLs (URLs of one host:port share one).

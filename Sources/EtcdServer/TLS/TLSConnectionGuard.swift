@@ -58,10 +58,19 @@ final class TLSConnectionGuard: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch state {
         case .open: context.fireChannelRead(data)
-        case .handshaking, .checking: held.append(data)
+        case .handshaking, .checking:
+            // Bounded: a client may not pile up data while its certificate's names are looked up.
+            guard held.count < Self.maxHeldReads else {
+                refuse(context: context, reason: "sent more than \(Self.maxHeldReads) reads before it was admitted")
+                return
+            }
+            held.append(data)
         case .refused: break
         }
     }
+
+    /// The most reads held before admission (each at most two TLS records' worth).
+    static let maxHeldReads = 256
 
     func channelReadComplete(context: ChannelHandlerContext) {
         switch state {
