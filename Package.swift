@@ -174,6 +174,8 @@ let package = Package(
         ),
         .testTarget(name: "EtcdWALTests", dependencies: ["EtcdWAL", "EtcdRaft"], swiftSettings: strictSettings),
         .testTarget(name: "EtcdBackendTests", dependencies: ["EtcdBackend"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "EtcdAuthTests", dependencies: ["EtcdAuth", "EtcdAPI", "EtcdBackend", "EtcdCommon"], swiftSettings: strictSettings),
         .testTarget(name: "EtcdLeaseTests", dependencies: ["EtcdLease", "EtcdBackend"], swiftSettings: strictSettings),
         .testTarget(name: "EtcdMVCCTests", dependencies: ["EtcdMVCC", "EtcdBackend"], swiftSettings: strictSettings),
         .testTarget(
