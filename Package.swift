@@ -99,7 +99,8 @@ let package = Package(
         .target(
             name: "EtcdAuth",
             dependencies: [
-                "EtcdCommon", "EtcdAPI", "EtcdBackend", swiftProtobuf,
+                "EtcdCommon", "EtcdAPI", "EtcdBackend", swiftProtobuf, crypto,
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
             ],
             swiftSettings: strictSettings

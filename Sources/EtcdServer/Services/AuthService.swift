@@ -53,10 +53,20 @@ struct AuthService: Etcdserverpb_Auth.SimpleServiceProtocol {
             guard try await authenticator.verify(request.password, hash: hash) else { throw EtcdError.authFailed }
             var entry = Etcdserverpb_InternalRaftRequest()
             entry.authenticate.name = request.name
-            entry.authenticate.simpleToken = SimpleTokenRegistry.randomPrefix()
-            let response: Etcdserverpb_AuthenticateResponse = try await proposeEntry(entry)
+            // A JWT is signed here once the entry is applied; a simple token is assigned there.
+            if authenticator.jwt == nil { entry.authenticate.simpleToken = SimpleTokenRegistry.randomPrefix() }
+            var response: Etcdserverpb_AuthenticateResponse = try await proposeEntry(entry)
             // The password checked above is still the user's only if nothing changed since.
-            if try replica.read({ $0.auth.revision }) == revision { return response }
+            guard try replica.read({ $0.auth.revision }) == revision else { continue }
+            if let jwt = authenticator.jwt {
+                do {
+                    response.token = try jwt.sign(username: request.name, revision: revision)
+                } catch {
+                    // etcd's token provider errors reach clients unconverted.
+                    throw RPCError(code: .unknown, message: "\(error)")
+                }
+            }
+            return response
         }
         throw EtcdError.authFailed
     }
