@@ -107,7 +107,8 @@ let package = Package(
         .target(
             name: "EtcdAuth",
             dependencies: [
-                "EtcdCommon", "EtcdAPI", "EtcdBackend", swiftProtobuf,
+                "EtcdCommon", "EtcdAPI", "EtcdBackend", swiftProtobuf, crypto,
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
             ],
             swiftSettings: strictSettings
@@ -183,6 +184,8 @@ let package = Package(
         ),
         .testTarget(name: "EtcdWALTests", dependencies: ["EtcdWAL", "EtcdRaft"], swiftSettings: strictSettings),
         .testTarget(name: "EtcdBackendTests", dependencies: ["EtcdBackend"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "EtcdAuthTests", dependencies: ["EtcdAuth", "EtcdAPI", "EtcdBackend", "EtcdCommon"], swiftSettings: strictSettings),
         .testTarget(name: "EtcdLeaseTests", dependencies: ["EtcdLease", "EtcdBackend"], swiftSettings: strictSettings),
         .testTarget(name: "EtcdMVCCTests", dependencies: ["EtcdMVCC", "EtcdBackend"], swiftSettings: strictSettings),
         .testTarget(

@@ -48,113 +48,95 @@ extension Replica {
         }
     }
 
+    private typealias Operation = (Replica) throws(ReplicaError) -> any SwiftProtobuf.Message
+
+    /// An operation that changes the store with `body` and answers `response`.
+    private static func changing<Response: AuthResponseWithHeader>(
+        _ response: Response, _ body: @escaping (inout AuthStore) throws(EtcdError) -> AuthStore.Change
+    ) -> Operation {
+        { (replica) throws(ReplicaError) in
+            try replica.changeAuth(body)
+            return replica.withHeader(response)
+        }
+    }
+
+    /// An operation that reads the store to fill `response`.
+    private static func reading<Response: AuthResponseWithHeader>(
+        _ response: Response, _ fill: @escaping (AuthStore, inout Response) -> Void
+    ) -> Operation {
+        { replica in
+            var response = response
+            fill(replica.auth, &response)
+            return replica.withHeader(response)
+        }
+    }
+
     /// The auth requests only admins may make, as functions applying each.
-    private static func adminOperation(
-        of request: Etcdserverpb_InternalRaftRequest
-    ) -> ((Replica) throws(ReplicaError) -> any SwiftProtobuf.Message)? {
-        if request.hasAuthEnable {
-            return { (replica) throws(ReplicaError) in
-                try replica.changeAuth { (auth) throws(EtcdError) in try auth.enable() }
-                return replica.withHeader(Etcdserverpb_AuthEnableResponse())
-            }
-        }
-        if request.hasAuthDisable {
-            return { (replica) throws(ReplicaError) in
-                try replica.changeAuth { auth in auth.disable() }
-                return replica.withHeader(Etcdserverpb_AuthDisableResponse())
-            }
-        }
+    private static func adminOperation(of request: Etcdserverpb_InternalRaftRequest) -> Operation? {
+        if request.hasAuthEnable { return changing(Etcdserverpb_AuthEnableResponse()) { (auth) throws(EtcdError) in try auth.enable() } }
+        if request.hasAuthDisable { return changing(Etcdserverpb_AuthDisableResponse()) { auth in auth.disable() } }
         if request.hasAuthStatus {
-            return { replica in
-                var response = Etcdserverpb_AuthStatusResponse()
-                response.enabled = replica.auth.isEnabled
-                response.authRevision = replica.auth.revision
-                return replica.withHeader(response)
+            return reading(Etcdserverpb_AuthStatusResponse()) { auth, response in
+                response.enabled = auth.isEnabled
+                response.authRevision = auth.revision
             }
         }
+        if request.hasAuthUserList { return reading(Etcdserverpb_AuthUserListResponse()) { auth, response in response.users = auth.userNames } }
+        if request.hasAuthRoleList { return reading(Etcdserverpb_AuthRoleListResponse()) { auth, response in response.roles = auth.roleNames } }
         if request.hasAuthUserAdd {
             let add = request.authUserAdd
             return { (replica) throws(ReplicaError) in
                 let noPassword = add.options.noPassword
                 let hash = noPassword ? nil : try passwordHash(hashed: add.hashedPassword, plain: add.password)
-                try replica.changeAuth { (auth) throws(EtcdError) in
+                return try changing(Etcdserverpb_AuthUserAddResponse()) { (auth) throws(EtcdError) in
                     try auth.addUser(add.name, passwordHash: hash, noPassword: noPassword)
-                }
-                return replica.withHeader(Etcdserverpb_AuthUserAddResponse())
-            }
-        }
-        if request.hasAuthUserDelete {
-            let name = request.authUserDelete.name
-            return { (replica) throws(ReplicaError) in
-                try replica.changeAuth { (auth) throws(EtcdError) in try auth.deleteUser(name) }
-                return replica.withHeader(Etcdserverpb_AuthUserDeleteResponse())
+                }(replica)
             }
         }
         if request.hasAuthUserChangePassword {
             let change = request.authUserChangePassword
             return { (replica) throws(ReplicaError) in
                 let hash = try passwordHash(hashed: change.hashedPassword, plain: change.password)
-                try replica.changeAuth { (auth) throws(EtcdError) in try auth.changePassword(of: change.name, passwordHash: hash) }
-                return replica.withHeader(Etcdserverpb_AuthUserChangePasswordResponse())
+                return try changing(Etcdserverpb_AuthUserChangePasswordResponse()) { (auth) throws(EtcdError) in
+                    try auth.changePassword(of: change.name, passwordHash: hash)
+                }(replica)
             }
+        }
+        if request.hasAuthUserDelete {
+            let name = request.authUserDelete.name
+            return changing(Etcdserverpb_AuthUserDeleteResponse()) { (auth) throws(EtcdError) in try auth.deleteUser(name) }
         }
         if request.hasAuthUserGrantRole {
             let grant = request.authUserGrantRole
-            return { (replica) throws(ReplicaError) in
-                try replica.changeAuth { (auth) throws(EtcdError) in try auth.grantRole(grant.role, to: grant.user) }
-                return replica.withHeader(Etcdserverpb_AuthUserGrantRoleResponse())
+            return changing(Etcdserverpb_AuthUserGrantRoleResponse()) { (auth) throws(EtcdError) in
+                try auth.grantRole(grant.role, to: grant.user)
             }
         }
         if request.hasAuthUserRevokeRole {
             let revoke = request.authUserRevokeRole
-            return { (replica) throws(ReplicaError) in
-                try replica.changeAuth { (auth) throws(EtcdError) in try auth.revokeRole(revoke.role, from: revoke.name) }
-                return replica.withHeader(Etcdserverpb_AuthUserRevokeRoleResponse())
-            }
-        }
-        if request.hasAuthUserList {
-            return { replica in
-                var response = Etcdserverpb_AuthUserListResponse()
-                response.users = replica.auth.userNames
-                return replica.withHeader(response)
+            return changing(Etcdserverpb_AuthUserRevokeRoleResponse()) { (auth) throws(EtcdError) in
+                try auth.revokeRole(revoke.role, from: revoke.name)
             }
         }
         if request.hasAuthRoleAdd {
             let name = request.authRoleAdd.name
-            return { (replica) throws(ReplicaError) in
-                try replica.changeAuth { (auth) throws(EtcdError) in try auth.addRole(name) }
-                return replica.withHeader(Etcdserverpb_AuthRoleAddResponse())
-            }
+            return changing(Etcdserverpb_AuthRoleAddResponse()) { (auth) throws(EtcdError) in try auth.addRole(name) }
         }
         if request.hasAuthRoleDelete {
             let name = request.authRoleDelete.role
-            return { (replica) throws(ReplicaError) in
-                try replica.changeAuth { (auth) throws(EtcdError) in try auth.deleteRole(name) }
-                return replica.withHeader(Etcdserverpb_AuthRoleDeleteResponse())
-            }
-        }
-        if request.hasAuthRoleList {
-            return { replica in
-                var response = Etcdserverpb_AuthRoleListResponse()
-                response.roles = replica.auth.roleNames
-                return replica.withHeader(response)
-            }
+            return changing(Etcdserverpb_AuthRoleDeleteResponse()) { (auth) throws(EtcdError) in try auth.deleteRole(name) }
         }
         if request.hasAuthRoleGrantPermission {
             let grant = request.authRoleGrantPermission
-            return { (replica) throws(ReplicaError) in
-                guard grant.hasPerm else { throw .request(.permissionNotGiven) }
-                try replica.changeAuth { (auth) throws(EtcdError) in try auth.grantPermission(grant.perm, to: grant.name) }
-                return replica.withHeader(Etcdserverpb_AuthRoleGrantPermissionResponse())
+            return changing(Etcdserverpb_AuthRoleGrantPermissionResponse()) { (auth) throws(EtcdError) in
+                guard grant.hasPerm else { throw .permissionNotGiven }
+                return try auth.grantPermission(grant.perm, to: grant.name)
             }
         }
         if request.hasAuthRoleRevokePermission {
             let revoke = request.authRoleRevokePermission
-            return { (replica) throws(ReplicaError) in
-                try replica.changeAuth { (auth) throws(EtcdError) in
-                    try auth.revokePermission(key: Array(revoke.key), rangeEnd: Array(revoke.rangeEnd), from: revoke.role)
-                }
-                return replica.withHeader(Etcdserverpb_AuthRoleRevokePermissionResponse())
+            return changing(Etcdserverpb_AuthRoleRevokePermissionResponse()) { (auth) throws(EtcdError) in
+                try auth.revokePermission(key: Array(revoke.key), rangeEnd: Array(revoke.rangeEnd), from: revoke.role)
             }
         }
         return nil

@@ -225,9 +225,15 @@ public final class EtcdServer: Service, Sendable {
         let quota = BackendQuota(
             limitBytes: BackendQuota.limit(forFlag: configuration.quotaBackendBytes), status: status, proposer: proposer,
             memberID: persisted.member, replica: handle)
-        let authenticator = Authenticator(
+        var authenticator = Authenticator(
             board: authBoard, replica: handle, status: status, hasher: PasswordHasher(cost: configuration.bcryptCost),
             clientCertificateAuth: configuration.clientCertAuth, requestTimeout: configuration.requestTimeout)
+        do {
+            authenticator.jwt = try JWTOptions.parse(configuration.authToken).map { try JWTTokens($0) }
+        } catch {
+            // etcd does not start with a token provider it cannot build.
+            throw ConfigurationError.invalid("failed to create auth token provider: \(error)")
+        }
         let authService = AuthService(proposer: proposer, replica: handle, header: header, authenticator: authenticator)
         let kvService = KVService(
             writer: proposer, replica: handle, header: header, maxTxnOperations: configuration.maxTxnOperations, quota: quota,

@@ -132,10 +132,9 @@ struct FlagTests {
         }
         #expect(throws: ConfigurationError.self) { try ServerConfiguration(flags: Self.parse(["--auth-token=foo"])) }
         #expect(throws: ConfigurationError.self) { try ServerConfiguration(flags: Self.parse(["--bcrypt-cost=3"])) }
-        // JWT tokens are not built yet: refused rather than served with simple tokens.
-        #expect(throws: ConfigurationError.self) {
-            try ServerConfiguration(flags: Self.parse(["--auth-token=jwt,sign-method=RS256"]))
-        }
+        _ = try ServerConfiguration(flags: Self.parse(["--auth-token=jwt,sign-method=RS256,priv-key=/k,ttl=10m"]))
+        #expect(throws: ConfigurationError.self) { try ServerConfiguration(flags: Self.parse(["--auth-token=jwt,priv-key=/k"])) }
+        #expect(throws: ConfigurationError.self) { try ServerConfiguration(flags: Self.parse(["--auth-token=jwt,sign-method"])) }
         #expect(try ServerConfiguration(flags: Self.parse(["--auth-token-ttl=0"])).authTokenTTLSeconds == 300)
     }
 

@@ -21,6 +21,8 @@ struct Authenticator: Sendable {
     let clientCertificateAuth: Bool
     /// How long a token may wait for this member to apply the entry that made it.
     let requestTimeout: Duration
+    /// `--auth-token jwt,...`: tokens are signed JWTs instead of simple tokens.
+    var jwt: JWTTokens? = nil
 
     var isEnabled: Bool { board.isEnabled }
 
@@ -29,6 +31,11 @@ struct Authenticator: Sendable {
     func identity() async throws -> AuthIdentity {
         guard board.isEnabled else { return .none }
         let credentials = RequestCredentials.current
+        if let token = credentials.token, let jwt {
+            // A JWT carries the revision it was signed at: any change since makes it stale.
+            guard let (username, revision) = jwt.verify(token) else { throw EtcdError.invalidAuthToken }
+            return AuthIdentity(username: username, revision: revision)
+        }
         if let token = credentials.token {
             guard let index = SimpleTokenRegistry.index(of: token) else { throw EtcdError.invalidAuthToken }
             // The Authenticate entry that made the token may not be applied here yet (it was

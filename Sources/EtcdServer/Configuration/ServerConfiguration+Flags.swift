@@ -1,3 +1,4 @@
+import EtcdAuth
 import Foundation
 
 extension ServerConfiguration {
@@ -118,9 +119,10 @@ extension ServerConfiguration {
         guard kind == "simple" || kind == "jwt" else {
             throw .invalidValue(flag: "auth-token", value: token, reason: "unknown token type (auth: invalid auth options)")
         }
-        // Starting with simple tokens instead would hand out tokens the operator did not ask for.
-        guard kind == "simple" else {
-            throw .invalidValue(flag: "auth-token", value: token, reason: "JWT tokens are not supported yet; use 'simple'")
+        do {
+            _ = try JWTOptions.parse(token)
+        } catch {
+            throw .invalidValue(flag: "auth-token", value: token, reason: "\(error)")
         }
     }
 

@@ -53,10 +53,20 @@ struct AuthService: Etcdserverpb_Auth.SimpleServiceProtocol {
             guard try await authenticator.verify(request.password, hash: hash) else { throw EtcdError.authFailed }
             var entry = Etcdserverpb_InternalRaftRequest()
             entry.authenticate.name = request.name
-            entry.authenticate.simpleToken = SimpleTokenRegistry.randomPrefix()
-            let response: Etcdserverpb_AuthenticateResponse = try await proposeEntry(entry)
+            // A JWT is signed here once the entry is applied; a simple token is assigned there.
+            if authenticator.jwt == nil { entry.authenticate.simpleToken = SimpleTokenRegistry.randomPrefix() }
+            var response: Etcdserverpb_AuthenticateResponse = try await proposeEntry(entry)
             // The password checked above is still the user's only if nothing changed since.
-            if try replica.read({ $0.auth.revision }) == revision { return response }
+            guard try replica.read({ $0.auth.revision }) == revision else { continue }
+            if let jwt = authenticator.jwt {
+                do {
+                    response.token = try jwt.sign(username: request.name, revision: revision)
+                } catch {
+                    // etcd's token provider errors reach clients unconverted.
+                    throw RPCError(code: .unknown, message: "\(error)")
+                }
+            }
+            return response
         }
         throw EtcdError.authFailed
     }
@@ -65,11 +75,7 @@ struct AuthService: Etcdserverpb_Auth.SimpleServiceProtocol {
         -> Etcdserverpb_AuthUserAddResponse
     {
         var add = request
-        if !add.options.noPassword {
-            // bcrypt costs tens of milliseconds: only for a caller that may add users.
-            try await authenticator.requireAdmin()
-            add.hashedPassword = Data(try await authenticator.hash(add.password).utf8).base64EncodedString()
-        }
+        if !add.options.noPassword { add.hashedPassword = try await hashForTheLog(add.password) }
         add.password = ""
         return try await propose { $0.authUserAdd = add }
     }
@@ -95,9 +101,8 @@ struct AuthService: Etcdserverpb_Auth.SimpleServiceProtocol {
     func userChangePassword(request: Etcdserverpb_AuthUserChangePasswordRequest, context: ServerContext) async throws
         -> Etcdserverpb_AuthUserChangePasswordResponse
     {
-        try await authenticator.requireAdmin()
         var change = request
-        change.hashedPassword = Data(try await authenticator.hash(change.password).utf8).base64EncodedString()
+        change.hashedPassword = try await hashForTheLog(change.password)
         change.password = ""
         return try await propose { $0.authUserChangePassword = change }
     }
@@ -148,6 +153,13 @@ struct AuthService: Etcdserverpb_Auth.SimpleServiceProtocol {
         -> Etcdserverpb_AuthRoleRevokePermissionResponse
     {
         try await propose { $0.authRoleRevokePermission = request }
+    }
+
+    /// A password's bcrypt hash as the log carries it (base64, as etcd 3.5). bcrypt costs tens
+    /// of milliseconds: only for a caller that may add users and change passwords.
+    private func hashForTheLog(_ password: String) async throws -> String {
+        try await authenticator.requireAdmin()
+        return Data(try await authenticator.hash(password).utf8).base64EncodedString()
     }
 
     /// Proposes the request `fill` sets under the caller's identity and returns its response.
