@@ -18,6 +18,9 @@ struct JSONGateway: Sendable {
     typealias Call = @Sendable (ByteBuffer) async -> HTTPResponse
 
     private let routes: [String: Call]
+    /// Who the gateway's callers are: with auth and `--client-cert-auth` on, a client
+    /// certificate's CommonName is refused here rather than taken as the user (see `respond`).
+    private let authenticator: Authenticator
 
     init(
         kv: KVService, lease: LeaseService, maintenance: MaintenanceService, cluster: ClusterService, watch: WatchService,
@@ -107,11 +110,19 @@ struct JSONGateway: Sendable {
                 })
         }
         self.routes = routes
+        authenticator = auth.authenticator
     }
 
     /// Answers `request` if its path is under `/v3/` (`/v3beta/` too, as etcd redirects it), or
     /// nil for another path.
     func respond(to request: HTTPRequest) async -> HTTPResponse? {
+        // etcd does not let the gateway's callers act as their certificate's CommonName (gRPC
+        // calls may): with auth and client certificate auth on, such a request is refused.
+        if request.path.hasPrefix("/v3/"), let name = request.clientCertificateCommonName, !name.isEmpty,
+            authenticator.clientCertificateAuth, authenticator.isEnabled
+        {
+            return .goError(.badRequest, "CommonName of client sending a request against gateway will be ignored and not used as expected")
+        }
         var path = request.path
         if path.hasPrefix("/v3beta/") { path = "/v3/" + path.dropFirst("/v3beta/".count) }
         guard path.hasPrefix("/v3/") else { return nil }
