@@ -134,6 +134,21 @@ public final class EtcdServer: Service, Sendable {
             let removed = (try? handle.read { $0.membership.removed.map(\.rawValue).sorted() }) ?? []
             return PeerClusterInfo(clusterID: persisted.cluster.rawValue, members: members, removed: removed)
         }
+        transport.answerHashKVQueries { revision in
+            do {
+                let result = try await handle.hashKV(revision: revision)
+                var response = Etcdserverpb_HashKVResponse()
+                response.hash = result.hash
+                response.compactRevision = result.compactRevision
+                response.hashRevision = result.hashRevision
+                response.header.revision = result.revision
+                response.header.clusterID = persisted.cluster.rawValue
+                response.header.memberID = persisted.member.rawValue
+                return PeerHashKVQuery.encodeAnswer(.success(response))
+            } catch {
+                return PeerHashKVQuery.encodeAnswer(.failure(error))
+            }
+        }
         if let joinedCluster {
             // Until the log arrives, this member knows its peers only from the cluster's answer.
             Self.followMembership(
@@ -315,7 +330,7 @@ public final class EtcdServer: Service, Sendable {
             }
             let corruptionChecker = CorruptionChecker(
                 replica: handle, status: status, proposer: proposer, localMember: persisted.member, logger: logger,
-                security: security)
+                cluster: persisted.cluster, security: security)
             if configuration.corruptCheckTime > .zero {
                 let interval = configuration.corruptCheckTime
                 group.addTask { await corruptionChecker.runPeriodically(every: interval, until: shutdown) }

@@ -84,4 +84,27 @@ struct CorruptionCheckTests {
             #expect(try await cluster.etcdctl([leader]).run("get", "k1", "--print-value-only").standardOutput.contains("v1"))
         }
     }
+
+    @Test("with auth on, the checks still compare every member's hash (peers are asked on their peer port) and raise CORRUPT")
+    func periodicCheckWithAuth() async throws {
+        try await withEtcdCluster(.candidate, extraArguments: ["--experimental-corrupt-check-time=1s", "--bcrypt-cost=4"]) { cluster in
+            let (leader, victim) = try await Self.writeAndPickFollower(cluster)
+            let all = cluster.etcdctl()
+            for step in [["user", "add", "root:rootpw"], ["auth", "enable"]] {
+                #expect(try await all.run(step).succeeded)
+            }
+            let root = ["--user", "root:rootpw"]
+            try await Task.sleep(for: .seconds(2))
+            #expect(try await cluster.etcdctl([leader]).run(root + ["alarm", "list"]).standardOutput.isEmpty)
+            _ = await cluster.stop(victim)
+            try await Self.damage(cluster, victim, key: "k3")
+            try await cluster.restart(victim)
+            let raised = try await poll(timeout: .seconds(15), interval: .milliseconds(200)) {
+                try await cluster.etcdctl([leader]).run(root + ["alarm", "list"]).standardOutput.contains("alarm:CORRUPT")
+            }
+            #expect(raised, "\(cluster.logTails())")
+            let put = try await cluster.etcdctl([leader]).run(root + ["put", "after", "1"])
+            #expect(!put.succeeded && put.standardError.contains("etcdserver: corrupt cluster"), "\(put)")
+        }
+    }
 }

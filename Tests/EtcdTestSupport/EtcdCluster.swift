@@ -214,7 +214,7 @@ public final class EtcdCluster: Sendable {
                 }
                 let result = try await etcdctl([member], timeout: .seconds(5))
                     .run("endpoint", "health", "--command-timeout=2s", "--dial-timeout=1s")
-                guard result.succeeded, (result.standardOutput + result.standardError).contains("is healthy") else {
+                guard EtcdProcess.isHealthy(result) else {
                     lastAnswer = "\(member.name) (\(member.clientEndpoint)): \(result)"
                     return false
                 }

@@ -272,12 +272,17 @@ public final class EtcdProcess: Sendable {
             }
             guard LoopbackPort.isAccepting(port: clientPort) else { return false }
             let result = try await etcdctl.run("endpoint", "health", "--command-timeout=2s", "--dial-timeout=1s")
-            // etcdctl 3.4 prints the health line on standard error. With auth on, the health
-            // read has no user: its refusal also shows that the server serves.
-            let printed = result.standardOutput + result.standardError
-            return (result.succeeded && printed.contains("is healthy")) || printed.contains("user name is empty")
+            return isHealthy(result)
         }
         return healthy && !exited
+    }
+
+    /// Whether `etcdctl endpoint health` found the server serving. etcdctl 3.4 prints the health
+    /// line on standard error. With auth on, the health read has no user: its refusal (after
+    /// the read barrier) also shows that the server serves.
+    public static func isHealthy(_ result: EtcdctlResult) -> Bool {
+        let printed = result.standardOutput + result.standardError
+        return (result.succeeded && printed.contains("is healthy")) || printed.contains("user name is empty")
     }
 }
 

@@ -2,8 +2,6 @@ import EtcdAPI
 import EtcdCommon
 import EtcdMVCC
 import EtcdReplica
-import GRPCCore
-import GRPCNIOTransportHTTP2
 import Logging
 
 /// etcd's data corruption checks, by comparing HashKV between members:
@@ -15,15 +13,18 @@ import Logging
 ///   leader's revision; a peer whose hash differs, or that is ahead of the leader, gets the
 ///   CORRUPT alarm raised through Raft, which stops every write in the cluster until disarmed.
 ///
-/// Peers are asked on their client URLs with the ordinary HashKV call (etcd asks on its peer
-/// URLs), so a peer's answer is exactly what `etcdctl endpoint hashkv` shows.
+/// Peers are asked on their peer URLs (``PeerHashKVQuery``), as etcd asks on its peers'
+/// `/members/hashkv`: their client port's HashKV needs an admin once auth is on. The answer is
+/// the one `etcdctl endpoint hashkv` shows.
 struct CorruptionChecker: Sendable {
     let replica: ReplicaHandle
     let status: MemberStatusBoard
     let proposer: RequestProposer
     let localMember: MemberID
     let logger: Logger
-    /// How peers' `https://` client URLs are dialed.
+    /// The cluster the peers must belong to.
+    let cluster: ClusterID
+    /// How peers' `https://` peer URLs are dialed.
     var security: ServerSecurity = .none
     /// How long one peer has to answer.
     var peerTimeout: Duration = .seconds(5)
@@ -128,28 +129,20 @@ struct CorruptionChecker: Sendable {
 
     private func ask(_ member: ClusterMember, revision: Int64) async -> PeerHash {
         var failures: [String] = []
-        for url in member.clientURLs {
+        for url in member.peerURLs {
             guard let endpoint = try? EndpointURL(parsing: url) else {
                 failures.append("\(url): not a URL")
                 continue
             }
             do {
-                let response = try await withGRPCClient(
-                    transport: .http2NIOPosix(
-                        target: .dns(host: endpoint.host, port: endpoint.port),
-                        transportSecurity: security.transportSecurity(for: endpoint))
-                ) { client in
-                    var request = Etcdserverpb_HashKVRequest()
-                    request.revision = revision
-                    var options = CallOptions.defaults
-                    options.timeout = peerTimeout
-                    return try await Etcdserverpb_Maintenance.Client(wrapping: client).hashKV(request, options: options)
-                }
+                let response = try await PeerHashKVQuery.fetch(
+                    host: endpoint.host, port: endpoint.port, clusterID: cluster.rawValue, revision: revision,
+                    tls: try PeerClusterQuery.tls(for: endpoint, security.peer), timeout: peerTimeout)
                 return PeerHash(member: member.id, response: response)
             } catch {
                 failures.append("\(url): \(error)")
             }
         }
-        return PeerHash(member: member.id, error: failures.isEmpty ? "no client URL published" : failures.joined(separator: "; "))
+        return PeerHash(member: member.id, error: failures.isEmpty ? "no peer URL" : failures.joined(separator: "; "))
     }
 }

@@ -34,10 +34,7 @@ enum PeerClusterQuery {
     /// The answer's bytes: length (u32, little-endian), then JSON.
     static func encodeAnswer(_ info: PeerClusterInfo) -> [UInt8] {
         let json = (try? Array(JSONEncoder().encode(info))) ?? []
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(4 + json.count)
-        for position in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: UInt32(json.count) >> (8 * UInt32(position)))) }
-        return bytes + json
+        return PeerQueryExchange.lengthPrefix(json.count) + json
     }
 
     enum QueryError: Error, CustomStringConvertible {
@@ -73,38 +70,12 @@ enum PeerClusterQuery {
     }
 
     private static func ask(host: String, port: Int, tls: TLSContexts?, group: any EventLoopGroup) async throws -> PeerClusterInfo {
-        let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+        let answer = try await PeerQueryExchange.run(
+            host: host, port: port, tls: tls, group: group, request: handshake.encoded, maxAnswerBytes: maxAnswerBytes)
         do {
-            channel = try await ClientBootstrap(group: group)
-                .connectTimeout(.seconds(1))
-                .connect(host: host, port: port) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try tls?.addClientHandler(to: channel.pipeline.syncOperations, host: host)
-                        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                    }
-                }
+            return try JSONDecoder().decode(PeerClusterInfo.self, from: Data(answer))
         } catch {
-            throw QueryError.unreachable("\(error)")
-        }
-        return try await channel.executeThenClose { inbound, outbound in
-            try await outbound.write(ByteBuffer(bytes: handshake.encoded))
-            var received: [UInt8] = []
-            for try await buffer in inbound {
-                received += buffer.readableBytesView
-                if received.count > 4 + maxAnswerBytes { throw QueryError.badAnswer("longer than \(maxAnswerBytes) bytes") }
-                if received.count >= 4 {
-                    let length = received.prefix(4).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
-                    guard length <= maxAnswerBytes else { throw QueryError.badAnswer("announces \(length) bytes") }
-                    if received.count >= 4 + length {
-                        do {
-                            return try JSONDecoder().decode(PeerClusterInfo.self, from: Data(received[4..<(4 + length)]))
-                        } catch {
-                            throw QueryError.badAnswer("\(error)")
-                        }
-                    }
-                }
-            }
-            throw QueryError.badAnswer("the connection closed after \(received.count) bytes")
+            throw QueryError.badAnswer("\(error)")
         }
     }
 }

@@ -14,6 +14,8 @@ enum PeerInbound: Sendable {
     case snapshotEnd(digest: [UInt8])
     /// A member joining the cluster asks for its description (see ``PeerClusterQuery``).
     case clusterQuery
+    /// The leader's corruption check asks for the HashKV at a revision (see ``PeerHashKVQuery``).
+    case hashKVQuery(revision: Int64)
 }
 
 /// Why an inbound connection was closed.
@@ -46,6 +48,8 @@ struct PeerFrameDecoder: ByteToMessageDecoder {
     private var handshakeDone = false
     /// Set after a snapshot handshake: the rest of the connection is one snapshot stream.
     private var snapshot: PeerSnapshotDecoder?
+    /// After a HashKV query's handshake: its revision comes next, then nothing more is read.
+    private var hashKVQuery: (revisionRead: Bool, Void)?
 
     init(codec: PeerMessageCodec, localMember: NodeID, clusterID: UInt64, maxSnapshotBytes: UInt64? = nil) {
         self.codec = codec
@@ -64,6 +68,11 @@ struct PeerFrameDecoder: ByteToMessageDecoder {
                 context.fireChannelRead(wrapInboundOut(.clusterQuery))
                 return .needMoreData
             }
+            if clusterID != 0, bytes == PeerHashKVQuery.handshake(clusterID: clusterID).encoded {
+                handshakeDone = true
+                hashKVQuery = (false, ())
+                return .continue
+            }
             let handshake: PeerHandshake
             do throws(PeerHandshakeError) {
                 handshake = try PeerHandshake.decode(bytes, localMember: localMember, clusterID: clusterID)
@@ -77,6 +86,16 @@ struct PeerFrameDecoder: ByteToMessageDecoder {
             }
             handshakeDone = true
             context.fireChannelRead(wrapInboundOut(.handshake(handshake)))
+            return .continue
+        }
+        if let query = hashKVQuery {
+            guard !query.revisionRead else {
+                buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
+                return .needMoreData
+            }
+            guard let bytes = buffer.readBytes(length: PeerHashKVQuery.revisionBytes) else { return .needMoreData }
+            hashKVQuery = (true, ())
+            context.fireChannelRead(wrapInboundOut(.hashKVQuery(revision: PeerHashKVQuery.revision(of: bytes))))
             return .continue
         }
         if snapshot != nil {
@@ -218,6 +237,9 @@ struct PeerInboundSink: Sendable {
     /// Answers a joining member's query; nil while there is nothing to tell (the query's
     /// connection is then closed without an answer).
     var describeCluster: @Sendable () -> PeerClusterInfo? = { nil }
+    /// Answers a corruption check's HashKV query with its encoded answer; nil closes the
+    /// connection without one.
+    var answerHashKV: (@Sendable (Int64) async -> [UInt8])?
 }
 
 /// The last handler of an inbound connection: remembers who the handshake said is speaking,
@@ -279,6 +301,19 @@ final class PeerReceiveHandler: ChannelInboundHandler {
             let answer = context.channel.allocator.buffer(bytes: PeerClusterQuery.encodeAnswer(info))
             let channel = context.channel
             channel.writeAndFlush(answer).whenComplete { _ in channel.close(promise: nil) }
+        case .hashKVQuery(let revision):
+            handshakeDeadline?.cancel()
+            handshakeDeadline = nil
+            let channel = context.channel
+            guard let answerHashKV = sink.answerHashKV else {
+                context.close(promise: nil)
+                return
+            }
+            // Hashing takes a while (it yields to applies between pieces): off the event loop.
+            Task {
+                let answer = await answerHashKV(revision)
+                channel.writeAndFlush(ByteBuffer(bytes: answer)).whenComplete { _ in channel.close(promise: nil) }
+            }
         case .snapshotHeader, .snapshotChunk, .snapshotEnd:
             // The decoder checked the snapshot's sender and recipient against the handshake; the
             // snapshot receiver after this handler stores it.

@@ -94,7 +94,7 @@ final class PeerSnapshotReceiver: ChannelInboundHandler {
         }
         resetIdleTimer(context)
         switch inbound {
-        case .handshake, .batch, .clusterQuery:
+        case .handshake, .batch, .clusterQuery, .hashKVQuery:
             return
         case .snapshotHeader(let message, _):
             begin(message, context: context)

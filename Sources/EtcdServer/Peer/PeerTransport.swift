@@ -110,6 +110,14 @@ final class PeerTransport: Sendable {
         func describe() -> PeerClusterInfo? { source.withLock { $0 }?() }
     }
 
+    /// What a corruption check's HashKV query is answered with (see ``answerHashKVQueries(with:)``).
+    private let hashKVAnswerer = Mutex<(@Sendable (Int64) async -> [UInt8])?>(nil)
+
+    /// Answers the leader's HashKV queries (its corruption checks) with `answer`'s encoded answer.
+    func answerHashKVQueries(with answer: @escaping @Sendable (Int64) async -> [UInt8]) {
+        hashKVAnswerer.withLock { $0 = answer }
+    }
+
     /// Answers joining members' queries on the listener with `describe`'s answer.
     func answerClusterQueries(with describe: @escaping @Sendable () -> PeerClusterInfo?) {
         clusterDescription.source.withLock { $0 = describe }
@@ -202,6 +210,7 @@ final class PeerTransport: Sendable {
             handshakeTimeout: configuration.handshakeTimeout)
         let description = clusterDescription
         inboundSink.describeCluster = { description.describe() }
+        inboundSink.answerHashKV = hashKVAnswerer.withLock { $0 }
         let sink = inboundSink
         let snapshotSink = snapshotSink()
         let decoder = PeerFrameDecoder(
