@@ -87,7 +87,10 @@ struct AuthCompatibilityTests {
     func keyPermissions() async throws {
         try await expectCompatible(
             "auth key permissions", options: Self.options,
-            referenceMentions: ["permission denied", "authentication failed", "watch is canceled by the server"]
+            referenceMentions: [
+                "permission denied", "authentication failed", "watch is canceled by the server",
+                "password was given for no password user",
+            ]
         ) { side in
             try await Self.setUp(side)
             // No user, a wrong password, an unknown user.
@@ -127,6 +130,13 @@ struct AuthCompatibilityTests {
             try await side.etcdctl(Self.root + ["get", "", "--from-key", "--keys-only"])
             // A watch needs read permission on its range, checked when it is created.
             try await side.etcdctl(Self.alice + ["watch", "d1"])
+            // A user made without a password cannot log in with one, before or after a
+            // password change (it stays a user without a password).
+            try await side.etcdctl(Self.root + ["user", "add", "carol", "--no-password"])
+            try await side.etcdctl(["--user", "carol:anything", "get", "foo"])
+            try await side.etcdctl(Self.root + ["user", "get", "carol"])
+            try await side.etcdctl(Self.root + ["user", "passwd", "carol", "--interactive=false"], standardInput: "pw\n")
+            try await side.etcdctl(["--user", "carol:pw", "get", "foo"])
             // A new password: the old one fails, the new one works.
             try await side.etcdctl(Self.root + ["user", "passwd", "alice", "--interactive=false"], standardInput: "newpw\n")
             try await side.etcdctl(Self.alice + ["get", "foo"])
