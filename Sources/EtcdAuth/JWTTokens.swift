@@ -108,28 +108,26 @@ public struct JWTTokens: Sendable {
                 guard let secret = privateText else { throw JWTError.missingKey }
                 keys = .hmac(SymmetricKey(data: Data(secret.utf8)))
             case "RS", "PS":
-                let privateKey = try privateText.map { try _RSA.Signing.PrivateKey(pemRepresentation: $0) }
-                let publicKey = try publicText.map { try _RSA.Signing.PublicKey(pemRepresentation: $0) } ?? privateKey!.publicKey
-                if let privateKey, privateKey.publicKey.derRepresentation != publicKey.derRepresentation {
-                    throw JWTError.keyMismatch
-                }
+                let (privateKey, publicKey) = try Self.pair(
+                    privateText, publicText, { try _RSA.Signing.PrivateKey(pemRepresentation: $0) },
+                    { try _RSA.Signing.PublicKey(pemRepresentation: $0) }, publicOf: \.publicKey, bytes: \.derRepresentation)
                 keys = .rsa(private: privateKey, public: publicKey)
             case "ES":
                 switch bits {
                 case 256:
-                    let privateKey = try privateText.map { try P256.Signing.PrivateKey(pemRepresentation: $0) }
-                    let publicKey = try publicText.map { try P256.Signing.PublicKey(pemRepresentation: $0) } ?? privateKey!.publicKey
-                    if let privateKey, privateKey.publicKey.rawRepresentation != publicKey.rawRepresentation { throw JWTError.keyMismatch }
+                    let (privateKey, publicKey) = try Self.pair(
+                        privateText, publicText, { try P256.Signing.PrivateKey(pemRepresentation: $0) },
+                        { try P256.Signing.PublicKey(pemRepresentation: $0) }, publicOf: \.publicKey, bytes: \.rawRepresentation)
                     keys = .p256(private: privateKey, public: publicKey)
                 case 384:
-                    let privateKey = try privateText.map { try P384.Signing.PrivateKey(pemRepresentation: $0) }
-                    let publicKey = try publicText.map { try P384.Signing.PublicKey(pemRepresentation: $0) } ?? privateKey!.publicKey
-                    if let privateKey, privateKey.publicKey.rawRepresentation != publicKey.rawRepresentation { throw JWTError.keyMismatch }
+                    let (privateKey, publicKey) = try Self.pair(
+                        privateText, publicText, { try P384.Signing.PrivateKey(pemRepresentation: $0) },
+                        { try P384.Signing.PublicKey(pemRepresentation: $0) }, publicOf: \.publicKey, bytes: \.rawRepresentation)
                     keys = .p384(private: privateKey, public: publicKey)
                 default:
-                    let privateKey = try privateText.map { try P521.Signing.PrivateKey(pemRepresentation: $0) }
-                    let publicKey = try publicText.map { try P521.Signing.PublicKey(pemRepresentation: $0) } ?? privateKey!.publicKey
-                    if let privateKey, privateKey.publicKey.rawRepresentation != publicKey.rawRepresentation { throw JWTError.keyMismatch }
+                    let (privateKey, publicKey) = try Self.pair(
+                        privateText, publicText, { try P521.Signing.PrivateKey(pemRepresentation: $0) },
+                        { try P521.Signing.PublicKey(pemRepresentation: $0) }, publicOf: \.publicKey, bytes: \.rawRepresentation)
                     keys = .p521(private: privateKey, public: publicKey)
                 }
             default:
@@ -140,6 +138,20 @@ public struct JWTTokens: Sendable {
         } catch {
             throw .unreadableKey("\(error)")
         }
+    }
+
+    /// A key pair from the PEM texts given: the private key if there is one, and the public key
+    /// from its own file or else from the private key. A public key file that does not hold the
+    /// private key's public key is refused, as etcd refuses it.
+    private static func pair<Private, Public>(
+        _ privateText: String?, _ publicText: String?, _ parsePrivate: (String) throws -> Private,
+        _ parsePublic: (String) throws -> Public, publicOf: (Private) -> Public, bytes: (Public) -> Data
+    ) throws -> (Private?, Public) {
+        let privateKey = try privateText.map(parsePrivate)
+        let derived = privateKey.map(publicOf)
+        guard let publicKey = try publicText.map(parsePublic) ?? derived else { throw JWTError.missingKey }
+        if let derived, bytes(derived) != bytes(publicKey) { throw JWTError.keyMismatch }
+        return (privateKey, publicKey)
     }
 
     private static func read(_ path: String?) throws(JWTError) -> String? {

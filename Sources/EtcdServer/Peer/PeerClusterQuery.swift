@@ -55,23 +55,9 @@ enum PeerClusterQuery {
         host: String, port: Int, tls: TLSContexts? = nil, timeout: Duration = .seconds(2),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> PeerClusterInfo {
-        try await withThrowingTaskGroup(of: PeerClusterInfo?.self) { race in
-            race.addTask { try await ask(host: host, port: port, tls: tls, group: group) }
-            race.addTask {
-                try await Task.sleep(for: timeout)
-                return nil
-            }
-            defer { race.cancelAll() }
-            guard let first = try await race.next(), let info = first else {
-                throw QueryError.unreachable("no answer within \(timeout)")
-            }
-            return info
-        }
-    }
-
-    private static func ask(host: String, port: Int, tls: TLSContexts?, group: any EventLoopGroup) async throws -> PeerClusterInfo {
         let answer = try await PeerQueryExchange.run(
-            host: host, port: port, tls: tls, group: group, request: handshake.encoded, maxAnswerBytes: maxAnswerBytes)
+            host: host, port: port, tls: tls, group: group, request: handshake.encoded, maxAnswerBytes: maxAnswerBytes,
+            timeout: timeout)
         do {
             return try JSONDecoder().decode(PeerClusterInfo.self, from: Data(answer))
         } catch {

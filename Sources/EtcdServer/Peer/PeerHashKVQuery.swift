@@ -54,22 +54,9 @@ enum PeerHashKVQuery {
         host: String, port: Int, clusterID: UInt64, revision: Int64, tls: TLSContexts?, timeout: Duration,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> Etcdserverpb_HashKVResponse {
-        let answer = try await withThrowingTaskGroup(of: [UInt8]?.self) { race in
-            race.addTask {
-                try await PeerQueryExchange.run(
-                    host: host, port: port, tls: tls, group: group, request: request(clusterID: clusterID, revision: revision),
-                    maxAnswerBytes: maxAnswerBytes)
-            }
-            race.addTask {
-                try await Task.sleep(for: timeout)
-                return nil
-            }
-            defer { race.cancelAll() }
-            guard let first = try await race.next(), let answer = first else {
-                throw PeerClusterQuery.QueryError.unreachable("no answer within \(timeout)")
-            }
-            return answer
-        }
+        let answer = try await PeerQueryExchange.run(
+            host: host, port: port, tls: tls, group: group, request: request(clusterID: clusterID, revision: revision),
+            maxAnswerBytes: maxAnswerBytes, timeout: timeout)
         guard let kind = answer.first else { throw QueryError.badAnswer("empty") }
         let body = Array(answer.dropFirst())
         guard kind == 0 else { throw QueryError.refused(String(decoding: body, as: UTF8.self)) }
@@ -89,8 +76,30 @@ enum PeerQueryExchange {
         (0..<4).map { UInt8(truncatingIfNeeded: UInt32(length) >> (8 * UInt32($0))) }
     }
 
-    /// Sends `request` and returns the answer's bytes (without their length).
+    /// Sends `request` and returns the answer's bytes (without their length), or throws
+    /// `unreachable` when none came within `timeout`.
     static func run(
+        host: String, port: Int, tls: TLSContexts?, group: any EventLoopGroup, request: [UInt8], maxAnswerBytes: Int,
+        timeout: Duration
+    ) async throws -> [UInt8] {
+        try await withThrowingTaskGroup(of: [UInt8]?.self) { race in
+            race.addTask {
+                try await exchange(
+                    host: host, port: port, tls: tls, group: group, request: request, maxAnswerBytes: maxAnswerBytes)
+            }
+            race.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { race.cancelAll() }
+            guard let first = try await race.next(), let answer = first else {
+                throw PeerClusterQuery.QueryError.unreachable("no answer within \(timeout)")
+            }
+            return answer
+        }
+    }
+
+    private static func exchange(
         host: String, port: Int, tls: TLSContexts?, group: any EventLoopGroup, request: [UInt8], maxAnswerBytes: Int
     ) async throws -> [UInt8] {
         let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>

@@ -48,8 +48,10 @@ struct PeerFrameDecoder: ByteToMessageDecoder {
     private var handshakeDone = false
     /// Set after a snapshot handshake: the rest of the connection is one snapshot stream.
     private var snapshot: PeerSnapshotDecoder?
-    /// After a HashKV query's handshake: its revision comes next, then nothing more is read.
-    private var hashKVQuery: (revisionRead: Bool, Void)?
+    /// Where a HashKV query's connection stands: its revision comes after the handshake, and
+    /// nothing more is read after it.
+    private enum HashKVQuery { case awaitingRevision, answered }
+    private var hashKVQuery: HashKVQuery?
 
     init(codec: PeerMessageCodec, localMember: NodeID, clusterID: UInt64, maxSnapshotBytes: UInt64? = nil) {
         self.codec = codec
@@ -70,7 +72,7 @@ struct PeerFrameDecoder: ByteToMessageDecoder {
             }
             if clusterID != 0, bytes == PeerHashKVQuery.handshake(clusterID: clusterID).encoded {
                 handshakeDone = true
-                hashKVQuery = (false, ())
+                hashKVQuery = .awaitingRevision
                 return .continue
             }
             let handshake: PeerHandshake
@@ -89,12 +91,12 @@ struct PeerFrameDecoder: ByteToMessageDecoder {
             return .continue
         }
         if let query = hashKVQuery {
-            guard !query.revisionRead else {
+            guard query == .awaitingRevision else {
                 buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
                 return .needMoreData
             }
             guard let bytes = buffer.readBytes(length: PeerHashKVQuery.revisionBytes) else { return .needMoreData }
-            hashKVQuery = (true, ())
+            hashKVQuery = .answered
             context.fireChannelRead(wrapInboundOut(.hashKVQuery(revision: PeerHashKVQuery.revision(of: bytes))))
             return .continue
         }
